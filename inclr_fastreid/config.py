@@ -1,0 +1,158 @@
+"""INCLR's config keys (DESIGN.md §5), added to a FastReID CfgNode.
+
+Defaults are the paper's numbers; every ablation switch of Table III is a key here.
+"""
+from __future__ import annotations
+
+from fastreid.config import CfgNode as CN
+
+
+def add_inclr_config(cfg: CN) -> CN:
+    """Add the ``INCLR.*`` keys and ``MODEL.HEADS.NUM_PARTS`` to ``cfg`` (in place) and return it."""
+    _C = cfg
+    # PartPoolHead (DESIGN.md §4.1)
+    _C.MODEL.HEADS.NUM_PARTS = 3
+
+    _C.INCLR = CN()
+    # Eq. 9: d = d_g + KAPPA * sum_p d_p
+    _C.INCLR.KAPPA = 0.2
+    # joint | global | part1 | part2 | part3 (Table II)
+    _C.INCLR.TEST_FEATURE = "joint"
+    # t1 | t2 | mean: which mean teacher answers at inference
+    _C.INCLR.TEST_MODEL = "t1"
+    # alpha_t = min(1 - 1/(t+1), EMA_MOMENTUM)
+    _C.INCLR.EMA_MOMENTUM = 0.999
+    # Optional second source-pretrained checkpoint for student 2 ("" = MODEL.WEIGHTS, other seed)
+    _C.INCLR.WEIGHTS2 = ""
+    # Iterations per adaptation epoch (MMT's fixed 400: the target set's size changes with K)
+    _C.INCLR.ITERS_PER_EPOCH = 400
+    # Classifier rows pre-allocated per network; 0 = number of target training images (MMT)
+    _C.INCLR.MAX_CLASSES = 0
+    # Seed of the adaptation run (samplers, augmentation; reseeded per epoch so a resume replays
+    # the same batches). -1 = draw one at start and keep it in the checkpoint.
+    _C.INCLR.SEED = -1
+    # Set by the trainer: number of target training images (credibility buffer length)
+    _C.INCLR.NUM_SAMPLES = 0
+
+    # Mutual mean teaching (MMT) terms
+    _C.INCLR.MMT = CN()
+    _C.INCLR.MMT.SOFT_CE = 0.5
+    _C.INCLR.MMT.SOFT_TRI = 0.8
+    # Margin of the hard (batch-hard softmax) triplet; 0 = MMT's softmax-triplet without margin
+    _C.INCLR.MMT.TRI_MARGIN = 0.0
+
+    # Clustering (DESIGN.md §4.3)
+    _C.INCLR.CLUSTER = CN()
+    # Adapt to DATASETS.NAMES without labels: cluster every PERIOD epochs and train on pseudo labels
+    _C.INCLR.CLUSTER.ENABLED = False
+    _C.INCLR.CLUSTER.EPS = 0.6
+    _C.INCLR.CLUSTER.MIN_SAMPLES = 4
+    _C.INCLR.CLUSTER.K1 = 30
+    _C.INCLR.CLUSTER.K2 = 6
+    _C.INCLR.CLUSTER.PERIOD = 1
+    # Jaccard distances above this are not stored (must be >= EPS)
+    _C.INCLR.CLUSTER.MAX_DISTANCE = 0.9
+    # Standardise features per camera before the kNN search (beyond the paper; off by default)
+    _C.INCLR.CLUSTER.CAMERA_NORM = False
+    # Images per batch when extracting features for clustering
+    _C.INCLR.CLUSTER.BATCH_SIZE = 128
+
+    # LGMR: local/global mutual refinement (DESIGN.md §4.4)
+    _C.INCLR.LGMR = CN()
+    _C.INCLR.LGMR.ENABLED = True
+    _C.INCLR.LGMR.K = 20
+    _C.INCLR.LGMR.BETA = 0.5
+    # Samples whose global cluster no part supports (max_p C_p(i) < this) sit out the epoch
+    _C.INCLR.LGMR.MIN_AGREEMENT = 0.0
+
+    # IGMO: inaccuracy-guided mutual optimisation (DESIGN.md §4.5)
+    _C.INCLR.IGMO = CN()
+    _C.INCLR.IGMO.ENABLED = True
+    _C.INCLR.IGMO.TEMP = 20.0
+    _C.INCLR.IGMO.LAMBDA_KL = 0.5
+    # True: credibility w = exp(-I) is a constant weight on -log p(y|x).
+    # False: UNRN's reading, gradients flow through w (which also pulls I down).
+    _C.INCLR.IGMO.DETACH_WEIGHT = True
+    return cfg
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the key and what to do."""
+
+
+def _all_keys(node: CN, prefix: str = "") -> list:
+    keys = []
+    for k, v in node.items():
+        full = f"{prefix}{k}"
+        keys.append(full)
+        if isinstance(v, CN):
+            keys.extend(_all_keys(v, full + "."))
+    return keys
+
+
+def _explain_key_error(err: Exception, cfg: CN, source: str) -> ConfigError:
+    import difflib
+    import re
+
+    m = re.search(r"Non-existent (?:config )?key: ([\w.]+)", str(err))
+    if not m:
+        return ConfigError(f"{source}: {err}")
+    key = m.group(1)
+    close = difflib.get_close_matches(key, _all_keys(cfg), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"Unknown config key {key!r} in {source}.{hint}")
+
+
+def validate_inclr_config(cfg: CN) -> None:
+    """Cross-key checks that yacs cannot express; raises ConfigError naming the keys."""
+    c = cfg.INCLR
+    if c.CLUSTER.MAX_DISTANCE < c.CLUSTER.EPS:
+        raise ConfigError(
+            f"INCLR.CLUSTER.MAX_DISTANCE ({c.CLUSTER.MAX_DISTANCE}) must be >= INCLR.CLUSTER.EPS "
+            f"({c.CLUSTER.EPS}): pairs farther than MAX_DISTANCE are not stored, so DBSCAN could not see them."
+        )
+    if c.TEST_FEATURE not in ["joint", "global"] + [f"part{i + 1}" for i in range(cfg.MODEL.HEADS.NUM_PARTS)]:
+        raise ConfigError(
+            f"INCLR.TEST_FEATURE {c.TEST_FEATURE!r}: use joint, global or part1..part{cfg.MODEL.HEADS.NUM_PARTS}."
+        )
+    if c.TEST_MODEL not in ("t1", "t2", "mean"):
+        raise ConfigError(f"INCLR.TEST_MODEL {c.TEST_MODEL!r}: use t1, t2 or mean.")
+    if not 0.0 <= c.MMT.SOFT_CE <= 1.0 or not 0.0 <= c.MMT.SOFT_TRI <= 1.0:
+        raise ConfigError("INCLR.MMT.SOFT_CE and INCLR.MMT.SOFT_TRI are mixing weights in [0, 1].")
+
+
+def setup_cfg(config_file: str, opts: list | None = None, freeze: bool = True) -> CN:
+    """FastReID's default config + the INCLR keys, merged with ``config_file`` and ``opts``.
+
+    Errors name the file or key (with close matches for typos). ``MODEL.DEVICE cuda`` falls back
+    to the CPU with a warning when no GPU is present, so one config serves both.
+    """
+    import logging
+    import os
+
+    import torch
+    from fastreid.config import get_cfg
+
+    cfg = add_inclr_config(get_cfg())
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise ConfigError(f"Config file {config_file!r} not found (cwd: {os.getcwd()}).")
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as e:
+            raise _explain_key_error(e, cfg, f"config file {config_file!r} (or its _BASE_)") from None
+    if opts:
+        if len(opts) % 2:
+            raise ConfigError(f"Overrides must come as KEY VALUE pairs; got an odd list: {opts}")
+        try:
+            cfg.merge_from_list(list(opts))
+        except (KeyError, AssertionError) as e:
+            raise _explain_key_error(e, cfg, "command-line overrides") from None
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger(__name__).warning("MODEL.DEVICE=%s but no GPU is visible: using the CPU.",
+                                            cfg.MODEL.DEVICE)
+        cfg.MODEL.DEVICE = "cpu"
+    validate_inclr_config(cfg)
+    if freeze:
+        cfg.freeze()
+    return cfg

@@ -1,0 +1,38 @@
+"""The unlabeled target training set of an adaptation run, read through FastReID's registry."""
+from __future__ import annotations
+
+import os
+from typing import List, NamedTuple, Optional
+
+from fastreid.config import CfgNode
+from fastreid.data.datasets import DATASET_REGISTRY
+
+
+class TargetItem(NamedTuple):
+    """One target training image. ``true_pid`` is used only to *measure* pseudo-label quality."""
+
+    path: str
+    true_pid: Optional[str]
+    camid: int
+
+
+def datasets_root() -> str:
+    """FastReID's datasets root, read at call time (FastReID itself reads it once at import)."""
+    return os.getenv("FASTREID_DATASETS", "datasets")
+
+
+def build_target_train_items(cfg: CfgNode) -> List[TargetItem]:
+    """Training images of ``DATASETS.NAMES`` with their camera ids; identities kept apart for metrics."""
+    items: List[TargetItem] = []
+    root = datasets_root()
+    for name in cfg.DATASETS.NAMES:
+        data = DATASET_REGISTRY.get(name)(root=root)
+        for entry in data.train:
+            path, pid, camid = entry[0], entry[1], entry[2]
+            items.append(TargetItem(path, None if pid is None else str(pid), int(str(camid).split("_")[-1])))
+    if not items:
+        raise ValueError(
+            f"The target training set {tuple(cfg.DATASETS.NAMES)} under {os.path.abspath(root)!r} is empty: "
+            "check the dataset folder (FASTREID_DATASETS) and DATASETS.NAMES."
+        )
+    return items

@@ -1,0 +1,1 @@
+"""Orchestration: the trainer, the pseudo-label hook and the EMA hook."""
