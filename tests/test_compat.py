@@ -1,0 +1,124 @@
+"""The host compatibility layer: FastReID 1.4.0 imports, trains and evaluates on this stack's CPU."""
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import inclr_fastreid
+from inclr_fastreid.compat import CheckpointLoadError, applied_fixes, atomic_torch_save, safe_torch_load
+
+from layouts import make_market1501
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(ROOT, "tests", "configs", "smoke_baseline.yml")
+
+
+def test_fastreid_modules_import_in_a_fresh_interpreter():
+    code = "import inclr_fastreid, fastreid.data, fastreid.engine, fastreid.evaluation; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_import_without_fastreid_explains_how_to_install(tmp_path):
+    # A fake 'fastreid' that fails like a missing package, shadowing the real one.
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'fastreid' or name.startswith('fastreid.'):\n"
+        "            raise ModuleNotFoundError(\"No module named 'fastreid'\", name='fastreid')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import inclr_fastreid\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "pip install --no-deps fastreid==1.4.0" in out.stderr
+
+
+def test_every_fix_applied_once():
+    fixes = applied_fixes()
+    assert len(fixes) == len(set(fixes)) >= 8
+    inclr_fastreid.compat.apply_host_compat()  # idempotent
+    assert applied_fixes() == fixes
+
+
+def test_dataloaderx_iterates_on_cpu_and_shuts_down():
+    from fastreid.data.data_utils import DataLoaderX
+
+    ds = [{"x": torch.tensor([i])} for i in range(10)]
+    loader = DataLoaderX(0, dataset=ds, batch_size=3, num_workers=0)
+    batches = [b["x"].flatten().tolist() for b in loader]
+    assert batches == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    it = iter(loader)
+    next(it)
+    loader.shutdown()
+    assert not loader.iter.is_alive()
+
+
+def test_evaluator_never_compiles_or_exits():
+    from fastreid.evaluation import rank as fr_rank
+    from fastreid.evaluation import rank_cylib, reid_evaluation
+
+    with pytest.raises(RuntimeError, match="does not compile"):
+        rank_cylib.compile_helper()
+    assert fr_rank.evaluate_rank.__module__ == "inclr_fastreid.evaluation.rank"
+    reid_evaluation.ReidEvaluator._compile_dependencies(object())  # a no-op now
+
+
+def test_atomic_save_keeps_old_file_when_the_write_fails(tmp_path):
+    path = str(tmp_path / "ckpt.pth")
+    atomic_torch_save({"w": torch.ones(3)}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        atomic_torch_save({"w": torch.zeros(3), "bad": Boom()}, path)
+    assert torch.equal(safe_torch_load(path)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]  # no temporary left behind
+
+
+def test_safe_load_refuses_arbitrary_pickles_and_truncated_files(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        pickle.dump({"model": Evil()}, f)
+    with pytest.raises(CheckpointLoadError, match="arbitrary unpickling"):
+        safe_torch_load(str(evil))
+    good = tmp_path / "good.pth"
+    torch.save({"model": {"w": torch.ones(1000)}}, good)
+    data = good.read_bytes()
+    (tmp_path / "trunc.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointLoadError, match="truncated or corrupt"):
+        safe_torch_load(str(tmp_path / "trunc.pth"))
+    with pytest.raises(CheckpointLoadError, match="not found"):
+        safe_torch_load(str(tmp_path / "missing.pth"))
+
+
+def test_cpu_train_and_eval_with_fastreid_trainer(tmp_path, monkeypatch):
+    """FastReID's own loop, hooks, checkpointer and ReidEvaluator, on the CPU, through train_net."""
+    make_market1501(str(tmp_path / "data"))
+    out = tmp_path / "out"
+    env = dict(os.environ, FASTREID_DATASETS=str(tmp_path / "data"))
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", SMOKE,
+           "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCH", "1"]
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert "Evaluation results in csv format" in log and "mAP" in log
+    assert (out / "model_final.pth").is_file() and (out / "config.yaml").is_file()
+    assert (out / "last_checkpoint").read_text().strip() == "model_final.pth"
+    # --eval-only on what was just written
+    eval_cmd = cmd[:4] + ["--eval-only", "OUTPUT_DIR", str(tmp_path / "ev"),
+                          "MODEL.WEIGHTS", str(out / "model_final.pth")]
+    res = subprocess.run(eval_cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Rank-1" in res.stdout + res.stderr
