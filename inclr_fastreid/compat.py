@@ -358,9 +358,43 @@ def _checkpointer() -> None:
     C.save, C.tag_last_checkpoint, C._load_file, C.load = save, tag_last_checkpoint, _load_file, load
 
 
+class UnreadableImageError(OSError):
+    """An image file could not be decoded; the message names the file."""
+
+
+@_fix("dataset errors name the path and the expected layout; unreadable images name the file")
+def _dataset_errors() -> None:
+    from fastreid.data import common, data_utils
+    from fastreid.data.datasets import bases
+
+    def check_before_run(self, required_files):
+        from .data.real import missing_dataset_message
+
+        for fpath in [required_files] if isinstance(required_files, str) else required_files:
+            if not os.path.exists(fpath):
+                raise FileNotFoundError(missing_dataset_message(type(self).__name__, fpath))
+
+    bases.Dataset.check_before_run = check_before_run
+    orig_read = data_utils.read_image
+
+    def read_image(file_name, format=None):
+        try:
+            return orig_read(file_name, format)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # PIL raises OSError / SyntaxError / ValueError without the path
+            raise UnreadableImageError(
+                f"Cannot read image {file_name!r} ({type(e).__name__}: {e}). Remove or replace the file; "
+                "to skip unreadable target images set INCLR.SKIP_BAD_IMAGES True."
+            ) from e
+
+    data_utils.read_image = read_image
+    common.read_image = read_image
+
+
 _IMPORT_FIXES = [_collections_aliases, _torch_six]
 _RUNTIME_FIXES = [_dataloader_cpu, _evaluator, _no_sys_exit, _output_dir, _ddp_cpu, _launch_cpu, _amp,
-                  _checkpointer]
+                  _checkpointer, _dataset_errors]
 
 
 def applied_fixes() -> List[str]:

@@ -31,6 +31,8 @@ def add_inclr_config(cfg: CN) -> CN:
     # Seed of the adaptation run (samplers, augmentation; reseeded per epoch so a resume replays
     # the same batches). -1 = draw one at start and keep it in the checkpoint.
     _C.INCLR.SEED = -1
+    # Check every target training image once at start and leave out unreadable ones (with a count)
+    _C.INCLR.SKIP_BAD_IMAGES = False
     # Set by the trainer: number of target training images (credibility buffer length)
     _C.INCLR.NUM_SAMPLES = 0
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from fastreid.data.data_utils import read_image
+from fastreid.data import data_utils
 
 
 class PseudoLabelDataset(Dataset):
@@ -31,7 +31,7 @@ class PseudoLabelDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> Dict[str, object]:
-        img = read_image(self.paths[index])
+        img = data_utils.read_image(self.paths[index])
         out: Dict[str, object] = {
             "images": self.transform(img),
             "targets": int(self.labels[index]),

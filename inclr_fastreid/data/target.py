@@ -1,11 +1,14 @@
 """The unlabeled target training set of an adaptation run, read through FastReID's registry."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import List, NamedTuple, Optional
 
 from fastreid.config import CfgNode
 from fastreid.data.datasets import DATASET_REGISTRY
+
+logger = logging.getLogger("fastreid." + __name__)
 
 
 class TargetItem(NamedTuple):
@@ -30,9 +33,29 @@ def build_target_train_items(cfg: CfgNode) -> List[TargetItem]:
         for entry in data.train:
             path, pid, camid = entry[0], entry[1], entry[2]
             items.append(TargetItem(path, None if pid is None else str(pid), int(str(camid).split("_")[-1])))
+    if cfg.INCLR.SKIP_BAD_IMAGES:
+        items = drop_unreadable(items)
     if not items:
         raise ValueError(
             f"The target training set {tuple(cfg.DATASETS.NAMES)} under {os.path.abspath(root)!r} is empty: "
             "check the dataset folder (FASTREID_DATASETS) and DATASETS.NAMES."
         )
     return items
+
+
+def drop_unreadable(items: List[TargetItem]) -> List[TargetItem]:
+    """Leave out images PIL cannot decode; log how many and the first few names."""
+    from PIL import Image
+
+    good, bad = [], []
+    for it in items:
+        try:
+            with Image.open(it.path) as im:
+                im.load()
+            good.append(it)
+        except Exception:
+            bad.append(it.path)
+    if bad:
+        logger.warning("INCLR.SKIP_BAD_IMAGES: left out %d unreadable target image(s), e.g. %s",
+                       len(bad), ", ".join(bad[:3]))
+    return good
