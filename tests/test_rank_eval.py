@@ -101,7 +101,7 @@ def test_chunking_torch_and_dtype_invariance():
     ref = evaluate_rank(dist, qp, gp, qc, gc, max_rank=10)
     variants = [
         evaluate_rank(dist, qp, gp, qc, gc, max_rank=10, max_memory_bytes=1),  # 1 row / chunk
-        evaluate_rank(dist, qp, gp, qc, gc, max_rank=10, max_memory_bytes=35 * 260 * 7),
+        evaluate_rank(dist, qp, gp, qc, gc, max_rank=10, max_memory_bytes=32 * 260 * 7),
         evaluate_rank(torch.from_numpy(dist), torch.from_numpy(qp), list(gp), qc, gc, 10),
         evaluate_rank(dist.astype(np.float64), qp, gp, qc, gc, max_rank=10),
     ]

@@ -39,9 +39,9 @@ __all__ = ["evaluate_rank", "eval_market1501", "eval_cuhk03", "encode_ids"]
 
 #: Default bound on the per-chunk working set of the vectorised evaluator (bytes).
 DEFAULT_MAX_MEMORY_BYTES = 256 * 1024 ** 2
-# Bytes held per (query, gallery) entry of a chunk: sorted values (<=8) + indices (8) + gathered
-# pid/cam codes (4 + 4) + three boolean masks (3) + a converted distance copy (<=8).
-_BYTES_PER_ENTRY = 35
+# Bytes held per (query, gallery) entry of a chunk: sorted values (<=8) + sort indices (8) + the
+# gathered pid codes (4) + the match mask (1), rounded up for the sort's own scratch space.
+_BYTES_PER_ENTRY = 32
 
 
 def encode_ids(q_ids: Any, g_ids: Any, name: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -106,24 +106,33 @@ def _chunk_rows(num_g: int, max_memory_bytes: int) -> int:
     return max(1, int(max_memory_bytes) // (_BYTES_PER_ENTRY * num_g))
 
 
-def _sorted_chunk(dist: torch.Tensor, start: int, stop: int, gp_t: torch.Tensor,
+def _ranked_chunk(dist: torch.Tensor, start: int, stop: int, gp_t: torch.Tensor,
                   gc_t: torch.Tensor, qp_t: torch.Tensor, qc_t: torch.Tensor):
-    """Stable-sort rows [start, stop) and return (sorted values, match, junk) in ranked order."""
-    d = dist[start:stop]
-    if d.is_floating_point() and torch.isnan(d).any():
-        bad = int(torch.isnan(d).any(dim=1).nonzero()[0]) + start
+    """Stable-sort query rows [start, stop) of ``dist`` by distance.
+
+    Returns ``(values, match, pos_row, pos_col, junk_before)``: the sorted distances, the
+    same-identity mask in ranked order, and for every true (non-junk) match in row-major order its
+    chunk row, its column in the full ranked list and how many junk entries rank before it.
+    """
+    values, order = torch.sort(dist[start:stop], dim=1, stable=True)
+    if values.is_floating_point() and torch.isnan(values[:, -1]).any():   # NaN sorts last
+        bad = int(torch.isnan(values[:, -1]).nonzero()[0]) + start
         raise ValueError(f"distmat has NaN distances (first in query row {bad}); fix the features "
                          "or distance computation before evaluating")
-    values, order = torch.sort(d, dim=1, stable=True)
-    del d
-    ranked_pid = gp_t[order]
-    match = ranked_pid == qp_t[start:stop, None]
-    del ranked_pid
-    ranked_cam = gc_t[order]
+    match = gp_t[order] == qp_t[start:stop, None]
+    # Same-identity entries are few: test the camera (junk) only there.
+    row, col = match.nonzero(as_tuple=True)            # row-major, ranked order within a row
+    is_junk = (gc_t[order[row, col]] == qc_t[start + row]).to(torch.int64)
     del order
-    junk = match & (ranked_cam == qc_t[start:stop, None])
-    del ranked_cam
-    return values, match, junk
+    # Junk strictly before each entry within its row: exclusive cumsum minus the row's base.
+    junk_excl = torch.cumsum(is_junk, 0) - is_junk
+    first_of_row = torch.ones_like(row, dtype=torch.bool)
+    first_of_row[1:] = row[1:] != row[:-1]
+    row_base = torch.zeros(stop - start, dtype=torch.int64, device=row.device)
+    row_base[row[first_of_row]] = junk_excl[first_of_row]
+    junk_before = junk_excl - row_base[row]
+    keep = is_junk == 0
+    return values, match, row[keep], col[keep], junk_before[keep]
 
 
 def eval_market1501(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any,
@@ -147,22 +156,11 @@ def eval_market1501(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_cam
     rows = _chunk_rows(num_g, max_memory_bytes)
     for start in range(0, num_q, rows):
         stop = min(num_q, start + rows)
-        values, match, junk = _sorted_chunk(dist, start, stop, gp_t, gc_t, qp_t, qc_t)
-        del values
-        positive = match & ~junk          # true matches that survive junk removal
-        del match
-        # Positives in row-major order: (query row, column in the full ranked list).
-        pos_row, pos_col = positive.nonzero(as_tuple=True)
-        del positive
+        values, match, pos_row, pos_col, junk_before = _ranked_chunk(
+            dist, start, stop, gp_t, gc_t, qp_t, qc_t)
+        del values, match
         n_pos = torch.bincount(pos_row, minlength=stop - start)
-        # Rank among valid entries = column + 1 - (junk entries ranked before it), so only the
-        # (few) junk positions are needed: count them with a search on flat row-major keys.
-        junk_row, junk_col = junk.nonzero(as_tuple=True)
-        del junk
-        junk_key = junk_row * num_g + junk_col            # sorted, nonzero is row-major
-        pos_key = pos_row * num_g + pos_col
-        junk_before = (torch.searchsorted(junk_key, pos_key)
-                       - torch.searchsorted(junk_key, pos_row * num_g))
+        # Rank among the valid (non-junk) entries, 1-based.
         rank = (pos_col + 1 - junk_before).to(torch.float64)
         # k-th match of its row (1-based): position within the row's run of positives.
         row_start = torch.cumsum(n_pos, 0) - n_pos
@@ -172,16 +170,13 @@ def eval_market1501(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_cam
         valid = n_pos > 0
         precision_sum = torch.zeros(stop - start, dtype=torch.float64, device=device)
         precision_sum.index_add_(0, pos_row, k / rank)
-        last_rank = torch.zeros(stop - start, dtype=torch.float64, device=device)
-        last_rank.scatter_reduce_(0, pos_row, rank, reduce="amax", include_self=False)
-        first_rank = torch.full((stop - start,), float(num_g + 1), dtype=torch.float64,
-                                device=device)
-        first_rank.scatter_reduce_(0, pos_row, rank, reduce="amin", include_self=True)
-
+        # Positives are in ranked order within a row: the first and last of a valid row.
+        first_rank = rank[row_start[valid]]
+        last_rank = rank[row_start[valid] + n_pos[valid] - 1]
         n_valid = n_pos[valid].to(torch.float64)
         all_ap.append((precision_sum[valid] / n_valid).cpu())
-        all_inp.append((n_valid / last_rank[valid]).cpu())
-        bucket = (first_rank[valid].to(torch.int64) - 1).clamp_(max=max_rank).cpu()
+        all_inp.append((n_valid / last_rank).cpu())
+        bucket = (first_rank.to(torch.int64) - 1).clamp_(max=max_rank).cpu()
         first_rank_counts += torch.bincount(bucket, minlength=max_rank + 1)
 
     num_valid_q = int(first_rank_counts.sum())

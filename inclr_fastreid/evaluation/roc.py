@@ -14,7 +14,7 @@ from typing import Any, Tuple
 import numpy as np
 import torch
 
-from .rank import DEFAULT_MAX_MEMORY_BYTES, _check_inputs, _chunk_rows, _sorted_chunk
+from .rank import DEFAULT_MAX_MEMORY_BYTES, _check_inputs, _chunk_rows, _ranked_chunk
 
 __all__ = ["evaluate_roc", "evaluate_roc_py"]
 
@@ -36,9 +36,10 @@ def evaluate_roc_py(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_cam
     rows = _chunk_rows(num_g, max_memory_bytes)
     for start in range(0, num_q, rows):
         stop = min(num_q, start + rows)
-        values, match, junk = _sorted_chunk(dist, start, stop, gp_t, gc_t, qp_t, qc_t)
-        # Boolean indexing walks row-major: query by query, each in ranked order (as FastReID).
-        pos.append(values[match & ~junk].cpu())
+        values, match, pos_row, pos_col, _ = _ranked_chunk(dist, start, stop, gp_t, gc_t,
+                                                           qp_t, qc_t)
+        # Row-major: query by query, each in ranked order (as FastReID).
+        pos.append(values[pos_row, pos_col].cpu())
         neg.append(values[~match].cpu())          # a non-match is never junk
     pos_t, neg_t = torch.cat(pos), torch.cat(neg)
     scores = torch.cat([pos_t, neg_t]).numpy()
