@@ -1,0 +1,26 @@
+"""INCLR's losses as plain functions, usable from any meta-architecture (DESIGN.md §4.2, §4.4, §4.5)."""
+from .igmo import (
+    credibility,
+    igmo_log_probabilities,
+    igmo_probabilities,
+    inaccuracy,
+    uncertainty_weighted_kl_loss,
+)
+from .lgmr import lgmr_global_ce, lgmr_global_target, lgmr_part_loss
+from .mmt import batch_hard_pairs, pairwise_euclidean, soft_cross_entropy, soft_softmax_triplet, softmax_triplet
+
+__all__ = [
+    "batch_hard_pairs",
+    "credibility",
+    "igmo_log_probabilities",
+    "igmo_probabilities",
+    "inaccuracy",
+    "lgmr_global_ce",
+    "lgmr_global_target",
+    "lgmr_part_loss",
+    "pairwise_euclidean",
+    "soft_cross_entropy",
+    "soft_softmax_triplet",
+    "softmax_triplet",
+    "uncertainty_weighted_kl_loss",
+]

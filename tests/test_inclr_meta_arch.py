@@ -1,0 +1,311 @@
+"""INCLR meta-architecture and EMA (inclr_fastreid/modeling/meta_arch/inclr.py, engine/ema.py) on a
+tiny CPU model: ResNet-18, 64x32 input, batch 8 = 2 pseudo ids x 4."""
+import copy
+import math
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import inclr_fastreid  # noqa: F401  (host compat)
+import inclr_fastreid.modeling  # noqa: F401  (registers INCLR, PartPoolHead)
+from fastreid.config import get_cfg
+from fastreid.modeling import build_model
+from fastreid.solver.build import get_default_optimizer_params
+from fastreid.utils.checkpoint import Checkpointer
+from inclr_fastreid import add_inclr_config
+from inclr_fastreid.engine.ema import EMAHook, ema_alpha, ema_update
+
+ROWS, K, N, D, P = 12, 3, 20, 512, 3
+BRANCHES = ("global", "part1", "part2", "part3")
+
+
+def _cfg(meta="INCLR", num_classes=ROWS, **inclr):
+    cfg = get_cfg()
+    add_inclr_config(cfg)
+    cfg.MODEL.META_ARCHITECTURE = meta
+    cfg.MODEL.HEADS.NAME = "PartPoolHead"
+    cfg.MODEL.HEADS.WITH_BNNECK = True
+    cfg.MODEL.HEADS.NUM_CLASSES = num_classes
+    cfg.MODEL.BACKBONE.DEPTH = "18x"
+    cfg.MODEL.BACKBONE.FEAT_DIM = D
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.INCLR.NUM_SAMPLES = N
+    for key, value in inclr.items():
+        node = cfg.INCLR
+        *path, leaf = key.split("__")
+        for p in path:
+            node = node[p]
+        node[leaf] = value
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def base_model():
+    torch.manual_seed(0)
+    return build_model(_cfg())
+
+
+@pytest.fixture
+def model(base_model):
+    m = copy.deepcopy(base_model)
+    m.train()
+    return m
+
+
+def _centroids(k=K, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {b: F.normalize(torch.randn(k, D, generator=g), dim=1) for b in BRANCHES}
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "images": torch.rand(8, 3, 64, 32, generator=g) * 255,
+        "images2": torch.rand(8, 3, 64, 32, generator=g) * 255,
+        "targets": torch.tensor([0, 0, 0, 0, 2, 2, 2, 2]),
+        "index": torch.tensor([3, 5, 7, 9, 11, 13, 15, 17]),
+        "camids": torch.zeros(8, dtype=torch.long),
+        "agreement": torch.rand(8, P, generator=g),
+    }
+
+
+# ---------------------------------------------------------------- EMA
+def test_ema_alpha_schedule():
+    assert ema_alpha(1, 0.999) == 0.5
+    assert ema_alpha(3, 0.999) == 0.75
+    assert ema_alpha(0, 0.999) == 0.0
+    assert ema_alpha(10**6, 0.999) == 0.999
+    with pytest.raises(ValueError, match="EMA_MOMENTUM"):
+        ema_alpha(1, 1.0)
+
+
+class _Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        for name in ("student1", "student2", "teacher1", "teacher2"):
+            self.add_module(name, nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)))
+
+
+def test_ema_hook_matches_closed_form_and_unwraps_ddp():
+    torch.manual_seed(0)
+    pair = _Pair()
+    t0 = {k: v.clone() for k, v in pair.teacher1.state_dict().items()}
+    s1 = {k: v.clone() for k, v in pair.student1.state_dict().items()}
+    pair.teacher1[1].running_mean.fill_(7.0)  # buffers are not averaged
+    wrapped = types.SimpleNamespace(module=pair)  # what DDP looks like to the hook
+    hook = EMAHook(momentum=0.6)
+    hook.trainer = types.SimpleNamespace(model=wrapped, iter=0)
+    n = 5
+    for it in range(n):  # constant student: teacher = A*theta0 + (1-A)*theta_s, A = prod alpha_t
+        hook.trainer.iter = it
+        hook.after_step()
+    a = math.prod(min(1 - 1 / (t + 2), 0.6) for t in range(n))  # t = iter + 1
+    assert a == pytest.approx(0.5 * 0.6**4)  # alpha_1 = 1/2, then min(2/3, 3/4, ...; 0.6)
+    for name, p in pair.teacher1.named_parameters():
+        assert torch.allclose(p, a * t0[name] + (1 - a) * s1[name], atol=1e-6)
+    assert torch.equal(pair.teacher1[1].running_mean, torch.full((2,), 7.0))
+
+
+def test_ema_update_varying_student_closed_form():
+    torch.manual_seed(0)
+    teacher, student = nn.Linear(2, 2), nn.Linear(2, 2)
+    expected = teacher.weight.detach().clone()
+    for t, alpha in enumerate([0.0, 0.5, 0.9]):
+        with torch.no_grad():
+            student.weight.add_(t + 1.0)
+        expected = alpha * expected + (1 - alpha) * student.weight.detach()
+        ema_update(teacher, student, alpha)
+    assert torch.allclose(teacher.weight, expected)
+
+
+# ---------------------------------------------------------------- training forward
+def test_forward_backward_losses_gradients_and_frozen_teachers(model):
+    model.set_pseudo_classes(K, _centroids())
+    batch = _batch()
+    images_before = batch["images"].clone()
+    params = get_default_optimizer_params(model, base_lr=0.01, weight_decay=0.0)
+    optimised = {id(p) for g in params for p in g["params"]}
+    teacher_params = [p for n in ("teacher1", "teacher2") for p in getattr(model, n).parameters()]
+    assert not any(id(p) in optimised for p in teacher_params)  # FastReID's optimizer skips teachers
+    opt = torch.optim.SGD(params, lr=0.01)
+    teachers_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("teacher")}
+    students_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("student")}
+
+    losses = model(batch)
+    assert set(losses) == {"loss_ce", "loss_soft_ce", "loss_tri", "loss_soft_tri", "loss_kl"}
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+    opt.zero_grad()
+    sum(losses.values()).backward()
+    assert torch.equal(batch["images"], images_before)  # input not normalised in place
+    for s in ("student1", "student2"):
+        net = getattr(model, s)
+        for p in (net.backbone.conv1.weight, net.heads.weight, net.heads.part_weights[2]):
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+        assert net.heads.weight.grad[K:].abs().sum() == 0  # rows >= K are not used
+    assert all(p.grad is None for p in teacher_params)
+    opt.step()
+    after = model.state_dict()
+    for k, v in teachers_before.items():
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            assert torch.equal(after[k], v), k  # the step leaves teachers alone
+    assert not torch.equal(after["student1.backbone.conv1.weight"], students_before["student1.backbone.conv1.weight"])
+    assert not torch.equal(after["student2.heads.weight"], students_before["student2.heads.weight"])
+    # credibility recorded at the batch's dataset indices, in (0, 1], NaN elsewhere
+    cred = model.credibility
+    seen = batch["index"]
+    assert torch.all((cred[seen] > 0) & (cred[seen] <= 1))
+    mask = torch.ones(N, dtype=torch.bool)
+    mask[seen] = False
+    assert torch.isnan(cred[mask]).all()
+
+
+def test_set_pseudo_classes_rows_and_only_live_rows_matter(model):
+    cents = _centroids()
+    model.set_pseudo_classes(K, cents)
+    for net in ("student1", "student2", "teacher1", "teacher2"):
+        heads = getattr(model, net).heads
+        assert torch.equal(heads.weight[:K], cents["global"])
+        for p in range(P):
+            assert torch.equal(heads.part_weights[p][:K], cents[f"part{p + 1}"])
+    assert torch.equal(model.igmo_centroids[:K], cents["global"])
+    assert model.igmo_centroids[K:].abs().sum() == 0
+    assert int(model.num_live_classes) == K
+
+    batch = _batch(1)
+    with torch.no_grad():
+        ref = model(batch)
+        for net in ("student1", "student2", "teacher1", "teacher2"):
+            heads = getattr(model, net).heads
+            heads.weight[K:].normal_()
+            for w in heads.part_weights:
+                w[K:].normal_()
+        model.igmo_centroids[K:].normal_()
+        again = model(batch)
+    for name in ref:
+        assert torch.allclose(ref[name], again[name], rtol=1e-5, atol=1e-6), name
+
+    with pytest.raises(ValueError, match="MODEL.HEADS.NUM_CLASSES"):
+        model.set_pseudo_classes(ROWS + 1, _centroids(ROWS + 1))
+    with pytest.raises(KeyError, match="part3"):
+        model.set_pseudo_classes(K, {b: c for b, c in cents.items() if b != "part3"})
+
+
+def test_training_input_errors(model):
+    with pytest.raises(RuntimeError, match="set_pseudo_classes"):
+        model(_batch())
+    model.set_pseudo_classes(K, _centroids())
+    bad = _batch()
+    bad["targets"] = torch.tensor([0, 0, 0, 0, 3, 3, 3, 3])
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        model(bad)
+
+
+def test_ablation_switches_mmt_baseline(base_model):
+    cfg = _cfg(LGMR__ENABLED=False, IGMO__ENABLED=False)
+    model = build_model(cfg)
+    model.load_state_dict(base_model.state_dict())
+    model.train()
+    model.set_pseudo_classes(K, _centroids())
+    batch = _batch()
+    del batch["agreement"], batch["images2"]
+    with torch.no_grad():
+        losses = model(batch)
+    assert set(losses) == {"loss_ce", "loss_soft_ce", "loss_tri", "loss_soft_tri"}
+    # without LGMR the hard CE is plain CE on the shared pseudo labels, mean over parts, for S1
+    # and S2 (same view here, different weights), weighted by 1 - SOFT_CE
+    with torch.no_grad():
+        images = (batch["images"] - model.pixel_mean) / model.pixel_std
+        ce = []
+        for s in (model.student1, model.student2):
+            out = s(images, batch["targets"], K)
+            parts = sum(F.cross_entropy(z, batch["targets"]) for z in out["part_cls_outputs"]) / P
+            ce.append(F.cross_entropy(out["cls_outputs"], batch["targets"]) + parts)
+    assert losses["loss_ce"].item() == pytest.approx(0.5 * (ce[0] + ce[1]).item() / 2, rel=1e-4)
+    assert torch.isfinite(model.credibility[batch["index"]]).all()  # still measured
+
+
+# ---------------------------------------------------------------- features, checkpoints, weights
+def test_cluster_features_and_eval_outputs(model):
+    images = _batch()["images"][:3]
+    cf = model.cluster_features({"images": images})
+    assert model.training and model.teacher1.training  # modes restored
+    model.eval()
+    with torch.no_grad():
+        x = (images - model.pixel_mean) / model.pixel_std
+        f1, f2 = model.teacher1.eval_features(x), model.teacher2.eval_features(x)
+        for b in BRANCHES:
+            assert torch.allclose(cf[b], F.normalize(f1[b] + f2[b], dim=1), atol=1e-6)
+        out = model({"images": images})
+        assert torch.allclose(out, torch.cat([f1["global"]] + [math.sqrt(0.2) * f1[f"part{p}"] for p in (1, 2, 3)], 1), atol=1e-6)
+        model.test_model, model.test_feature = "t2", "part2"
+        assert torch.allclose(model(images), f2["part2"], atol=1e-6)
+        model.test_model, model.test_feature = "mean", "global"
+        assert torch.allclose(model(images), cf["global"], atol=1e-6)
+
+
+def test_checkpoint_round_trip(model, tmp_path):
+    model.set_pseudo_classes(K, _centroids())
+    with torch.no_grad():
+        model(_batch())  # fills credibility, moves BN statistics
+    model.update_teachers(0.5)
+    with torch.no_grad():
+        model.student2.backbone.conv1.weight.add_(1.0)  # students and teachers now all differ
+    Checkpointer(model, str(tmp_path)).save("model_0001")
+
+    torch.manual_seed(123)
+    fresh = build_model(_cfg())
+    assert not torch.equal(fresh.student1.heads.weight, model.student1.heads.weight)
+    Checkpointer(fresh, str(tmp_path)).load(str(tmp_path / "model_0001.pth"))
+    want, got = model.state_dict(), fresh.state_dict()
+    assert set(want) == set(got)
+    for k in want:
+        assert torch.equal(want[k], got[k]) or (want[k].is_floating_point() and torch.allclose(want[k], got[k], equal_nan=True) and torch.equal(torch.isnan(want[k]), torch.isnan(got[k]))), k
+    assert int(fresh.num_live_classes) == K
+    assert torch.isfinite(fresh.credibility).sum() == 8
+    assert torch.equal(fresh.igmo_centroids, model.igmo_centroids)
+
+
+def _save_baseline(path, seed, **heads):
+    torch.manual_seed(seed)
+    cfg = _cfg(meta="Baseline", num_classes=5)
+    for k, v in heads.items():
+        cfg.MODEL.HEADS[k] = v
+    baseline = build_model(cfg)
+    torch.save({"model": baseline.state_dict(), "iteration": 3}, path)
+    return baseline.state_dict()
+
+
+def test_load_pretrained_fills_students_and_teachers(model, tmp_path):
+    sd1 = _save_baseline(tmp_path / "a.pth", 1)
+    sd2 = _save_baseline(tmp_path / "b.pth", 2)
+    rows_before = model.student1.heads.weight.detach().clone()
+    model.load_pretrained(str(tmp_path / "a.pth"), str(tmp_path / "b.pth"))
+    for net, sd in (("student1", sd1), ("teacher1", sd1), ("student2", sd2), ("teacher2", sd2)):
+        state = getattr(model, net).state_dict()
+        for k, v in sd.items():
+            if k == "heads.weight" or k.startswith("heads.part_weights"):
+                continue
+            assert torch.equal(state[k], v), (net, k)
+    assert torch.equal(model.student1.heads.weight, rows_before)  # source classifier skipped
+    assert not any(p.requires_grad for p in model.teacher1.parameters())
+
+    model.load_pretrained(str(tmp_path / "a.pth"))  # one checkpoint for both pairs
+    assert torch.equal(model.student2.backbone.conv1.weight, sd1["backbone.conv1.weight"])
+
+
+def test_load_pretrained_names_mismatched_keys(model, tmp_path):
+    _save_baseline(tmp_path / "two_parts.pth", 1, NUM_PARTS=2)
+    with pytest.raises(ValueError, match=r"missing: heads\.part_bottlenecks\.2"):
+        model.load_pretrained(str(tmp_path / "two_parts.pth"))
+    sd = _save_baseline(tmp_path / "ok.pth", 1)
+    sd["heads.extra_thing"] = torch.zeros(1)
+    sd["backbone.conv1.weight"] = torch.zeros(3, 3)
+    torch.save({"model": sd}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError) as err:
+        model.load_pretrained(str(tmp_path / "bad.pth"))
+    assert "unexpected: heads.extra_thing" in str(err.value)
+    assert "wrong shape: backbone.conv1.weight" in str(err.value)
