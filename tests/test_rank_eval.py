@@ -198,3 +198,28 @@ def test_cuhk03_same_draws_as_fastreid():
     assert mAP == pytest.approx(exp_mAP, abs=1e-9)
     # mAP does not depend on the draws: it is the market-1501 mAP.
     assert mAP == pytest.approx(np.mean(brute_force(dist, qp, gp, qc, gc, 10)[1]), abs=1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensor_matches_cpu():
+    dist, qp, gp, qc, gc = make_case(12, num_q=60, num_g=500)
+    ref = evaluate_rank(dist, qp, gp, qc, gc, max_rank=20)
+    got = evaluate_rank(torch.from_numpy(dist).cuda(), qp, gp, qc, gc, max_rank=20,
+                        max_memory_bytes=32 * 500 * 16)
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    scores, labels = evaluate_roc(torch.from_numpy(dist).cuda(), qp, gp, qc, gc)
+    exp_scores, exp_labels = evaluate_roc(dist, qp, gp, qc, gc)
+    np.testing.assert_array_equal(scores, exp_scores)
+    np.testing.assert_array_equal(labels, exp_labels)
+
+
+def test_strided_and_readonly_numpy_input():
+    dist, qp, gp, qc, gc = make_case(13, num_q=20, num_g=80)
+    ref = evaluate_rank(dist, qp, gp, qc, gc, max_rank=10)
+    reversed_cols = np.ascontiguousarray(dist[:, ::-1])[:, ::-1]   # negative strides, same values
+    readonly = dist.copy()
+    readonly.setflags(write=False)
+    for variant in (reversed_cols, readonly, np.asfortranarray(dist)):
+        for a, b in zip(evaluate_rank(variant, qp, gp, qc, gc, max_rank=10), ref):
+            np.testing.assert_array_equal(a, b)

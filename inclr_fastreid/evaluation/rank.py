@@ -30,7 +30,7 @@ Differences, all where FastReID has no well-defined answer:
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional, Tuple
+from typing import Any, Tuple
 
 import numpy as np
 import torch
@@ -68,7 +68,11 @@ def _check_inputs(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camid
         arr = np.asarray(distmat)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)):
             raise TypeError(f"distmat must be a numeric array or tensor, got dtype {arr.dtype}")
-        dist = torch.from_numpy(arr)
+        if any(stride < 0 for stride in arr.strides):
+            arr = np.ascontiguousarray(arr)              # torch cannot view negative strides
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # read-only arrays: we never write
+            dist = torch.from_numpy(arr)
     if dist.dim() != 2:
         raise ValueError(f"distmat must be 2-D (num_query, num_gallery), got shape "
                          f"{tuple(dist.shape)}")
