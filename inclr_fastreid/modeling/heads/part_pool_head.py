@@ -201,6 +201,8 @@ class PartPoolHead(nn.Module):
         names = branch_names(self.num_parts)
         return {n: F.normalize(f, dim=1) for n, f in zip(names, [global_neck] + part_necks)}
 
+    branch_features = eval_features  # name used by the pseudo-label hook for a plain Baseline
+
     def join(self, feats: Dict[str, torch.Tensor], test_feature: Optional[str] = None) -> torch.Tensor:
         """Eval output from per-branch normalised features, per ``INCLR.TEST_FEATURE`` (Eq. 9)."""
         return join_eval_features(feats, test_feature or self.test_feature, self.kappa)

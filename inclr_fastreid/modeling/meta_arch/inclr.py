@@ -211,6 +211,7 @@ class INCLR(nn.Module):
         missing = [n for n in names if n not in centroids]
         if missing:
             raise KeyError(f"set_pseudo_classes: centroids lack {missing}; expected keys {names}")
+        centroids = {n: torch.as_tensor(centroids[n]) for n in names}  # numpy accepted too
         for n in names:
             c = centroids[n]
             if tuple(c.shape) != (k, self.feat_dim):
