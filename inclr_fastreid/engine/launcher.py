@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import numbers
+import os
 from typing import Any, Dict
 
 from fastreid.config import CfgNode
 from fastreid.engine import default_setup
+from fastreid.utils import comm
 
+from ..compat import atomic_write_text
 from ..config import setup_cfg
 from .trainer import INCLRTrainer
 
@@ -21,11 +26,28 @@ def setup(args: argparse.Namespace) -> CfgNode:
     return cfg
 
 
+def write_results(cfg: CfgNode, results: Dict[str, Any], name: str) -> None:
+    """Final metrics as JSON in OUTPUT_DIR (atomic), for scripts that collect tables."""
+    if not comm.is_main_process() or not cfg.OUTPUT_DIR or not results:
+        return
+    flat = {k: (float(v) if isinstance(v, numbers.Number) else v) for k, v in results.items()
+            if not isinstance(v, dict)}
+    nested = {k: {kk: float(vv) for kk, vv in v.items() if isinstance(vv, numbers.Number)}
+              for k, v in results.items() if isinstance(v, dict)}
+    payload = {"test_feature": cfg.INCLR.TEST_FEATURE, "test_model": cfg.INCLR.TEST_MODEL,
+               "datasets": list(cfg.DATASETS.TESTS), **flat, **nested}
+    atomic_write_text(os.path.join(cfg.OUTPUT_DIR, name), json.dumps(payload, indent=2))
+
+
 def main(args: argparse.Namespace) -> Dict[str, Any]:
     cfg = setup(args)
     if args.eval_only:
         model = INCLRTrainer.build_model_for_eval(cfg)
-        return INCLRTrainer.test(cfg, model)
+        results = INCLRTrainer.test(cfg, model)
+        write_results(cfg, results, f"eval_{cfg.INCLR.TEST_FEATURE}.json")
+        return results
     trainer = INCLRTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    results = trainer.train()
+    write_results(cfg, results, "final_results.json")
+    return results
