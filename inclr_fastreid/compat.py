@@ -263,6 +263,49 @@ def _amp() -> None:
     AMP.__init__, AMP.run_step = __init__, run_step
 
 
+@_fix("contiguous-parameter optimizers keep their gradient buffer (torch 2 zero_grad sets None)")
+def _contiguous_zero_grad() -> None:
+    """FastReID packs parameters into one buffer whose gradients are views; torch 2's
+    ``zero_grad()`` defaults to ``set_to_none=True``, which detaches those views, so
+    ``optimizer.step()`` sees no gradient and nothing trains. Zero in place instead."""
+    import fastreid.solver
+    from fastreid.engine import defaults
+    from fastreid.solver import build as solver_build
+
+    orig = solver_build.build_optimizer
+
+    def build_optimizer(cfg, model, contiguous=True):
+        optimizer, params = orig(cfg, model, contiguous=contiguous)
+        if contiguous:
+            zero_grad = optimizer.zero_grad
+
+            def zero_grad_in_place(set_to_none: bool = False) -> None:
+                zero_grad(set_to_none=False)
+
+            optimizer.zero_grad = zero_grad_in_place
+        return optimizer, params
+
+    solver_build.build_optimizer = build_optimizer
+    fastreid.solver.build_optimizer = build_optimizer
+    defaults.build_optimizer = build_optimizer
+
+
+@_fix("CommonMetricPrinter: no ZeroDivisionError when two writes share an iteration (short epochs)")
+def _metric_printer() -> None:
+    from fastreid.utils import events
+
+    orig = events.CommonMetricPrinter.write
+
+    def write(self):
+        try:
+            return orig(self)
+        except ZeroDivisionError:  # its own ETA estimate divides by (iteration - last iteration)
+            self._last_write = None
+            return orig(self)
+
+    events.CommonMetricPrinter.write = write
+
+
 class CheckpointLoadError(RuntimeError):
     """A checkpoint could not be read safely (missing, truncated, or needs arbitrary unpickling)."""
 
@@ -394,7 +437,8 @@ def _dataset_errors() -> None:
 
 _IMPORT_FIXES = [_collections_aliases, _torch_six]
 _RUNTIME_FIXES = [_dataloader_cpu, _evaluator, _no_sys_exit, _output_dir, _ddp_cpu, _launch_cpu, _amp,
-                  _checkpointer, _dataset_errors]
+                  _checkpointer, _dataset_errors, _contiguous_zero_grad,
+                  _metric_printer]
 
 
 def applied_fixes() -> List[str]:

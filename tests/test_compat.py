@@ -122,3 +122,21 @@ def test_cpu_train_and_eval_with_fastreid_trainer(tmp_path, monkeypatch):
     res = subprocess.run(eval_cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Rank-1" in res.stdout + res.stderr
+
+
+def test_fastreid_optimizer_actually_updates_parameters():
+    """torch 2's zero_grad(set_to_none=True) would detach FastReID's contiguous gradient views."""
+    from fastreid.config import get_cfg
+    from fastreid.solver import build_optimizer
+
+    cfg = get_cfg()
+    cfg.SOLVER.OPT = "SGD"
+    cfg.SOLVER.BASE_LR = 0.1
+    model = torch.nn.Linear(3, 1)
+    before = model.weight.detach().clone()
+    opt, _ = build_optimizer(cfg, model)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.ones(4, 3)).sum().backward()
+        opt.step()
+    assert not torch.allclose(model.weight, before)

@@ -389,7 +389,9 @@ def _is_classifier_key(key: str) -> bool:
 def _read_baseline_state(path: str) -> Dict[str, torch.Tensor]:
     if not path:
         raise ValueError("load_pretrained: empty checkpoint path (set MODEL.WEIGHTS)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    from ...compat import safe_torch_load  # weights_only=True, with errors that say what to do
+
+    ckpt = safe_torch_load(path)
     if isinstance(ckpt, Mapping) and "model" in ckpt:
         state = ckpt["model"]
     elif isinstance(ckpt, Mapping) and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
