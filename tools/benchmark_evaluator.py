@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import inclr_fastreid  # noqa: E402,F401  (host compat)
-from inclr_fastreid.evaluation.rank import evaluate_rank  # noqa: E402
+from inclr_fastreid.evaluation.rank import DEFAULT_MAX_MEMORY_BYTES, evaluate_rank  # noqa: E402,E501
 
 
 def _reset_peak_rss() -> bool:
@@ -73,7 +73,7 @@ def make_market_like(num_q: int, num_g: int, num_ids: int, num_cams: int, feat_d
     g_cams = rng.integers(0, num_cams, num_g)
     if feat_dim > 0:
         centres = torch.from_numpy(rng.standard_normal((num_ids, feat_dim), dtype=np.float32))
-        noise = 1.5
+        noise = 3.2                                       # same-id cosine ~0.09
         qf = centres[q_pids] + noise * torch.randn(num_q, feat_dim)
         gf = centres[g_pids] + noise * torch.randn(num_g, feat_dim)
         qf = torch.nn.functional.normalize(qf, dim=1)
@@ -97,7 +97,8 @@ def main() -> None:
     p.add_argument("--num-cams", type=int, default=6)
     p.add_argument("--features", type=int, default=0, metavar="D",
                    help="build the distances from random D-dim features (e.g. 2048) instead")
-    p.add_argument("--max-memory-mb", type=float, default=256, help="evaluator working-set bound")
+    p.add_argument("--max-memory-mb", type=float, default=DEFAULT_MAX_MEMORY_BYTES / 2 ** 20,
+                   help="evaluator working-set bound (MiB)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cpu",
                    help="evaluate a torch tensor on this device (e.g. cuda); default: numpy input")

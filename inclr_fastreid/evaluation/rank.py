@@ -38,7 +38,7 @@ import torch
 __all__ = ["evaluate_rank", "eval_market1501", "eval_cuhk03", "encode_ids"]
 
 #: Default bound on the per-chunk working set of the vectorised evaluator (bytes).
-DEFAULT_MAX_MEMORY_BYTES = 256 * 1024 ** 2
+DEFAULT_MAX_MEMORY_BYTES = 64 * 1024 ** 2   # Market-1501: 131 queries per chunk
 # Bytes held per (query, gallery) entry of a chunk: sorted values (<=8) + sort indices (8) + the
 # gathered pid codes (4) + the match mask (1), rounded up for the sort's own scratch space.
 _BYTES_PER_ENTRY = 32
