@@ -26,7 +26,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import inclr_fastreid  # noqa: E402,F401  (host compat)
-from inclr_fastreid.evaluation.rank import DEFAULT_MAX_MEMORY_BYTES, evaluate_rank  # noqa: E402,E501
+from inclr_fastreid.evaluation.rank import (  # noqa: E402
+    DEFAULT_MAX_MEMORY_BYTES, evaluate_rank)
 
 
 def _reset_peak_rss() -> bool:
