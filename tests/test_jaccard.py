@@ -168,3 +168,22 @@ def test_k1_equal_to_n_is_allowed():
     x, _ = clustered(n=40, d=8, ids=4, seed=2)
     d = compute_jaccard_distance(x, k1=40, k2=6)
     _check_against_reference(d, dense_reference(x, 40, 6), 0.9)
+
+
+def test_cuda_tensor_path_matches_cpu(feats):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    x = torch.from_numpy(feats).cuda()
+    sims_g, idx_g = knn_search(x, 30)
+    u = l2_normalize(feats).astype(np.float64)
+    d = 2 - 2 * u @ u.T
+    np.fill_diagonal(d, -1)
+    ref = np.argsort(d, axis=1, kind="stable")[:, :30]
+    assert np.array_equal(idx_g[:, 0], np.arange(len(feats)))
+    assert (idx_g == ref).mean() > 0.999
+    assert np.abs(sims_g - np.take_along_axis(u @ u.T, ref, axis=1)).max() < 1e-5
+    _, idx_o = knn_search(x, 10, exclude_self=True)
+    assert not (idx_o == np.arange(len(feats))[:, None]).any()
+    a = compute_jaccard_distance(x, 30, 6, 0.9)
+    _check_against_reference(a, dense_reference(feats, 30, 6), 0.9)

@@ -57,16 +57,11 @@ def camera_normalize(features: np.ndarray, camids: Any) -> np.ndarray:
     return l2_normalize(out)
 
 
-def _prepare(feats: Any, name: str, n: Optional[int]) -> Any:
-    if is_cuda_tensor(feats):
-        if feats.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D (N, D) tensor, got shape {tuple(feats.shape)}")
-        arr = feats
-    else:
-        arr = l2_normalize(as_float32_features(feats, name))
-    if n is not None and arr.shape[0] != n:
-        raise ValueError(f"{name} has {arr.shape[0]} rows but the global features have {n}")
-    return arr
+def _num_rows(feats: Any, name: str) -> int:
+    shape = tuple(getattr(feats, "shape", np.shape(feats)))
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be a 2-D (N, D) array, got shape {shape}")
+    return int(shape[0])
 
 
 def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], *, eps: float = 0.6,
@@ -78,8 +73,11 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], *, eps:
 
     Steps: (camera standardisation) -> per space exact kNN (k = max(k1, lgmr_k + 1), shared by the
     Jaccard distance and LGMR's neighbour overlap) -> sparse k-reciprocal Jaccard -> DBSCAN ->
-    cross-agreement C (N, P) -> refine_global_labels -> centroids of the final labels in every space.
-    Features: (N, D) numpy arrays or torch tensors (CUDA tensors are searched on the GPU).
+    cross-agreement C (N, P) -> refine_global_labels -> centroids of the final labels in every space
+    (from the L2-normalised input features, not the camera-standardised ones: they are the classifier
+    rows for the students' features). Features: (N, D) numpy arrays or torch tensors (CUDA tensors
+    are searched on the GPU). Spaces are processed one at a time; already-normalised float32 input
+    is not copied.
     """
     t_all = time.perf_counter()
     timings: Dict[str, float] = {}
@@ -88,38 +86,42 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], *, eps:
                          "set INCLR.CLUSTER.MAX_DISTANCE >= INCLR.CLUSTER.EPS")
     if camera_norm and camids is None:
         raise ValueError("camera_norm=True needs camids (one camera id per image)")
-    g = _prepare(global_feats, "global_feats", None)
-    n = int(g.shape[0])
-    parts = [_prepare(p, f"part_feats[{i}]", n) for i, p in enumerate(part_feats)]
-    if lgmr_enabled and not parts:
+    n = _num_rows(global_feats, "global_feats")
+    for i, p in enumerate(part_feats):
+        if _num_rows(p, f"part_feats[{i}]") != n:
+            raise ValueError(f"part_feats[{i}] has {_num_rows(p, '')} rows but the global features have {n}")
+    if lgmr_enabled and not part_feats:
         raise ValueError("LGMR needs part features (part_feats is empty); pass them or set lgmr_enabled=False")
+    if camera_norm and np.shape(camids) != (n,):
+        raise ValueError(f"camids must have one entry per image ({n}), got shape {np.shape(camids)}")
+    k_search = max(int(k1), int(lgmr_k) + 1) if lgmr_enabled else int(k1)
+    if k_search > n:
+        raise ValueError(f"k1={k1}" + (f" / LGMR k={lgmr_k}" if lgmr_enabled else "")
+                         + f" need(s) more than the N={n} samples; lower them")
 
-    spaces = [("global", g)] + [(f"part{i + 1}", p) for i, p in enumerate(parts)]
+    spaces = [("global", global_feats)] + [(f"part{i + 1}", p) for i, p in enumerate(part_feats)]
     labels_by_space: Dict[str, np.ndarray] = {}
     knn_others: Dict[str, np.ndarray] = {}
-    k_search = max(int(k1), int(lgmr_k) + 1) if lgmr_enabled else int(k1)
-    for name, feats in spaces if lgmr_enabled else spaces[:1]:
+    for name, raw in spaces if lgmr_enabled else spaces[:1]:
         t0 = time.perf_counter()
-        search_feats = feats
+        cpu_feats = l2_normalize(as_float32_features(raw, name))
         if camera_norm:
-            search_feats = camera_normalize(as_float32_features(feats, name), camids)
-            if is_cuda_tensor(feats):  # search on the GPU as asked
-                import torch
+            cpu_feats = camera_normalize(cpu_feats, camids)
+        search_feats: Any = cpu_feats
+        if is_cuda_tensor(raw):  # search on the GPU the features live on
+            import torch
 
-                search_feats = torch.from_numpy(search_feats).to(feats.device)
-        if k_search > n:
-            raise ValueError(f"k1={k1} / LGMR k={lgmr_k} need more than N={n} samples; lower them")
+            search_feats = torch.from_numpy(cpu_feats).to(raw.device) if camera_norm else raw
         sims, idx = knn_search(search_feats, k_search, normalize=is_cuda_tensor(search_feats))
-        cpu_feats = search_feats if not is_cuda_tensor(search_feats) else l2_normalize(
-            as_float32_features(search_feats, name))
+        del search_feats
         t1 = time.perf_counter()
         dist = jaccard_from_knn(cpu_feats, sims, idx, int(k1), int(k2), max_distance, n_threads=n_threads)
         t2 = time.perf_counter()
         labels_by_space[name] = cluster_dbscan(dist, eps, min_samples)
         t3 = time.perf_counter()
         if lgmr_enabled:
-            knn_others[name] = idx[:, 1:int(lgmr_k) + 1]
-        del dist, sims, idx, cpu_feats, search_feats
+            knn_others[name] = np.ascontiguousarray(idx[:, 1:int(lgmr_k) + 1])
+        del dist, sims, idx, cpu_feats
         timings[f"knn_{name}"] = t1 - t0
         timings[f"jaccard_{name}"] = t2 - t1
         timings[f"dbscan_{name}"] = t3 - t2
@@ -127,20 +129,19 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], *, eps:
     before = labels_by_space["global"]
     t0 = time.perf_counter()
     if lgmr_enabled:
-        part_labels = [labels_by_space[f"part{i + 1}"] for i in range(len(parts))]
-        agreement = cross_agreement(g, parts, before, part_labels, int(lgmr_k),
+        part_labels = [labels_by_space[f"part{i + 1}"] for i in range(len(part_feats))]
+        agreement = cross_agreement(global_feats, part_feats, before, part_labels, int(lgmr_k),
                                     global_knn=knn_others["global"],
-                                    part_knn_list=[knn_others[f"part{i + 1}"] for i in range(len(parts))])
+                                    part_knn_list=[knn_others[f"part{i + 1}"] for i in range(len(part_feats))])
         labels = refine_global_labels(before, agreement, min_agreement)
     else:
         part_labels = []
-        agreement = np.ones((n, len(parts)), dtype=np.float32)
+        agreement = np.ones((n, len(part_feats)), dtype=np.float32)
         labels = before.copy()
     timings["lgmr"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    centroids = {name: cluster_centroids(feats if not is_cuda_tensor(feats) else as_float32_features(feats, name),
-                                         labels) for name, feats in spaces}
+    centroids = {name: cluster_centroids(raw, labels) for name, raw in spaces}
     timings["centroids"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0

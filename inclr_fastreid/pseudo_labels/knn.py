@@ -40,9 +40,15 @@ def as_float32_features(x: Any, name: str = "features") -> np.ndarray:
     return x
 
 
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation of a float32 (N, D) array (zero rows stay zero)."""
+def l2_normalize(x: np.ndarray, eps: float = 1e-12, tol: float = 1e-6) -> np.ndarray:
+    """Row-wise L2 normalisation of a float32 (N, D) array; zero rows stay zero.
+
+    Returns ``x`` itself (no copy) when every row norm is already within ``tol`` of 1, so
+    normalised teacher features are never duplicated in memory. Never writes into ``x``.
+    """
     norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    if x.dtype == np.float32 and np.all(np.abs(norms - 1.0) <= tol):
+        return x
     return (x / np.maximum(norms, eps)[:, None].astype(np.float32)).astype(np.float32, copy=False)
 
 
@@ -80,6 +86,19 @@ def _knn_torch_cuda(x: Any, k: int, chunk_size: int) -> Tuple[np.ndarray, np.nda
     n = x.shape[0]
     sims_out = np.empty((n, k), dtype=np.float32)
     idx_out = np.empty((n, k), dtype=np.int64)
+    prec = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # exact fp32 products: no TF32 rounding of the ranks
+    try:
+        _knn_torch_chunks(x, k, chunk_size, sims_out, idx_out)
+    finally:
+        torch.set_float32_matmul_precision(prec)
+    return sims_out, idx_out
+
+
+def _knn_torch_chunks(x: Any, k: int, chunk_size: int, sims_out: np.ndarray, idx_out: np.ndarray) -> None:
+    import torch
+
+    n = x.shape[0]
     with torch.no_grad():
         for s in range(0, n, chunk_size):
             e = min(n, s + chunk_size)
@@ -92,7 +111,6 @@ def _knn_torch_cuda(x: Any, k: int, chunk_size: int) -> Tuple[np.ndarray, np.nda
             sims_out[s:e] = val.cpu().numpy()
             idx_out[s:e] = ind.cpu().numpy()
             del sim, val, ind
-    return sims_out, idx_out
 
 
 def knn_search(features: Any, k: int, *, exclude_self: bool = False, normalize: bool = True,
