@@ -16,7 +16,7 @@ from fastreid.modeling.heads import REID_HEADS_REGISTRY
 from fastreid.utils.events import EventStorage
 from fastreid.utils.registry import Registry
 from inclr_fastreid import add_inclr_config
-from inclr_fastreid.modeling._registry import register_once
+from inclr_fastreid.registry import register_once
 from inclr_fastreid.modeling.heads import PartPoolHead, join_eval_features, stripe_bounds
 
 

@@ -43,6 +43,7 @@ from PIL import Image
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.bases import ImageDataset
 
+from ..registry import register_once
 from .render import CameraSpec, Identity, Palette, render_person, sample_camera, sample_identity
 
 logger = logging.getLogger(__name__)
@@ -396,21 +397,21 @@ class SyntheticReID(ImageDataset):
         return data
 
 
-@DATASET_REGISTRY.register()
+@register_once(DATASET_REGISTRY)
 class SynthA(SyntheticReID):
     """Synthetic source domain: saturated palette, clean bright cameras."""
 
     domain = dataset_name = "SynthA"
 
 
-@DATASET_REGISTRY.register()
+@register_once(DATASET_REGISTRY)
 class SynthB(SyntheticReID):
     """Synthetic target domain: muted shifted palette, strong casts, blur, noise, occlusion."""
 
     domain = dataset_name = "SynthB"
 
 
-@DATASET_REGISTRY.register()
+@register_once(DATASET_REGISTRY)
 class SynthC(SyntheticReID):
     """Third synthetic domain: pastel palette, low light, heavy noise."""
 

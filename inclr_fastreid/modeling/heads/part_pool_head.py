@@ -18,7 +18,7 @@ from fastreid.layers import any_softmax, get_norm, pooling
 from fastreid.layers.weight_init import weights_init_kaiming
 from fastreid.modeling.heads import REID_HEADS_REGISTRY
 
-from .._registry import register_once
+from ...registry import register_once
 
 __all__ = ["PartPoolHead", "stripe_bounds", "join_eval_features", "branch_names"]
 

@@ -25,7 +25,7 @@ from fastreid.modeling.backbones import build_backbone
 from fastreid.modeling.heads import build_heads
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 
-from .._registry import register_once
+from ...registry import register_once
 from ..heads.part_pool_head import _check_test_feature, branch_names, join_eval_features
 from ..losses import (
     igmo_log_probabilities,
