@@ -112,11 +112,19 @@ def _grow_f(a, need):  # pragma: no cover - compiled
     return b
 
 
+@njit(cache=False, nogil=True, fastmath=True)
+def _dot(feats, i, j):  # pragma: no cover - compiled
+    """float64-accumulated dot product of two float32 rows (fastmath: vectorised reduction order)."""
+    s = 0.0
+    for t in range(feats.shape[1]):
+        s += np.float64(feats[i, t]) * np.float64(feats[j, t])
+    return s
+
+
 @njit(cache=False, nogil=True)
 def _expand_weights_kernel(feats, sims, idx, r_full, c_full, r_half, c_half, start, end):  # pragma: no cover
     n = idx.shape[0]
     k1 = idx.shape[1]
-    d = feats.shape[1]
     in_r = np.full(n, -1, np.int64)  # in_r[j] == i  <=>  j in R(i, k1)
     in_e = np.full(n, -1, np.int64)  # in_e[j] == i  <=>  j already in E(i)
     in_l = np.full(n, -1, np.int64)  # in_l[j] == i  <=>  j in i's kNN list, at position pos_l[j]
@@ -162,9 +170,7 @@ def _expand_weights_kernel(feats, sims, idx, r_full, c_full, r_half, c_half, sta
             if in_l[j] == i:
                 s = np.float64(sims[i, pos_l[j]])
             else:
-                s = 0.0
-                for t in range(d):
-                    s += np.float64(feats[i, t]) * np.float64(feats[j, t])
+                s = _dot(feats, i, j)
             dist[a] = 2.0 - 2.0 * s
             if dist[a] < dmin:
                 dmin = dist[a]
@@ -233,12 +239,20 @@ def _min_sum_kernel(vp, vi, vd, cp, ci, cd, max_distance, start, end):  # pragma
     nnz = 0
     for i in range(start, end):
         nt = 0
-        # inverted index: only j sharing a support column k with i are visited; k ascending, so
-        # S_ij and S_ji add the same terms in the same order (bit-identical, symmetric result)
+        # inverted index: only j sharing a support column k with i are visited, and only j >= i
+        # (S is symmetric: the lower triangle is mirrored afterwards, see _mirror_upper_kernel)
         for p in range(vp[i], vp[i + 1]):
             k = vi[p]
             v = vd[p]
-            for q in range(cp[k], cp[k + 1]):
+            lo = cp[k]
+            hi = cp[k + 1]
+            while lo < hi:  # first q with ci[q] >= i (column k's rows are sorted)
+                mid = (lo + hi) >> 1
+                if ci[mid] < i:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            for q in range(lo, cp[k + 1]):
                 j = ci[q]
                 w = cd[q]
                 if stamp[j] != i:
@@ -267,6 +281,37 @@ def _min_sum_kernel(vp, vi, vd, cp, ci, cd, max_distance, start, end):  # pragma
         nnz += nk
         counts[i - start] = nk
     return counts, cols[:nnz].copy(), vals[:nnz].copy()
+
+
+@njit(cache=False, nogil=True)
+def _mirror_upper_kernel(up, ui, ud):  # pragma: no cover - compiled
+    """Full symmetric CSR from its upper triangle (diagonal included), rows sorted, O(nnz)."""
+    n = up.shape[0] - 1
+    lower = np.zeros(n, np.int64)
+    for i in range(n):
+        for p in range(up[i], up[i + 1]):
+            if ui[p] != i:
+                lower[ui[p]] += 1
+    indptr = np.zeros(n + 1, np.int64)
+    for r in range(n):
+        indptr[r + 1] = indptr[r] + lower[r] + (up[r + 1] - up[r])
+    indices = np.empty(indptr[n], np.int64)
+    data = np.empty(indptr[n], np.float64)
+    fill = indptr[:n].copy()
+    for i in range(n):  # entries (i, j), j > i, land in row j in increasing i: sorted, before row j's own
+        for p in range(up[i], up[i + 1]):
+            j = ui[p]
+            if j != i:
+                indices[fill[j]] = i
+                data[fill[j]] = ud[p]
+                fill[j] += 1
+    for r in range(n):
+        o = indptr[r] + lower[r]
+        for p in range(up[r], up[r + 1]):
+            indices[o] = ui[p]
+            data[o] = ud[p]
+            o += 1
+    return indptr, indices, data
 
 
 # ----------------------------------------------------------------------------------------------
@@ -358,7 +403,12 @@ def jaccard_from_weights(v: sp.csr_matrix, max_distance: float = 0.9,
             vt.indptr.astype(np.int64), vt.indices.astype(np.int64), vt.data, float(max_distance))
     pieces = _run(_min_sum_kernel, n, nt, args)
     del vt, args
-    return _assemble(pieces, n, n)
+    upper = _assemble(pieces, n, n)
+    del pieces
+    indptr, indices, data = _mirror_upper_kernel(upper.indptr.astype(np.int64), upper.indices.astype(np.int64),
+                                                 upper.data)
+    del upper
+    return _assemble([(np.diff(indptr), indices, data)], n, n)
 
 
 def jaccard_from_knn(features: np.ndarray, sims: np.ndarray, idx: np.ndarray, k1: int = 30, k2: int = 6,

@@ -1,8 +1,12 @@
 """Exact k-nearest-neighbour search on L2-normalised features (DESIGN.md §4.3 step 2).
 
 On unit vectors, ranking by inner product equals ranking by Euclidean distance
-(||a - b||^2 = 2 - 2 a.b), so one search serves both. CPU: ``faiss.knn`` (blocked BLAS, no index
-copy of the data). CUDA tensors: chunked ``torch`` matmul + ``topk`` on the GPU. The query point
+(||a - b||^2 = 2 - 2 a.b), so one search serves both. CPU: ``faiss.knn`` with the L2 metric, the
+very search SpCL's ``faiss_rerank`` runs (``IndexFlatL2``), so that near-ties among float32
+distances are broken the same way and the k-reciprocal sets come out identical (an inner-product
+search orders ~1e-7 near-ties differently, which moved a few Jaccard distances by ~0.02 at
+N=12,936); blocked BLAS, no index copy of the data. CUDA tensors: chunked ``torch`` matmul +
+``topk`` on the GPU. The query point
 itself is always the first neighbour when ``exclude_self=False`` (as in the k-reciprocal encoding
 of Zhong et al., where ``initial_rank[i, 0] == i``), whatever ties or duplicate features do.
 """
@@ -144,7 +148,9 @@ def knn_search(features: Any, k: int, *, exclude_self: bool = False, normalize: 
         import faiss
 
         x = l2_normalize(features) if normalize else features
-        sims, idx = faiss.knn(x, x, kk, metric=faiss.METRIC_INNER_PRODUCT)
+        sq, idx = faiss.knn(x, x, kk, metric=faiss.METRIC_L2)
+        sims = (1.0 - 0.5 * sq).astype(np.float32)  # cosine of unit vectors from ||a - b||^2
+        del sq
         sims, idx = _self_first(sims, idx.astype(np.int64, copy=False), x)
     if exclude_self:
         return np.ascontiguousarray(sims[:, 1:]), np.ascontiguousarray(idx[:, 1:])
