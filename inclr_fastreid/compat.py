@@ -223,8 +223,11 @@ def _distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine,
 
 @_fix("launch(): gloo backend and no CUDA assertion on CPU machines")
 def _launch_cpu() -> None:
-    from fastreid.engine import launch as launch_mod
+    import importlib
 
+    # Not ``from fastreid.engine import launch``: fastreid.engine re-exports the *function* launch
+    # under that name, and patching an attribute of the function changes nothing.
+    launch_mod = importlib.import_module("fastreid.engine.launch")
     launch_mod._distributed_worker = _distributed_worker
 
 
