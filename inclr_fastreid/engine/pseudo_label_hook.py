@@ -11,6 +11,12 @@ Degenerate clusterings, by rule (each logged as a warning):
   otherwise skip this epoch's adaptation (the model is left unchanged);
 - fewer clusters than identities per batch: batches hold all K clusters (smaller batches);
 - more clusters than pre-allocated classifier rows: stop, naming ``INCLR.MAX_CLASSES``.
+
+Reliability: each epoch's randomness is a function of ``PseudoLabelState.seed`` (checkpointed), and
+the previous loader (its prefetch thread and workers) is shut down before reseeding, so a resumed
+run replays the batches of an uninterrupted one. Under torch.distributed a failure while extracting
+or clustering fails every rank (no rank is left waiting in a collective), and every epoch the ranks
+all-gather a CRC-32 of the labels they train on and stop if they differ (logged per rank).
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import logging
 import os
 import random
 import time
+import zlib
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -116,6 +123,10 @@ class PseudoLabelHook(HookBase):
 
     def before_epoch(self) -> None:
         epoch = self.trainer.epoch
+        # The last epoch's loader still prefetches in a background thread, drawing augmentation
+        # randomness from the global RNGs: stop it *before* reseeding, or a resumed run (which has
+        # no such thread) would see other random streams than an uninterrupted one.
+        close_loader(self.trainer._trainer.data_loader)
         seed_everything(self.state.seed + 1000 * epoch)
         period = max(1, int(self.cfg.INCLR.CLUSTER.PERIOD))
         if epoch % period == 0 or self.state.labels is None:
@@ -127,9 +138,28 @@ class PseudoLabelHook(HookBase):
     def extract_features(self, model: torch.nn.Module) -> Dict[str, torch.Tensor]:
         """L2-normalised features of every target image per branch ("global", "part1", ...).
 
-        Each rank extracts its shard; rank 0 receives all (others get an empty dict).
+        Each rank extracts its shard; rank 0 receives all (others get an empty dict). A failure on
+        one rank (e.g. an unreadable image) fails every rank, instead of leaving them in the gather.
         """
-        model = _unwrap(model)
+        if comm.get_world_size() == 1:
+            return self._extract_shard(_unwrap(model))
+        error: Optional[BaseException] = None
+        try:
+            local = self._extract_shard(_unwrap(model))
+        except Exception as e:
+            error, local = e, {}
+        errors = comm.all_gather(None if error is None else f"rank {comm.get_rank()}: {type(error).__name__}: {error}")
+        if any(errors):
+            if error is not None:
+                raise error
+            raise RuntimeError("Feature extraction failed on another rank: " + "; ".join(e for e in errors if e))
+        gathered = comm.gather(local, dst=0)
+        if not comm.is_main_process():
+            return {}
+        keys = next(g.keys() for g in gathered if g)
+        return {k: torch.cat([g[k] for g in gathered if g]) for k in keys}
+
+    def _extract_shard(self, model: torch.nn.Module) -> Dict[str, torch.Tensor]:
         dataset = CommDataset([(it.path, 0, 0) for it in self.items], self.test_transform, relabel=False)
         per_rank = max(1, int(self.cfg.INCLR.CLUSTER.BATCH_SIZE) // comm.get_world_size())
         sampler = InferenceSampler(len(dataset))
@@ -137,26 +167,21 @@ class PseudoLabelHook(HookBase):
                              batch_sampler=torch.utils.data.BatchSampler(sampler, per_rank, False),
                              collate_fn=fast_batch_collator, pin_memory=False)
         chunks: Dict[str, List[torch.Tensor]] = {}
-        indices: List[torch.Tensor] = []
         show = comm.is_main_process() and tqdm is not None
         bar = tqdm(total=len(loader), desc="features", unit="batch", leave=False) if show else None
-        with inference_context(model):
-            for batch in loader:
-                feats = self._branch_features(model, batch)
-                for k, v in feats.items():
-                    chunks.setdefault(k, []).append(F.normalize(v.float(), dim=1).cpu())
-                if bar is not None:
-                    bar.update(1)
-        if bar is not None:
-            bar.close()
-        loader.shutdown()
-        local = {k: torch.cat(v) for k, v in chunks.items()}
-        if comm.get_world_size() == 1:
-            return local
-        gathered = comm.gather(local, dst=0)
-        if not comm.is_main_process():
-            return {}
-        return {k: torch.cat([g[k] for g in gathered]) for k in gathered[0]}
+        try:
+            with inference_context(model):
+                for batch in loader:
+                    feats = self._branch_features(model, batch)
+                    for k, v in feats.items():
+                        chunks.setdefault(k, []).append(F.normalize(v.float(), dim=1).cpu())
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+            close_loader(loader)
+        return {k: torch.cat(v) for k, v in chunks.items()}
 
     def _branch_features(self, model: torch.nn.Module, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         if hasattr(model, "cluster_features"):
@@ -171,34 +196,46 @@ class PseudoLabelHook(HookBase):
 
     # ------------------------------------------------------------------------------------------
     def _cluster(self, epoch: int) -> None:
-        cfg, c = self.cfg, self.cfg.INCLR
-        model = self.trainer.model
         t0 = time.perf_counter()
-        feats = self.extract_features(model)
+        feats = self.extract_features(self.trainer.model)
         payload: Optional[Dict[str, Any]] = None
+        failure: Optional[BaseException] = None
         if comm.is_main_process():
-            t1 = time.perf_counter()
-            parts = sorted(k for k in feats if k.startswith("part"))
-            use_parts = bool(c.LGMR.ENABLED) and len(parts) > 0
-            result = generate_pseudo_labels(
-                feats["global"].numpy(), [feats[p].numpy() for p in parts] if use_parts else [],
-                eps=c.CLUSTER.EPS, min_samples=c.CLUSTER.MIN_SAMPLES, k1=c.CLUSTER.K1, k2=c.CLUSTER.K2,
-                max_distance=c.CLUSTER.MAX_DISTANCE, lgmr_enabled=use_parts, lgmr_k=c.LGMR.K,
-                min_agreement=c.LGMR.MIN_AGREEMENT, camids=self.camids, camera_norm=c.CLUSTER.CAMERA_NORM,
-            )
-            record = self._quality_record(epoch, result, time.perf_counter() - t1, t1 - t0)
-            centroids = {"global": torch.as_tensor(result.centroids["global"])}
-            for p in parts:
-                if p in result.centroids:
-                    centroids[p] = torch.as_tensor(result.centroids[p])
-                else:  # LGMR off: part centroids from the shared global labels
-                    centroids[p] = _centroids(feats[p], result.labels, result.num_classes)
-            agreement = result.agreement if use_parts else np.ones((len(self.items), len(parts)), np.float32)
-            payload = {"labels": torch.as_tensor(result.labels, dtype=torch.int64),
-                       "agreement": torch.as_tensor(agreement, dtype=torch.float32) if parts else None,
-                       "num_classes": int(result.num_classes), "centroids": centroids, "record": record}
+            try:
+                payload = self._cluster_payload(epoch, feats, t0)
+            except Exception as e:  # other ranks wait in the broadcast: tell them, then fail together
+                failure = e
+                payload = {"error": f"{type(e).__name__}: {e}"}
         payload = _broadcast_object(payload)
+        if "error" in payload:
+            if failure is not None:
+                raise failure
+            raise RuntimeError(f"Epoch {epoch}: clustering failed on rank 0 ({payload['error']}); see its log.")
         self._apply(epoch, payload)
+
+    def _cluster_payload(self, epoch: int, feats: Dict[str, torch.Tensor], t0: float) -> Dict[str, Any]:
+        """Rank 0: cluster the gathered features, refine with LGMR; what every rank needs to apply."""
+        c = self.cfg.INCLR
+        t1 = time.perf_counter()
+        parts = sorted(k for k in feats if k.startswith("part"))
+        use_parts = bool(c.LGMR.ENABLED) and len(parts) > 0
+        result = generate_pseudo_labels(
+            feats["global"].numpy(), [feats[p].numpy() for p in parts] if use_parts else [],
+            eps=c.CLUSTER.EPS, min_samples=c.CLUSTER.MIN_SAMPLES, k1=c.CLUSTER.K1, k2=c.CLUSTER.K2,
+            max_distance=c.CLUSTER.MAX_DISTANCE, lgmr_enabled=use_parts, lgmr_k=c.LGMR.K,
+            min_agreement=c.LGMR.MIN_AGREEMENT, camids=self.camids, camera_norm=c.CLUSTER.CAMERA_NORM,
+        )
+        record = self._quality_record(epoch, result, time.perf_counter() - t1, t1 - t0)
+        centroids = {"global": torch.as_tensor(result.centroids["global"])}
+        for p in parts:
+            if p in result.centroids:
+                centroids[p] = torch.as_tensor(result.centroids[p])
+            else:  # LGMR off: part centroids from the shared global labels
+                centroids[p] = _centroids(feats[p], result.labels, result.num_classes)
+        agreement = result.agreement if use_parts else np.ones((len(self.items), len(parts)), np.float32)
+        return {"labels": torch.as_tensor(result.labels, dtype=torch.int64),
+                "agreement": torch.as_tensor(agreement, dtype=torch.float32) if parts else None,
+                "num_classes": int(result.num_classes), "centroids": centroids, "record": record}
 
     def _apply(self, epoch: int, payload: Dict[str, Any]) -> None:
         k = payload["num_classes"]
@@ -269,8 +306,10 @@ class PseudoLabelHook(HookBase):
             return None
         correct = pseudo_label_correct(labels, self.true_ids)
         if self.cfg.OUTPUT_DIR and comm.is_main_process():
-            np.savez_compressed(os.path.join(self.cfg.OUTPUT_DIR, f"credibility_epoch{self.trainer.epoch:03d}.npz"),
-                                credibility=cred[seen], correct=correct[seen])
+            path = os.path.join(self.cfg.OUTPUT_DIR, f"credibility_epoch{self.trainer.epoch:03d}.npz")
+            tmp = path[:-len(".npz")] + ".tmp.npz"  # written whole, then renamed (a kill never truncates)
+            np.savez_compressed(tmp, credibility=cred[seen], correct=correct[seen])
+            os.replace(tmp, path)
         auc = credibility_auroc(cred[seen], correct[seen])
         return None if auc is None else float(auc)
 
@@ -292,9 +331,8 @@ class PseudoLabelHook(HookBase):
     def _install_loader(self, epoch: int) -> None:
         """Shut the old prefetching loader down, then train on a fresh P×K loader of pseudo ids."""
         trainer = self.trainer
-        old = trainer._trainer.data_loader
-        if hasattr(old, "shutdown"):
-            old.shutdown()
+        close_loader(trainer._trainer.data_loader)
+        trainer._trainer._data_loader_iter = None  # never a batch of the old loader again
         trainer.skip_steps = self.state.skip_epoch
         if self.state.labels is None:
             trainer._trainer.data_loader = _EmptyLoader()
@@ -311,6 +349,7 @@ class PseudoLabelHook(HookBase):
         if sampler.ids_per_batch < total // inst:
             logger.warning("Epoch %d: only %d pseudo identities; batches hold %d x %d images instead of %d.",
                            epoch, self.state.num_classes, sampler.ids_per_batch, inst, total)
+        check_ranks_agree(epoch, labels, agreement, sampler.ids_per_batch // sampler.world_size * inst)
         loader = DataLoaderX(comm.get_local_rank(), dataset=dataset, batch_sampler=sampler,
                              num_workers=self.cfg.DATALOADER.NUM_WORKERS, collate_fn=fast_batch_collator,
                              pin_memory=torch.cuda.is_available())
@@ -318,9 +357,54 @@ class PseudoLabelHook(HookBase):
         trainer._trainer._data_loader_iter = iter(loader)
 
     def after_train(self) -> None:
-        loader = self.trainer._trainer.data_loader
-        if hasattr(loader, "shutdown"):
-            loader.shutdown()
+        close_loader(self.trainer._trainer.data_loader)
+
+
+def labels_checksum(labels: np.ndarray, agreement: Optional[np.ndarray] = None) -> int:
+    """CRC-32 of the pseudo labels (int64) and cross-agreement (float32) bytes: equal on every rank
+    iff all ranks train on the same labels."""
+    crc = zlib.crc32(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    if agreement is not None:
+        crc = zlib.crc32(np.ascontiguousarray(agreement, dtype=np.float32).tobytes(), crc)
+    return crc
+
+
+def check_ranks_agree(epoch: int, labels: np.ndarray, agreement: Optional[np.ndarray], rank_batch: int) -> None:
+    """Log what this rank trains on this epoch (label checksum, per-rank batch size) and, under
+    torch.distributed, all-gather both and raise if any rank differs (DESIGN.md §6: all ranks train
+    on identical pseudo labels; the credibility all-gather needs equal batch sizes)."""
+    crc = labels_checksum(labels, agreement)
+    rank, world = comm.get_rank(), comm.get_world_size()
+    logger.info("Epoch %d, rank %d/%d: training on pseudo labels crc32=%08x, %d images per rank batch",
+                epoch, rank, world, crc, rank_batch)
+    if world == 1:
+        return
+    views = comm.all_gather((crc, rank_batch))
+    if len(set(views)) > 1:
+        raise RuntimeError(
+            f"Epoch {epoch}: ranks disagree on the pseudo labels or the batch size "
+            f"(crc32, images per batch by rank: {[(f'{c:08x}', b) for c, b in views]}). "
+            "Every rank must apply rank 0's broadcast clustering; this is a bug, please report it."
+        )
+    if comm.is_main_process():
+        logger.info("Epoch %d: pseudo labels identical on all %d ranks (crc32=%08x)", epoch, world, crc)
+
+
+def close_loader(loader: Any) -> None:
+    """Stop a train loader for good: FastReID's DataLoaderX prefetch thread and, with
+    ``num_workers > 0``, the worker processes under it (otherwise they live until garbage collection).
+
+    Idempotent; a no-op for loaders without these parts.
+    """
+    if loader is None:
+        return
+    if hasattr(loader, "shutdown"):
+        loader.shutdown()
+    inner = getattr(getattr(loader, "iter", None), "generator", None)  # DataLoaderX -> torch iterator
+    if inner is not None and hasattr(inner, "_shutdown_workers"):
+        inner._shutdown_workers()
+    if hasattr(loader, "batch"):
+        loader.batch = None  # the preloaded batch
 
 
 class _EmptyLoader:

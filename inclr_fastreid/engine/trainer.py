@@ -21,7 +21,7 @@ from fastreid.utils import comm
 from fastreid.utils.checkpoint import Checkpointer
 from fastreid.utils.logger import setup_logger
 
-from ..compat import CheckpointLoadError
+from ..compat import CheckpointLoadError, atomic_write_text, safe_torch_load
 from ..data.target import build_target_train_items
 
 logger = logging.getLogger("fastreid." + __name__)
@@ -42,6 +42,39 @@ class _NotClusteredYet:
         pass
 
 
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; raised on every rank before the optimiser step."""
+
+
+class _FiniteLossCheck:
+    """Mixin for FastReID's Simple/AMPTrainer: check the losses on *every* rank before the
+    optimiser step. FastReID checks only on rank 0, after gathering, so other ranks went on into
+    the next collective and hung; and its message lacks the epoch and what to do."""
+
+    def _write_metrics(self, loss_dict: Dict[str, torch.Tensor], data_time: float) -> None:
+        values = {k: float(v.detach()) for k, v in loss_dict.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        flag = torch.tensor([float(bool(bad))], device=next(iter(loss_dict.values())).device)
+        if comm.get_world_size() > 1:
+            torch.distributed.all_reduce(flag)
+        if flag.item() > 0:
+            terms = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+            where = f"non-finite here: {', '.join(bad)}" if bad else "non-finite on another rank"
+            raise NonFiniteLossError(
+                f"Loss became NaN or infinite at iteration {self.iter} ({where}; {terms}). "
+                "Training stopped before the optimiser step, so no parameter took a non-finite value."
+            )
+        super()._write_metrics(loss_dict, data_time)
+
+
+class _CheckedSimpleTrainer(_FiniteLossCheck, SimpleTrainer):
+    pass
+
+
+class _CheckedAMPTrainer(_FiniteLossCheck, AMPTrainer):
+    pass
+
+
 class INCLRTrainer(DefaultTrainer):
     """A DefaultTrainer that can adapt to an unlabeled target set with pseudo labels."""
 
@@ -50,6 +83,12 @@ class INCLRTrainer(DefaultTrainer):
         if not logging.getLogger("fastreid").isEnabledFor(logging.INFO):
             setup_logger()
         self.adapting = bool(cfg.INCLR.CLUSTER.ENABLED)
+        if int(cfg.INCLR.SEED) >= 0:
+            # FastReID's default_setup seeds from the clock: with a fixed INCLR.SEED, networks
+            # that MODEL.WEIGHTS does not fill (and the samplers) start the same in every run.
+            from .pseudo_label_hook import seed_everything
+
+            seed_everything(int(cfg.INCLR.SEED))
         if self.adapting:
             self.target_items = build_target_train_items(cfg)
             cfg = self.scale_for_adaptation(cfg, len(self.target_items))
@@ -72,7 +111,7 @@ class INCLRTrainer(DefaultTrainer):
             model = defaults.DistributedDataParallel(
                 model, device_ids=[comm.get_local_rank()], broadcast_buffers=False,
             )
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
+        self._trainer = (_CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else _CheckedSimpleTrainer)(
             model, data_loader, optimizer, param_wrapper
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
@@ -83,7 +122,7 @@ class INCLRTrainer(DefaultTrainer):
         else:
             self.pseudo_state = None
         extra = {"pseudo_labels": self.pseudo_state} if self.adapting else {}
-        self.checkpointer = Checkpointer(
+        self.checkpointer = MatchingCheckpointer(
             model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(), optimizer=optimizer,
             **self.scheduler, **extra,
         )
@@ -106,8 +145,7 @@ class INCLRTrainer(DefaultTrainer):
         cfg.INCLR.NUM_SAMPLES = int(num_target)
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-            with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-                f.write(cfg.dump())
+            atomic_write_text(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), cfg.dump())
         cfg.freeze()
         return cfg
 
@@ -129,7 +167,24 @@ class INCLRTrainer(DefaultTrainer):
     def run_step(self) -> None:
         if getattr(self, "skip_steps", False):  # degenerate clustering: see PseudoLabelHook
             return
-        super().run_step()
+        try:
+            super().run_step()
+        except NonFiniteLossError as e:
+            last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else ""
+            keep = (f"The last good checkpoint, {last}, is kept: resume from it with --resume"
+                    if last else "No checkpoint was written yet: restart")
+            raise NonFiniteLossError(
+                f"{e} Epoch {self.epoch}. {keep} after lowering SOLVER.BASE_LR or checking the input data."
+            ) from None
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        """FastReID's test loader with ``DATALOADER.NUM_WORKERS`` workers instead of a fixed 4 (under
+        ``launch`` each worker is a spawned process that re-imports everything: ~10 s apiece on a CPU)."""
+        from fastreid.data.build import _test_loader_from_config, build_reid_test_loader
+
+        return build_reid_test_loader(**_test_loader_from_config(cfg, dataset_name=dataset_name),
+                                      num_workers=int(cfg.DATALOADER.NUM_WORKERS))
 
     @property
     def unwrapped_model(self) -> torch.nn.Module:
@@ -137,11 +192,20 @@ class INCLRTrainer(DefaultTrainer):
         return m.module if hasattr(m, "module") else m
 
     def resume_or_load(self, resume: bool = True) -> None:
-        """Resume everything from OUTPUT_DIR, or start from MODEL.WEIGHTS (both students for INCLR)."""
+        """Resume everything from OUTPUT_DIR, or start from MODEL.WEIGHTS (both students for INCLR).
+
+        Starting from MODEL.WEIGHTS loads the network only: a source model's optimiser and LR
+        scheduler state would otherwise replace this run's (FastReID's own ``load`` restores them).
+        """
         if resume and self.checkpointer.has_checkpoint():
-            checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=True)
+            if comm.is_main_process():
+                remove_stale_temp_files(self.cfg.OUTPUT_DIR)
+            checkpoint = self.checkpointer.load(self.checkpointer.get_checkpoint_file())
             self.start_epoch = checkpoint.get("epoch", -1) + 1
             return
+        if resume and self.cfg.OUTPUT_DIR:
+            logger.info("--resume: no %s yet; starting from MODEL.WEIGHTS.",
+                        os.path.join(self.cfg.OUTPUT_DIR, "last_checkpoint"))
         model = self.unwrapped_model
         if hasattr(model, "load_pretrained"):
             if not self.cfg.MODEL.WEIGHTS:
@@ -149,13 +213,92 @@ class INCLRTrainer(DefaultTrainer):
                 return
             model.load_pretrained(self.cfg.MODEL.WEIGHTS, self.cfg.INCLR.WEIGHTS2)
             return
-        self.checkpointer.load(self.cfg.MODEL.WEIGHTS)
+        self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
 
     @classmethod
     def build_model_for_eval(cls, cfg: CfgNode) -> torch.nn.Module:
         """Model for ``--eval-only``: MODEL.WEIGHTS must exist and match (or be a Baseline for INCLR)."""
         model = cls.build_model(cfg)
-        if not cfg.MODEL.WEIGHTS:
+        path = cfg.MODEL.WEIGHTS
+        if not path:
             raise CheckpointLoadError("--eval-only needs MODEL.WEIGHTS pointing to a trained model.")
-        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+        if hasattr(model, "load_pretrained") and not any(
+            k.startswith(("student1.", "module.student1.")) for k in _model_state(safe_torch_load(path))
+        ):  # a source (Baseline) model evaluated as INCLR: teacher 1 = the source network
+            model.load_pretrained(path)
+            return model
+        MatchingCheckpointer(model).load(path)
         return model
+
+
+# ---------------------------------------------------------------------------------------------
+_PSEUDO_BUFFERS = ("igmo_centroids", "credibility", "num_live_classes")
+
+
+def _may_differ(key: str) -> bool:
+    """Entries whose shape follows the data, not the architecture: classifier rows (number of
+    classes) and INCLR's pseudo-label buffers (number of target images)."""
+    return (key.endswith("heads.weight") or ".part_weights." in key or key.startswith("heads.part_weights")
+            or key.split(".")[-1] in _PSEUDO_BUFFERS)
+
+
+def _model_state(checkpoint: Any) -> Dict[str, Any]:
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else {}
+    return state if isinstance(state, dict) else {}
+
+
+def check_state_matches(expected: Dict[str, Any], state: Dict[str, Any], source: str) -> None:
+    """Raise :class:`CheckpointLoadError` listing the keys of ``state`` that are missing, unexpected
+    or mis-shaped for a network whose state dict is ``expected`` ("module." prefixes ignored;
+    classifier rows and pseudo-label buffers may differ). FastReID only logs these and goes on
+    with a partly random network."""
+    def strip(d: Dict[str, Any]) -> Dict[str, Any]:
+        return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in d.items()}
+
+    expected, state = strip(expected), strip(state)
+    missing = sorted(k for k in expected.keys() - state.keys() if not _may_differ(k))
+    unexpected = sorted(k for k in state.keys() - expected.keys() if not _may_differ(k))
+    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(expected[k].shape)}"
+                    for k in expected.keys() & state.keys()
+                    if not _may_differ(k) and tuple(state[k].shape) != tuple(expected[k].shape))
+    if not (missing or unexpected or shapes):
+        return
+
+    def fmt(items: List[str]) -> str:
+        return ", ".join(items[:12]) + (f" ... (+{len(items) - 12} more)" if len(items) > 12 else "")
+
+    raise CheckpointLoadError(
+        f"{source} does not match the network built from the config (another architecture?)."
+        + (f"\n  missing: {fmt(missing)}" if missing else "")
+        + (f"\n  unexpected: {fmt(unexpected)}" if unexpected else "")
+        + (f"\n  wrong shape: {fmt(shapes)}" if shapes else "")
+        + "\nCheck MODEL.META_ARCHITECTURE, MODEL.BACKBONE.DEPTH, MODEL.HEADS.* against the run that wrote it."
+    )
+
+
+class MatchingCheckpointer(Checkpointer):
+    """FastReID's Checkpointer, except that a checkpoint that does not fit the network is an error
+    listing the keys (:func:`check_state_matches`) instead of a log line."""
+
+    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Any:
+        self._loading = path
+        return super().load(path, checkpointables)
+
+    def _load_model(self, checkpoint: Any) -> Any:
+        check_state_matches(self.model.state_dict(), _model_state(checkpoint),
+                            f"Checkpoint {getattr(self, '_loading', '?')!r}")
+        return super()._load_model(checkpoint)
+
+
+def remove_stale_temp_files(output_dir: str) -> List[str]:
+    """Delete ``.tmp-*`` files that a run killed mid-save left in ``output_dir`` (the atomic writers'
+    temporaries; the file they were replacing is intact). Returns the names removed."""
+    removed = []
+    if output_dir and os.path.isdir(output_dir):
+        for name in sorted(os.listdir(output_dir)):
+            if name.startswith(".tmp-") or name.endswith(".tmp.npz"):
+                os.unlink(os.path.join(output_dir, name))
+                removed.append(name)
+    if removed:
+        logger.warning("Removed %d unfinished file(s) of an interrupted save: %s", len(removed), ", ".join(removed))
+    return removed

@@ -1,0 +1,195 @@
+"""Degenerate clusterings and loader swaps in the PseudoLabelHook (issue #6).
+
+Rules (pseudo_label_hook module docstring): fewer than 2 clusters reuses the last labels, or skips
+the epoch's adaptation when there are none; fewer clusters than identities per batch gives smaller
+batches; more clusters than classifier rows stops naming INCLR.MAX_CLASSES. Unit tests drive the
+hook with a fake trainer and crafted clustering payloads; one tiny run finds no cluster at all.
+"""
+import glob
+import json
+import logging
+import os
+import types
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fastreid.utils.events import EventStorage
+
+from inclr_fastreid.config import setup_cfg
+from inclr_fastreid.data.target import TargetItem
+from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook, PseudoLabelState, _EmptyLoader
+from inclr_fastreid.engine.trainer import INCLRTrainer
+
+from layouts import make_market1501
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
+TINY = ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]", "INPUT.PADDING.SIZE", "2",
+        "SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "OUTPUT_DIR", ""]
+ROWS, D = 10, 4
+
+
+class RecordingModel(nn.Module):
+    """Stands in for INCLR: remembers the K of every ``set_pseudo_classes`` call."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def set_pseudo_classes(self, k, centroids):
+        self.calls.append(int(k))
+
+
+class FakeTrainer:
+    def __init__(self):
+        self.model = RecordingModel()
+        self._trainer = types.SimpleNamespace(data_loader=None, _data_loader_iter=None)
+        self.storage = EventStorage(0)
+        self.epoch = 0
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory):
+    root = tmp_path_factory.mktemp("degenerate")
+    make_market1501(str(root), num_train=6, num_test=1, per_cam=1, cams=3, seed=5)
+    paths = sorted(glob.glob(os.path.join(root, "Market-1501-v15.09.15", "bounding_box_train", "*.jpg")))
+    return [TargetItem(p, os.path.basename(p)[:4], int(os.path.basename(p)[6])) for p in paths]  # 18 images
+
+
+def make_hook(items, workers=0, **over):
+    opts = TINY + ["MODEL.HEADS.NUM_CLASSES", str(ROWS), "DATALOADER.NUM_WORKERS", str(workers)]
+    for k, v in over.items():
+        opts += [k, str(v)]
+    hook = PseudoLabelHook(setup_cfg(CFG, opts), items, PseudoLabelState())
+    hook.state.seed = 11
+    hook.trainer = FakeTrainer()
+    return hook
+
+
+def payload(labels, epoch=0):
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    k = int(labels.max()) + 1 if (labels >= 0).any() else 0
+    centroids = {b: torch.nn.functional.normalize(torch.randn(max(k, 1), D), dim=1)[:k]
+                 for b in ("global", "part1", "part2", "part3")}
+    return {"labels": labels, "agreement": torch.ones(len(labels), 3), "num_classes": k,
+            "centroids": centroids, "record": {"epoch": epoch, "num_clusters": k}}
+
+
+def true_labels(items):
+    return np.unique([it.true_pid for it in items], return_inverse=True)[1]
+
+
+def close(hook):
+    loader = hook.trainer._trainer.data_loader
+    hook.after_train()
+    return loader
+
+
+@pytest.fixture
+def warnings_(caplog):
+    """The hook logs under 'fastreid.*', which does not propagate to the root logger."""
+    log = logging.getLogger("fastreid")
+    log.addHandler(caplog.handler)
+    caplog.set_level(logging.WARNING, logger="fastreid")
+    yield caplog
+    log.removeHandler(caplog.handler)
+
+
+def test_no_cluster_and_no_earlier_labels_skips_the_epoch(items, warnings_):
+    hook = make_hook(items)
+    hook._apply(0, payload([-1] * len(items)))
+    assert hook.state.skip_epoch and hook.state.labels is None and hook.trainer.model.calls == []
+    assert "skipping this epoch's adaptation" in warnings_.text and "INCLR.CLUSTER.EPS" in warnings_.text
+    assert hook.state.history[-1]["action"] == "skipped_epoch"
+    hook._install_loader(0)
+    trainer = hook.trainer
+    assert trainer.skip_steps and isinstance(trainer._trainer.data_loader, _EmptyLoader)
+    assert INCLRTrainer.run_step(trainer) is None  # returns without pulling from the empty loader
+    with pytest.raises(RuntimeError, match="no pseudo labels"):
+        next(trainer._trainer._data_loader_iter)
+
+
+def test_one_cluster_after_good_labels_reuses_them(items, warnings_):
+    hook = make_hook(items)
+    good = true_labels(items) % 3  # 3 clusters
+    hook._apply(0, payload(good))
+    hook._apply(1, payload([0] * len(items), epoch=1))  # everything in one cluster
+    assert np.array_equal(hook.state.labels.numpy(), good) and hook.state.num_classes == 3
+    assert hook.state.cluster_epoch == 0 and not hook.state.skip_epoch
+    assert hook.trainer.model.calls == [3]  # classifier rows not rewritten for the degenerate round
+    assert [r["action"] for r in hook.state.history] == ["trained", "reused_last_labels"]
+    assert "reusing the labels of epoch 0" in warnings_.text
+    hook._install_loader(1)
+    batch = next(hook.trainer._trainer._data_loader_iter)
+    assert torch.equal(batch["targets"], torch.as_tensor(good)[batch["index"]])
+    close(hook)
+
+
+def test_more_clusters_than_classifier_rows_names_max_classes(items):
+    hook = make_hook(items)
+    labels = np.arange(len(items)) % (ROWS + 2)
+    with pytest.raises(RuntimeError) as err:
+        hook._apply(0, payload(labels))
+    assert "INCLR.MAX_CLASSES" in str(err.value) and f"{ROWS + 2} clusters" in str(err.value)
+    assert hook.state.labels is None
+
+
+def test_fewer_clusters_than_identities_per_batch_gives_smaller_batches(items, warnings_):
+    hook = make_hook(items)  # 8 images = 4 ids x 2 wanted, only 2 clusters
+    labels = np.full(len(items), -1)
+    labels[:5], labels[5:9] = 0, 1  # the rest are outliers
+    hook._apply(0, payload(labels))
+    hook._install_loader(0)
+    assert "only 2 pseudo identities; batches hold 2 x 2 images instead of 8" in warnings_.text
+    for _ in range(4):
+        batch = next(hook.trainer._trainer._data_loader_iter)
+        targets = batch["targets"].tolist()
+        assert len(targets) == 4 and sorted(targets) == [0, 0, 1, 1]
+        assert (labels[batch["index"].numpy()] == batch["targets"].numpy()).all()  # no outlier drawn
+    close(hook)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_no_stale_batch_after_a_loader_swap(items, workers):
+    hook = make_hook(items, workers=workers)
+    a = true_labels(items)
+    b = (a + 1) % 6  # every image changes label
+    hook._apply(0, payload(a))
+    hook._install_loader(0)
+    first = next(hook.trainer._trainer._data_loader_iter)
+    assert torch.equal(first["targets"], torch.as_tensor(a)[first["index"]])
+    old = hook.trainer._trainer.data_loader
+    hook._apply(1, payload(b, epoch=1))
+    hook._install_loader(1)
+    assert not old.iter.is_alive(), "the old loader's prefetch thread still runs"
+    if workers:
+        workers_ = old.iter.generator._workers
+        assert len(workers_) == 1 and not workers_[0].is_alive(), "the old loader's worker still runs"
+    for _ in range(6):
+        batch = next(hook.trainer._trainer._data_loader_iter)
+        assert torch.equal(batch["targets"], torch.as_tensor(b)[batch["index"]])
+    close(hook)
+
+
+def test_run_where_clustering_finds_nothing_finishes_with_a_warning(tmp_path):
+    from test_reliability import train_in_process
+
+    data = tmp_path / "data"
+    make_market1501(str(data), num_train=6, num_test=4, seed=2)
+    bad = sorted(glob.glob(str(data / "Market-1501-v15.09.15" / "bounding_box_train" / "*.jpg")))[3]
+    with open(bad, "wb") as f:
+        f.write(b"not a jpeg")
+    out = tmp_path / "out"
+    # min_samples above the number of images: DBSCAN finds no core point, so no cluster at all
+    results = train_in_process(out, data, "INCLR.CLUSTER.MIN_SAMPLES", "100", "SOLVER.MAX_EPOCH", "2",
+                               "INCLR.SKIP_BAD_IMAGES", "True")
+    assert 0.0 <= results["mAP"] <= 100.0 and (out / "final_results.json").is_file()
+    rounds = [json.loads(line) for line in (out / "pseudo_labels.jsonl").read_text().splitlines()]
+    assert [r["action"] for r in rounds] == ["skipped_epoch", "skipped_epoch"]
+    assert all(r["num_clusters"] == 0 and r["num_samples"] == 35 for r in rounds)
+    log = (out / "log.txt").read_text()
+    assert log.count("skipping this epoch's adaptation") == 2
+    assert "left out 1 unreadable target image" in log and os.path.basename(bad) in log

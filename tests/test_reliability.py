@@ -1,0 +1,334 @@
+"""Reliability of adaptation runs (issue #6): kill-and-resume replays the run exactly, saves are
+atomic, and bad input stops with a message that names what is wrong.
+
+The runs are tiny (ResNet-18, 64x32, 36 target images, 3 epochs x 2 iterations) and start from
+randomly initialised students (INCLR.SEED fixes them), so no pretraining step is needed. Runs that
+need not be killed train inside the test process: the ~20 s of imports and numba compilation are
+paid once.
+"""
+import glob
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from inclr_fastreid.compat import CheckpointLoadError, UnreadableImageError, safe_torch_load
+
+from layouts import make_market1501
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
+CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
+TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512",
+        "MODEL.BACKBONE.PRETRAIN", "False", "INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]",
+        "INPUT.PADDING.SIZE", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8",
+        "DATALOADER.NUM_INSTANCE", "2", "TEST.IMS_PER_BATCH", "16", "CUDNN_BENCHMARK", "False"]
+TINY_CLUSTER = ["INCLR.CLUSTER.EPS", "0.8", "INCLR.CLUSTER.MAX_DISTANCE", "0.9", "INCLR.CLUSTER.MIN_SAMPLES", "2",
+                "INCLR.CLUSTER.K1", "6", "INCLR.CLUSTER.K2", "2", "INCLR.LGMR.K", "4"]
+# OSNet x0.25 instead of TINY's ResNet-18: 5.8 MB checkpoints instead of 360 MB (4 networks + Adam).
+SMALL_NET = ["MODEL.BACKBONE.NAME", "build_osnet_backbone", "MODEL.BACKBONE.DEPTH", "x0_25",
+             "MODEL.BACKBONE.FEAT_DIM", "128"]
+RUN = TINY + SMALL_NET + TINY_CLUSTER + ["MODEL.WEIGHTS", "", "INCLR.SEED", "7", "SOLVER.MAX_EPOCH", "3",
+                             "INCLR.ITERS_PER_EPOCH", "2", "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "100"]
+# One intra-op thread in every run (in this process and in subprocesses): the same arithmetic in
+# all runs that are compared, and no spinning thread pools on a shared 2-core machine.
+THREADS = 1
+TIMING_KEYS = ("extract_seconds", "cluster_seconds")
+
+# Runs train_net.py, but the save of the epoch-1 checkpoint writes half of its bytes and stalls,
+# so the test can SIGKILL the process in the middle of a checkpoint write.
+STALL_IN_SAVE = r"""
+import io, os, runpy, sys, time
+import torch
+_save = torch.save
+def save(obj, f, *a, **k):
+    if isinstance(obj, dict) and obj.get("epoch") == 1 and hasattr(f, "write"):
+        buf = io.BytesIO()
+        _save(obj, buf, *a, **k)
+        data = buf.getvalue()
+        f.write(data[: len(data) // 2])
+        f.flush()
+        open(os.environ["STALL_MARK"], "w").close()
+        time.sleep(600)
+    return _save(obj, f, *a, **k)
+torch.save = save
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def train_in_process(out, data, *opts, resume=False, config=CFG):
+    """tools/train_net.py's ``main`` in this process (single process, as ``launch`` runs it)."""
+    import fastreid.data.build as fr_build
+    from fastreid.engine import default_argument_parser
+
+    from inclr_fastreid.engine.launcher import main
+
+    argv = ["--config-file", config] + (["--resume"] if resume else []) + [*RUN, *opts, "OUTPUT_DIR", str(out)]
+    args = default_argument_parser().parse_args(argv)
+    saved_root, saved_env = fr_build._root, os.environ.get("FASTREID_DATASETS")
+    fr_build._root = os.environ["FASTREID_DATASETS"] = str(data)  # FastReID reads it once at import
+    fr_logger = logging.getLogger("fastreid")
+    saved_handlers = list(fr_logger.handlers)
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        return main(args)
+    finally:
+        torch.set_num_threads(saved_threads)
+        fr_build._root = saved_root
+        if saved_env is None:
+            os.environ.pop("FASTREID_DATASETS", None)
+        else:
+            os.environ["FASTREID_DATASETS"] = saved_env
+        for h in fr_logger.handlers[len(saved_handlers):]:  # default_setup adds a file handler per run
+            fr_logger.removeHandler(h)
+
+
+def records(out):
+    rows = [json.loads(line) for line in open(os.path.join(out, "pseudo_labels.jsonl"))]
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rel_data")
+    make_market1501(str(root), num_train=6, num_test=4, seed=2)
+    return root
+
+
+# ------------------------------------------------------------------------------ kill and resume
+def test_sigkill_mid_save_then_resume_replays_the_run(data, tmp_path):
+    out = tmp_path / "killed"
+    mark = tmp_path / "stalled"
+    env = dict(os.environ, FASTREID_DATASETS=str(data), STALL_MARK=str(mark), PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS=str(THREADS))
+    with open(tmp_path / "killed.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", STALL_IN_SAVE, TRAIN_NET, "--config-file", CFG, *RUN,
+                                 "OUTPUT_DIR", str(out)], cwd=tmp_path, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            uninterrupted = tmp_path / "uninterrupted"
+            train_in_process(uninterrupted, data)  # the reference run, meanwhile
+            deadline = time.monotonic() + 300
+            while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert mark.exists(), "the run never reached its epoch-1 checkpoint:\n" + (tmp_path / "killed.log").read_text()[-3000:]
+            # Killed while half of model_0001.pth is on disk: last_checkpoint still names epoch 0.
+            assert (out / "last_checkpoint").read_text().strip() == "model_0000.pth"
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    partial = glob.glob(str(out / ".tmp-*.pth"))
+    assert len(partial) == 1 and not (out / "model_0001.pth").exists()
+    with pytest.raises(CheckpointLoadError):  # the half-written temporary really is unusable
+        safe_torch_load(partial[0])
+
+    # Everything a resume needs is in the epoch-0 checkpoint, loadable without arbitrary unpickling.
+    ckpt = safe_torch_load(str(out / "model_0000.pth"))
+    assert ckpt["epoch"] == 0 and {"optimizer", "lr_sched", "pseudo_labels"} <= set(ckpt)
+    model = ckpt["model"]
+    for net in ("student1", "student2", "teacher1", "teacher2"):
+        assert f"{net}.heads.weight" in model
+    state = ckpt["pseudo_labels"]
+    k = state["num_classes"]
+    assert k >= 2 and state["seed"] == 7 and state["cluster_epoch"] == 0
+    assert state["labels"].shape == (36,) and state["agreement"].shape == (36, 3)
+    assert int(model["num_live_classes"]) == k and model["igmo_centroids"][:k].norm(dim=1).allclose(torch.ones(k))
+    assert torch.isfinite(model["credibility"]).sum() > 0  # IGMO credibility of the images seen
+    assert ckpt["optimizer"]["state"], "optimizer moments missing"
+
+    train_in_process(out, data, resume=True)
+    assert not glob.glob(str(out / ".tmp-*")), "the interrupted save's temporary was not cleaned up"
+
+    # Same labels, same records, same final network and metrics as the run that was never killed.
+    assert records(out) == records(uninterrupted)
+    a = safe_torch_load(str(uninterrupted / "model_final.pth"))
+    b = safe_torch_load(str(out / "model_final.pth"))
+    assert torch.equal(a["pseudo_labels"]["labels"], b["pseudo_labels"]["labels"])
+    assert a["model"].keys() == b["model"].keys()
+    for key, va in a["model"].items():
+        vb = b["model"][key]
+        diff = (va.float() - vb.float()).nan_to_num().abs().max().item() if va.numel() else 0.0
+        assert torch.allclose(va.float(), vb.float(), atol=1e-4, rtol=1e-4, equal_nan=True), f"{key}: {diff:.3g}"
+    ra = json.loads((uninterrupted / "final_results.json").read_text())
+    rb = json.loads((out / "final_results.json").read_text())
+    assert ra.keys() == rb.keys()
+    for key, va in ra.items():
+        if isinstance(va, float):
+            assert math.isclose(va, rb[key], abs_tol=1e-4), key
+
+
+# ------------------------------------------------------------------------------ NaN loss
+def test_nan_loss_stops_naming_iteration_and_terms_and_keeps_last_checkpoint(data, tmp_path, monkeypatch):
+    from inclr_fastreid.engine.trainer import NonFiniteLossError
+    from inclr_fastreid.modeling.meta_arch.inclr import INCLR
+
+    forward, calls = INCLR.forward, []
+
+    def poisoned(self, batched_inputs):
+        out = forward(self, batched_inputs)
+        if self.training:
+            calls.append(1)
+            if len(calls) == 3:  # the first step of epoch 1 (iteration 2)
+                out["loss_kl"] = out["loss_kl"] * float("nan")
+        return out
+
+    monkeypatch.setattr(INCLR, "forward", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(FloatingPointError) as err:
+        train_in_process(out, data, "SOLVER.MAX_EPOCH", "2")
+    msg = str(err.value)
+    assert isinstance(err.value, NonFiniteLossError)
+    assert "iteration 2" in msg and "Epoch 1" in msg and "loss_kl=nan" in msg and "loss_ce=" in msg
+    assert "model_0000.pth" in msg and "--resume" in msg
+    assert (out / "last_checkpoint").read_text().strip() == "model_0000.pth"
+    kept = safe_torch_load(str(out / "model_0000.pth"))
+    assert all(torch.isfinite(v).all() for k, v in kept["model"].items() if k != "credibility")
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_missing_dataset_folder_names_path_and_layout(tmp_path, monkeypatch):
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.data.target import build_target_train_items
+
+    monkeypatch.setenv("FASTREID_DATASETS", str(tmp_path / "nowhere"))
+    cfg = setup_cfg(CFG, TINY)
+    with pytest.raises(FileNotFoundError) as err:
+        build_target_train_items(cfg)
+    msg = str(err.value)
+    assert str(tmp_path / "nowhere") in msg and "Market-1501-v15.09.15" in msg
+    assert "bounding_box_train" in msg and "FASTREID_DATASETS" in msg
+
+
+def _truncate(path):
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[:40])
+
+
+def test_unreadable_image_is_named_or_skipped_with_a_count(tmp_path, monkeypatch, caplog):
+    from fastreid.data.common import CommDataset
+    from fastreid.data.transforms import build_transforms
+
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.data.target import build_target_train_items
+
+    make_market1501(str(tmp_path), num_train=2, num_test=1, seed=3)
+    train = sorted(glob.glob(str(tmp_path / "Market-1501-v15.09.15" / "bounding_box_train" / "*.jpg")))
+    _truncate(train[0])
+    monkeypatch.setenv("FASTREID_DATASETS", str(tmp_path))
+    cfg = setup_cfg(CFG, TINY)
+    items = build_target_train_items(cfg)
+    assert len(items) == len(train)
+    ds = CommDataset([(it.path, 0, 0) for it in items], build_transforms(cfg, is_train=False), relabel=False)
+    bad = [i for i, it in enumerate(items) if it.path == train[0]][0]
+    with pytest.raises(UnreadableImageError) as err:
+        ds[bad]
+    assert train[0] in str(err.value) and "INCLR.SKIP_BAD_IMAGES" in str(err.value)
+
+    cfg = setup_cfg(CFG, TINY + ["INCLR.SKIP_BAD_IMAGES", "True"])
+    with caplog.at_level(logging.WARNING, logger="fastreid"):
+        kept = build_target_train_items(cfg)
+    assert [it.path for it in kept] == [it.path for it in items if it.path != train[0]]
+    assert "left out 1 unreadable target image" in caplog.text and os.path.basename(train[0]) in caplog.text
+
+
+def test_target_set_empty_after_filtering_is_a_clear_error(tmp_path, monkeypatch):
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.data.target import build_target_train_items
+
+    make_market1501(str(tmp_path), num_train=1, num_test=1, cams=2, per_cam=1, seed=4)
+    for path in glob.glob(str(tmp_path / "Market-1501-v15.09.15" / "bounding_box_train" / "*.jpg")):
+        _truncate(path)
+    monkeypatch.setenv("FASTREID_DATASETS", str(tmp_path))
+    with pytest.raises(ValueError) as err:
+        build_target_train_items(setup_cfg(CFG, TINY + ["INCLR.SKIP_BAD_IMAGES", "True"]))
+    assert "is empty" in str(err.value) and "Market1501" in str(err.value) and str(tmp_path) in str(err.value)
+
+
+def _cfg(config, *opts):
+    from inclr_fastreid.config import setup_cfg
+
+    cfg = setup_cfg(config, TINY + SMALL_NET + list(opts), freeze=False)
+    cfg.OUTPUT_DIR = ""
+    return cfg
+
+
+def _save(model, path):
+    torch.save({"model": model.state_dict()}, path)
+    return str(path)
+
+
+def test_weights_of_another_architecture_list_the_mismatched_keys(tmp_path):
+    from fastreid.modeling import build_model
+
+    from inclr_fastreid.engine.trainer import INCLRTrainer
+
+    torch.manual_seed(0)
+    pretrain = os.path.join(ROOT, "configs", "Pretrain", "duke.yml")
+    inclr_cfg = _cfg(CFG, "MODEL.HEADS.NUM_CLASSES", "6", "INCLR.NUM_SAMPLES", "12")
+
+    # Adaptation from a source model with FastReID's EmbeddingHead instead of PartPoolHead.
+    embedding = _save(build_model(_cfg(pretrain, "MODEL.HEADS.NAME", "EmbeddingHead", "MODEL.HEADS.NUM_CLASSES", "4")),
+                      tmp_path / "embedding_head.pth")
+    inclr = build_model(inclr_cfg)
+    with pytest.raises(ValueError) as err:
+        inclr.load_pretrained(embedding)
+    assert "missing: heads.part_bottlenecks.0" in str(err.value) and "PartPoolHead" in str(err.value)
+
+    # Adaptation of a ResNet-18 INCLR from a ResNet-34 source model.
+    resnet = ["MODEL.BACKBONE.NAME", "build_resnet_backbone", "MODEL.BACKBONE.FEAT_DIM", "512"]
+    r34 = _save(build_model(_cfg(pretrain, *resnet, "MODEL.BACKBONE.DEPTH", "34x", "MODEL.HEADS.NUM_CLASSES", "4")),
+                tmp_path / "r34.pth")
+    with pytest.raises(ValueError) as err:
+        build_model(_cfg(CFG, *resnet, "MODEL.BACKBONE.DEPTH", "18x", "MODEL.HEADS.NUM_CLASSES", "6")).load_pretrained(r34)
+    assert "unexpected: backbone.layer1.2." in str(err.value)
+
+    # --eval-only of a wider OSNet INCLR checkpoint with an x0.25 config: FastReID would only log it.
+    wide = _save(build_model(_cfg(CFG, "MODEL.BACKBONE.DEPTH", "x0_5", "MODEL.HEADS.NUM_CLASSES", "6")),
+                 tmp_path / "inclr_x0_5.pth")
+    inclr_cfg.MODEL.WEIGHTS = wide
+    with pytest.raises(CheckpointLoadError) as err:
+        INCLRTrainer.build_model_for_eval(inclr_cfg)
+    msg = str(err.value)
+    assert wide in msg and "wrong shape: " in msg
+    assert "student1.backbone.conv1.conv.weight: checkpoint (32, 3, 7, 7) vs network (16, 3, 7, 7)" in msg
+    assert "MODEL.BACKBONE.DEPTH" in msg
+
+    # The same architecture loads, with classifier rows / pseudo-label buffers of other sizes.
+    src = build_model(_cfg(CFG, "MODEL.HEADS.NUM_CLASSES", "9", "INCLR.NUM_SAMPLES", "20"))
+    inclr_cfg.MODEL.WEIGHTS = _save(src, tmp_path / "inclr.pth")
+    model = INCLRTrainer.build_model_for_eval(inclr_cfg)
+    assert torch.equal(model.teacher2.backbone.conv1.conv.weight, src.teacher2.backbone.conv1.conv.weight)
+    # A source (Baseline + PartPoolHead) model evaluated as INCLR: teacher 1 is that network.
+    base = build_model(_cfg(pretrain, "MODEL.HEADS.NUM_CLASSES", "4"))
+    inclr_cfg.MODEL.WEIGHTS = _save(base, tmp_path / "source.pth")
+    model = INCLRTrainer.build_model_for_eval(inclr_cfg)
+    assert torch.equal(model.teacher1.backbone.conv1.conv.weight, base.backbone.conv1.conv.weight)
+
+
+def test_checkpoint_needing_arbitrary_unpickling_is_refused_on_resume(tmp_path):
+    import pickle
+
+    from fastreid.utils.checkpoint import Checkpointer
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    with open(tmp_path / "model_0000.pth", "wb") as f:
+        pickle.dump({"model": {}, "epoch": Evil()}, f)
+    (tmp_path / "last_checkpoint").write_text("model_0000.pth")
+    ckpt = Checkpointer(torch.nn.Linear(2, 2), str(tmp_path))
+    with pytest.raises(CheckpointLoadError, match="arbitrary unpickling"):
+        ckpt.resume_or_load("", resume=True)
