@@ -29,6 +29,8 @@ class PseudoLabels:
     centroids: Dict[str, np.ndarray]  # "global", "part1".."partP": (K, D) L2-normalised, from `labels`
     part_labels: List[np.ndarray]  # DBSCAN labels of each part space; [] when LGMR is off
     labels_before_lgmr: np.ndarray  # global DBSCAN labels before refinement
+    # wall seconds: knn_<space>, jaccard_<space>, dbscan_<space> (space = global, part1..),
+    # lgmr, centroids, total
     timings: Dict[str, float] = field(default_factory=dict)
 
     @property

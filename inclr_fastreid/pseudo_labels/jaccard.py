@@ -18,7 +18,9 @@ UDA code for re-ID uses to feed DBSCAN), without ever holding an N x N array:
 Only pairs with ``d_J <= max_distance`` are kept. Since ``d_J`` falls as S grows,
 ``d_J <= m  <=>  S >= 2 (1 - m) / (2 - m)`` (0.1818 for m = 0.9): pairs that share no support
 (S = 0, d_J = 1) are never even visited. V lives in CSR (O(N * |E| * k2) entries); the min-sum is
-an inverted-index loop compiled with numba, run over row blocks in threads (nogil).
+an inverted-index loop compiled with numba over the upper triangle (j >= i) only, run over row
+blocks in threads (nogil), then mirrored, so the result is exactly symmetric. Weights and sums are
+float64 (SpCL: float32), which moves d_J by ~1e-6 at most.
 """
 from __future__ import annotations
 
@@ -434,7 +436,8 @@ def compute_jaccard_distance(features: Any, k1: int = 30, k2: int = 6, max_dista
     """k-reciprocal Jaccard distance (Zhong et al. 2017, as SpCL computes it) as a sparse CSR matrix.
 
     Stores ``d_J(i, j)`` for every pair with ``d_J <= max_distance`` (explicit zeros included, the
-    diagonal always, as 0); a missing pair means ``d_J > max_distance``. Symmetric, float64, memory
+    diagonal always, as 0); a missing pair means ``d_J > max_distance`` (or, with ``max_distance=1``,
+    ``d_J = 1``: pairs sharing no support are never stored). Symmetric, float64, memory
     O(N * k). ``features``: (N, D) numpy array or torch tensor (a CUDA tensor is searched on the GPU);
     rows are L2-normalised here. Raises ``ValueError`` on NaN/inf, wrong shape, ``k1 > N`` or ``k2 > k1``
     (no silent clamping: k1 changes the result). ``timings``, if given, receives ``knn`` and
