@@ -59,7 +59,7 @@ def default_num_threads() -> int:
 # numba kernels: each handles rows [start, end) and either fills its rows of shared, preallocated
 # outputs or returns its own CSR piece. They release the GIL, so a thread pool runs them in parallel.
 # ----------------------------------------------------------------------------------------------
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _reciprocal_kernel(idx, k, out, cnt, start, end):  # pragma: no cover - compiled
     for i in range(start, end):
         c = 0
@@ -73,7 +73,7 @@ def _reciprocal_kernel(idx, k, out, cnt, start, end):  # pragma: no cover - comp
         cnt[i] = c
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _sort_by_key(keys, vals, m):  # pragma: no cover - compiled
     """Shell sort of keys[:m] (int64, distinct) ascending, permuting vals[:m] alike.
 
@@ -96,7 +96,7 @@ def _sort_by_key(keys, vals, m):  # pragma: no cover - compiled
         gap //= 3
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _grow_i(a, need):  # pragma: no cover - compiled
     if need <= a.shape[0]:
         return a
@@ -105,7 +105,7 @@ def _grow_i(a, need):  # pragma: no cover - compiled
     return b
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _grow_f(a, need):  # pragma: no cover - compiled
     if need <= a.shape[0]:
         return a
@@ -114,7 +114,7 @@ def _grow_f(a, need):  # pragma: no cover - compiled
     return b
 
 
-@njit(cache=False, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _dot(feats, i, j):  # pragma: no cover - compiled
     """float64-accumulated dot product of two float32 rows (fastmath: vectorised reduction order)."""
     s = 0.0
@@ -123,7 +123,7 @@ def _dot(feats, i, j):  # pragma: no cover - compiled
     return s
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _expand_weights_kernel(feats, sims, idx, r_full, c_full, r_half, c_half, start, end):  # pragma: no cover
     n = idx.shape[0]
     k1 = idx.shape[1]
@@ -191,7 +191,7 @@ def _expand_weights_kernel(feats, sims, idx, r_full, c_full, r_half, c_half, sta
     return counts, cols[:nnz].copy(), vals[:nnz].copy()
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _query_expansion_kernel(vp, vi, vd, idx, k2, start, end):  # pragma: no cover - compiled
     n = idx.shape[0]
     acc = np.zeros(n, np.float64)
@@ -227,7 +227,7 @@ def _query_expansion_kernel(vp, vi, vd, idx, k2, start, end):  # pragma: no cove
     return counts, cols[:nnz].copy(), vals[:nnz].copy()
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _min_sum_kernel(vp, vi, vd, cp, ci, cd, max_distance, start, end):  # pragma: no cover - compiled
     n = vp.shape[0] - 1
     acc = np.zeros(n, np.float64)
@@ -285,7 +285,7 @@ def _min_sum_kernel(vp, vi, vd, cp, ci, cd, max_distance, start, end):  # pragma
     return counts, cols[:nnz].copy(), vals[:nnz].copy()
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _mirror_upper_kernel(up, ui, ud):  # pragma: no cover - compiled
     """Full symmetric CSR from its upper triangle (diagonal included), rows sorted, O(nnz)."""
     n = up.shape[0] - 1
