@@ -115,6 +115,55 @@ def _dataloader_cpu() -> None:
     DLX.shutdown = shutdown
 
 
+class _PrefetchError:
+    """An exception raised in DataLoaderX's prefetch thread, queued for the consumer to re-raise."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+@_fix("DataLoaderX: an error in the prefetch thread is raised in the loop, not a silent hang")
+def _prefetch_errors() -> None:
+    """FastReID's BackgroundGenerator thread dies on an exception (an unreadable image, a failing
+    transform) without queueing its end marker, and the training loop then waits on the queue
+    forever. Queue the exception instead and raise it in the thread that reads the loader."""
+    from fastreid.data import data_utils
+
+    BG, DLX = data_utils.BackgroundGenerator, data_utils.DataLoaderX
+    orig_run = BG.run  # FastReID's, or the CPU one of _dataloader_cpu
+
+    def run(self):
+        try:
+            orig_run(self)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            self.queue.put(_PrefetchError(e))
+
+    def next(self):
+        item = self.queue.get()
+        if item is None:
+            raise StopIteration
+        if isinstance(item, _PrefetchError):
+            self.queue.put(item)  # a later read raises it again instead of blocking
+            raise item.error
+        return item
+
+    def shutdown(self):
+        it = getattr(self, "iter", None)  # FastReID raises AttributeError when never iterated
+        if it is None or not isinstance(it, BG):
+            return
+        it.exit_event.set()
+        while it.is_alive() or not it.queue.empty():  # drain, so a thread blocked in put() can end
+            try:
+                item = it.queue.get(timeout=0.1)
+            except data_utils.queue.Empty:
+                continue
+            if item is None or isinstance(item, _PrefetchError):
+                break
+        it.join()
+
+    BG.run, BG.next, BG.__next__, DLX.shutdown = run, next, next, shutdown
+
+
 @_fix("ReidEvaluator: no run-time Cython build, vectorised ranking on the CPU")
 def _evaluator() -> None:
     from fastreid.evaluation import rank as fr_rank
@@ -439,7 +488,7 @@ def _dataset_errors() -> None:
 
 
 _IMPORT_FIXES = [_collections_aliases, _torch_six]
-_RUNTIME_FIXES = [_dataloader_cpu, _evaluator, _no_sys_exit, _output_dir, _ddp_cpu, _launch_cpu, _amp,
+_RUNTIME_FIXES = [_dataloader_cpu, _prefetch_errors, _evaluator, _no_sys_exit, _output_dir, _ddp_cpu, _launch_cpu, _amp,
                   _checkpointer, _dataset_errors, _contiguous_zero_grad,
                   _metric_printer]
 

@@ -216,8 +216,61 @@ def _truncate(path):
         f.write(data[:40])
 
 
+def within(seconds, fn):
+    """fn() in a daemon thread; fail (rather than hang the suite) if it has not returned in time."""
+    import threading
+
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            box["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still running after {seconds} s: a loader waits forever"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_error_in_the_prefetch_thread_is_raised_not_a_hang(workers):
+    """FastReID's DataLoaderX thread used to die silently, leaving the training loop blocked forever."""
+    from fastreid.data.data_utils import DataLoaderX
+
+    class Broken(torch.utils.data.Dataset):
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, i):
+            if i == 7:
+                raise OSError("cannot decode image 7")
+            return {"x": torch.tensor([i])}
+
+    loader = DataLoaderX(0, dataset=Broken(), batch_size=2, num_workers=workers)
+    seen = []
+
+    def consume():
+        for batch in loader:
+            seen.append(batch["x"].flatten().tolist())
+
+    with pytest.raises(OSError, match="cannot decode image 7"):
+        within(60, consume)
+    assert seen[:2] == [[0, 1], [2, 3]] and max(max(b) for b in seen) < 6  # raised at batch [6, 7]
+    with pytest.raises(OSError, match="cannot decode image 7"):  # asking again raises again
+        within(10, lambda: next(loader.iter))
+    within(10, loader.shutdown)
+    assert not loader.iter.is_alive()
+
+
 def test_unreadable_image_is_named_or_skipped_with_a_count(tmp_path, monkeypatch, caplog):
+    from fastreid.data.build import fast_batch_collator
     from fastreid.data.common import CommDataset
+    from fastreid.data.data_utils import DataLoaderX
     from fastreid.data.transforms import build_transforms
 
     from inclr_fastreid.config import setup_cfg
@@ -231,9 +284,10 @@ def test_unreadable_image_is_named_or_skipped_with_a_count(tmp_path, monkeypatch
     items = build_target_train_items(cfg)
     assert len(items) == len(train)
     ds = CommDataset([(it.path, 0, 0) for it in items], build_transforms(cfg, is_train=False), relabel=False)
-    bad = [i for i, it in enumerate(items) if it.path == train[0]][0]
-    with pytest.raises(UnreadableImageError) as err:
-        ds[bad]
+    loader = DataLoaderX(0, dataset=ds, batch_size=4, num_workers=0, collate_fn=fast_batch_collator)
+    with pytest.raises(UnreadableImageError) as err:  # as feature extraction reads the target set
+        within(60, lambda: [b for b in loader])
+    loader.shutdown()
     assert train[0] in str(err.value) and "INCLR.SKIP_BAD_IMAGES" in str(err.value)
 
     cfg = setup_cfg(CFG, TINY + ["INCLR.SKIP_BAD_IMAGES", "True"])
