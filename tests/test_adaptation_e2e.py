@@ -74,6 +74,16 @@ def test_duke2market_adapts_through_train_net(data_and_source):
         assert got["test_feature"] == feature and 0.0 <= got["mAP"] <= 100.0
 
 
+    # Plots of the run (tools/plot_run.py): PNG files with real content.
+    env = dict(os.environ, FASTREID_DATASETS=str(data))
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "plot_run.py"), str(out)], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in ("curves.png", "clusters.png", "ranked_lists.png"):
+        png = out / "plots" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, name
+
+
 def test_pseudo_label_hook_mixes_into_stock_baseline(data_and_source):
     """FastReID's Baseline + EmbeddingHead + the hook = a plain clustering-UDA baseline."""
     root, data, source, counts = data_and_source
