@@ -140,3 +140,17 @@ def test_fastreid_optimizer_actually_updates_parameters():
         model(torch.ones(4, 3)).sum().backward()
         opt.step()
     assert not torch.allclose(model.weight, before)
+
+
+def test_test_time_rerank_runs_on_cpu_and_matches_the_dense_definition():
+    import numpy as np
+    from fastreid.utils import compute_dist
+
+    from test_jaccard import clustered, dense_reference
+
+    x = clustered(n=120, d=16, ids=10, seed=3)
+    q, g = torch.from_numpy(x[:30]), torch.from_numpy(x[30:])
+    got = compute_dist.build_dist(q, g, metric="jaccard", k1=8, k2=3)
+    ref = dense_reference(x, 8, 3)[:30, 30:]
+    assert got.shape == (30, 90)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
