@@ -490,7 +490,7 @@ def _dataset_errors() -> None:
 _IMPORT_FIXES = [_collections_aliases, _torch_six]
 _RUNTIME_FIXES = [_dataloader_cpu, _prefetch_errors, _evaluator, _no_sys_exit, _output_dir, _ddp_cpu, _launch_cpu, _amp,
                   _checkpointer, _dataset_errors, _contiguous_zero_grad,
-                  _metric_printer]
+                  _metric_printer, _rerank]
 
 
 def applied_fixes() -> List[str]:

@@ -148,7 +148,7 @@ def test_test_time_rerank_runs_on_cpu_and_matches_the_dense_definition():
 
     from test_jaccard import clustered, dense_reference
 
-    x = clustered(n=120, d=16, ids=10, seed=3)
+    x = clustered(n=120, d=16, ids=10, seed=3)[0]
     q, g = torch.from_numpy(x[:30]), torch.from_numpy(x[30:])
     got = compute_dist.build_dist(q, g, metric="jaccard", k1=8, k2=3)
     ref = dense_reference(x, 8, 3)[:30, 30:]
