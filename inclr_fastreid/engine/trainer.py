@@ -4,6 +4,12 @@ Supervised runs (source pretraining) are FastReID's own. In adaptation runs the 
 set is unlabeled: iterations per epoch come from ``INCLR.ITERS_PER_EPOCH``, classifier rows are
 pre-allocated (DESIGN.md §9, so the true identity count never leaks), and the
 :class:`PseudoLabelHook` clusters before each epoch and swaps the train loader.
+
+Reliability (beyond FastReID's DefaultTrainer): a fixed ``INCLR.SEED`` also fixes network
+initialisation; a checkpoint holds everything a resume needs, so a killed run resumed with
+``--resume`` ends as if never interrupted; a NaN/inf loss stops every rank before the optimiser
+step, naming the iteration, the loss terms and the last good checkpoint; a checkpoint that does not
+fit the network is an error listing the keys (FastReID logs it and trains a partly random model).
 """
 from __future__ import annotations
 
