@@ -358,6 +358,33 @@ def _metric_printer() -> None:
     events.CommonMetricPrinter.write = write
 
 
+@_fix("test-time re-ranking (TEST.RERANK) on the CPU: sparse k-reciprocal Jaccard, no GPU faiss")
+def _rerank() -> None:
+    """FastReID's ``build_dist(metric="jaccard")`` hard-codes GPU faiss and an old faiss API; the
+    add-on's sparse Jaccard gives the same distances, and only the query x gallery block is dense."""
+    import numpy as np
+    from fastreid.evaluation import reid_evaluation
+    from fastreid.utils import compute_dist
+
+    orig = compute_dist.build_dist
+
+    def build_dist(feat_1, feat_2, metric: str = "euclidean", **kwargs):
+        if metric != "jaccard":
+            return orig(feat_1, feat_2, metric, **kwargs)
+        from .pseudo_labels import compute_jaccard_distance
+
+        nq = feat_1.shape[0]
+        feats = torch.cat((torch.as_tensor(feat_1), torch.as_tensor(feat_2)), dim=0).float().cpu()
+        sparse = compute_jaccard_distance(feats.numpy(), k1=kwargs["k1"], k2=kwargs["k2"], max_distance=1.0)
+        block = sparse[:nq, nq:].tocoo()  # pairs not stored share no support: d_J = 1
+        dist = np.ones((nq, feats.shape[0] - nq), dtype=np.float32)
+        dist[block.row, block.col] = block.data
+        return dist
+
+    compute_dist.build_dist = build_dist
+    reid_evaluation.build_dist = build_dist
+
+
 class CheckpointLoadError(RuntimeError):
     """A checkpoint could not be read safely (missing, truncated, or needs arbitrary unpickling)."""
 
