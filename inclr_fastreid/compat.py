@@ -11,11 +11,12 @@ import collections.abc
 import logging
 import os
 import sys
-import tempfile
 import types
 from typing import Callable, List
 
 import torch
+
+from .io import CheckpointLoadError, atomic_torch_save, atomic_write_text, safe_torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -383,63 +384,6 @@ def _rerank() -> None:
 
     compute_dist.build_dist = build_dist
     reid_evaluation.build_dist = build_dist
-
-
-class CheckpointLoadError(RuntimeError):
-    """A checkpoint could not be read safely (missing, truncated, or needs arbitrary unpickling)."""
-
-
-def atomic_torch_save(obj, path: str) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a kill never truncates."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write text to a temporary file beside ``path`` and rename it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def safe_torch_load(path: str):
-    """``torch.load(weights_only=True)``: a model file cannot run code; refusals say why."""
-    if not os.path.isfile(path):
-        raise CheckpointLoadError(f"Checkpoint not found: {path!r}. Check MODEL.WEIGHTS / the path given.")
-    try:
-        return torch.load(path, map_location=torch.device("cpu"), weights_only=True)
-    except __import__("pickle").UnpicklingError as e:
-        raise CheckpointLoadError(
-            f"Refusing to load {path!r}: it needs arbitrary unpickling, which could run code "
-            f"(torch.load weights_only=True said: {str(e).splitlines()[0]}). Re-save it as a plain "
-            "state dict of tensors and Python types, or load it yourself if you trust its source."
-        ) from e
-    except (EOFError, RuntimeError) as e:
-        raise CheckpointLoadError(
-            f"Checkpoint {path!r} is truncated or corrupt ({type(e).__name__}: {e}). "
-            "Delete it (and fix OUTPUT_DIR/last_checkpoint) or point to another file."
-        ) from e
 
 
 @_fix("Checkpointer: atomic saves, weights_only loads, missing MODEL.WEIGHTS is an error")

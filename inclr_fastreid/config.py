@@ -28,8 +28,8 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.ITERS_PER_EPOCH = 400
     # Classifier rows pre-allocated per network; 0 = number of target training images (MMT)
     _C.INCLR.MAX_CLASSES = 0
-    # Seed of the adaptation run (samplers, augmentation; reseeded per epoch so a resume replays
-    # the same batches). -1 = draw one at start and keep it in the checkpoint.
+    # Seed of the run: network initialisation, samplers and augmentation (reseeded per epoch, so
+    # a resume replays the same batches). -1 = draw one at start and keep it in the checkpoint.
     _C.INCLR.SEED = -1
     # Check every target training image once at start and leave out unreadable ones (with a count)
     _C.INCLR.SKIP_BAD_IMAGES = False

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import inclr_fastreid
-from inclr_fastreid.compat import CheckpointLoadError, applied_fixes, atomic_torch_save, safe_torch_load
+from inclr_fastreid.compat import applied_fixes
+from inclr_fastreid.io import CheckpointLoadError, atomic_torch_save, safe_torch_load
 
 from layouts import make_market1501
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import inclr_fastreid  # noqa: F401  (host compat so fastreid.evaluation imports)
-from inclr_fastreid.evaluation.rank import eval_market1501, evaluate_rank
+from inclr_fastreid.evaluation.rank import evaluate_rank
 from inclr_fastreid.evaluation.roc import evaluate_roc
 
 with warnings.catch_warnings():

@@ -298,7 +298,7 @@ def _draw_person(cv: _Canvas, idn: Identity, view: str, cx: float, top: float, p
     foot_y = min(hip_y + leg_len, top + 97 * u)
     shoe_y1 = foot_y + 4 * u
     sh_hw, waist_hw = 13 * u * wf, 10.5 * u * wf
-    skin, upper, lower = idn.skin, idn.upper, idn.lower
+    skin, lower = idn.skin, idn.lower
     upper_field = _upper_field(idn, torso_y0, cx, view)
     stride = phase * 6 * u  # walking: legs / arms swing (most visible from the side)
 

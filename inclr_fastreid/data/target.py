@@ -34,7 +34,13 @@ def build_target_train_items(cfg: CfgNode) -> List[TargetItem]:
             path, pid, camid = entry[0], entry[1], entry[2]
             items.append(TargetItem(path, None if pid is None else str(pid), int(str(camid).split("_")[-1])))
     if cfg.INCLR.SKIP_BAD_IMAGES:
-        items = drop_unreadable(items)
+        readable = drop_unreadable(items)
+        if items and not readable:
+            raise ValueError(
+                f"All {len(items)} target training images of {tuple(cfg.DATASETS.NAMES)} are unreadable "
+                "(INCLR.SKIP_BAD_IMAGES left none): check the image files."
+            )
+        items = readable
     if not items:
         raise ValueError(
             f"The target training set {tuple(cfg.DATASETS.NAMES)} under {os.path.abspath(root)!r} is empty: "

@@ -12,7 +12,7 @@ from fastreid.config import CfgNode
 from fastreid.engine import default_setup
 from fastreid.utils import comm
 
-from ..compat import atomic_write_text
+from ..io import atomic_write_text
 from ..config import setup_cfg
 from .trainer import INCLRTrainer
 

@@ -42,7 +42,7 @@ from fastreid.engine.train_loop import HookBase
 from fastreid.evaluation.evaluator import inference_context
 from fastreid.utils import comm
 
-from ..compat import atomic_write_text
+from ..io import atomic_write_text
 from ..data.pseudo_dataset import PseudoIdentityBatchSampler, PseudoLabelDataset
 from ..data.target import TargetItem
 from ..pseudo_labels import generate_pseudo_labels

@@ -27,7 +27,7 @@ from fastreid.utils import comm
 from fastreid.utils.checkpoint import Checkpointer
 from fastreid.utils.logger import setup_logger
 
-from ..compat import CheckpointLoadError, atomic_write_text, safe_torch_load
+from ..io import CheckpointLoadError, atomic_write_text, safe_torch_load
 from ..data.target import build_target_train_items
 
 logger = logging.getLogger("fastreid." + __name__)

@@ -389,7 +389,7 @@ def _is_classifier_key(key: str) -> bool:
 def _read_baseline_state(path: str) -> Dict[str, torch.Tensor]:
     if not path:
         raise ValueError("load_pretrained: empty checkpoint path (set MODEL.WEIGHTS)")
-    from ...compat import safe_torch_load  # weights_only=True, with errors that say what to do
+    from ...io import safe_torch_load  # weights_only=True, with errors that say what to do
 
     ckpt = safe_torch_load(path)
     if isinstance(ckpt, Mapping) and "model" in ckpt:

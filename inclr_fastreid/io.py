@@ -1,0 +1,62 @@
+"""Files a run writes and reads: atomic writes (a kill never leaves a truncated file that a resume
+would read) and checkpoint loading that can never run code (``weights_only=True``)."""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from typing import Any, Callable, IO
+
+import torch
+
+
+def _atomic_write(path: str, mode: str, write: Callable[[IO], None], suffix: str = "") -> None:
+    """Write through ``write(f)`` to a temporary file beside ``path``, fsync, then rename into place."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a kill never truncates."""
+    _atomic_write(path, "wb", lambda f: torch.save(obj, f), suffix=".pth")
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write text to a temporary file beside ``path`` and rename it into place."""
+    _atomic_write(path, "w", lambda f: f.write(text))
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint could not be read safely (missing, truncated, or needs arbitrary unpickling)."""
+
+
+def safe_torch_load(path: str):
+    """``torch.load(weights_only=True)``: a model file cannot run code; refusals say why."""
+    if not os.path.isfile(path):
+        raise CheckpointLoadError(f"Checkpoint not found: {path!r}. Check MODEL.WEIGHTS / the path given.")
+    try:
+        return torch.load(path, map_location=torch.device("cpu"), weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointLoadError(
+            f"Refusing to load {path!r}: it needs arbitrary unpickling, which could run code "
+            f"(torch.load weights_only=True said: {str(e).splitlines()[0]}). Re-save it as a plain "
+            "state dict of tensors and Python types, or load it yourself if you trust its source."
+        ) from e
+    except (EOFError, RuntimeError) as e:
+        raise CheckpointLoadError(
+            f"Checkpoint {path!r} is truncated or corrupt ({type(e).__name__}: {e}). "
+            "Delete it (and fix OUTPUT_DIR/last_checkpoint) or point to another file."
+        ) from e
+
+
