@@ -14,14 +14,7 @@ import torch
 
 from layouts import make_dukemtmc, make_market1501
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
-TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512",
-        "MODEL.BACKBONE.PRETRAIN", "False", "INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]",
-        "INPUT.PADDING.SIZE", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8",
-        "DATALOADER.NUM_INSTANCE", "2", "TEST.IMS_PER_BATCH", "16", "CUDNN_BENCHMARK", "False"]
-TINY_CLUSTER = ["INCLR.CLUSTER.EPS", "0.8", "INCLR.CLUSTER.MAX_DISTANCE", "0.9", "INCLR.CLUSTER.MIN_SAMPLES", "2",
-                "INCLR.CLUSTER.K1", "6", "INCLR.CLUSTER.K2", "2", "INCLR.LGMR.K", "4"]
+from tiny import ROOT, TINY, TINY_CLUSTER, TRAIN_NET
 
 
 def run(args, datasets, cwd, timeout=600):

@@ -18,15 +18,11 @@ from inclr_fastreid.engine.pseudo_label_hook import labels_checksum
 
 from layouts import make_market1501
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
+from tiny import ROOT, SMALL_NET, TINY_CLUSTER, TRAIN_NET
+from tiny import TINY as _TINY
+
 CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
-TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.NAME", "build_osnet_backbone", "MODEL.BACKBONE.DEPTH", "x0_25",
-        "MODEL.BACKBONE.FEAT_DIM", "128", "MODEL.BACKBONE.PRETRAIN", "False", "INPUT.SIZE_TRAIN", "[64,32]",
-        "INPUT.SIZE_TEST", "[64,32]", "INPUT.PADDING.SIZE", "2", "DATALOADER.NUM_WORKERS", "0",
-        "SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "TEST.IMS_PER_BATCH", "16",
-        "CUDNN_BENCHMARK", "False", "INCLR.CLUSTER.EPS", "0.8", "INCLR.CLUSTER.MAX_DISTANCE", "0.9",
-        "INCLR.CLUSTER.MIN_SAMPLES", "2", "INCLR.CLUSTER.K1", "6", "INCLR.CLUSTER.K2", "2", "INCLR.LGMR.K", "4"]
+TINY = _TINY + SMALL_NET + TINY_CLUSTER
 TIMEOUT = 400
 
 

@@ -24,18 +24,9 @@ from inclr_fastreid.io import CheckpointLoadError, safe_torch_load
 
 from layouts import make_market1501
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
+from tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER, TRAIN_NET
+
 CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
-TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512",
-        "MODEL.BACKBONE.PRETRAIN", "False", "INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]",
-        "INPUT.PADDING.SIZE", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8",
-        "DATALOADER.NUM_INSTANCE", "2", "TEST.IMS_PER_BATCH", "16", "CUDNN_BENCHMARK", "False"]
-TINY_CLUSTER = ["INCLR.CLUSTER.EPS", "0.8", "INCLR.CLUSTER.MAX_DISTANCE", "0.9", "INCLR.CLUSTER.MIN_SAMPLES", "2",
-                "INCLR.CLUSTER.K1", "6", "INCLR.CLUSTER.K2", "2", "INCLR.LGMR.K", "4"]
-# OSNet x0.25 instead of TINY's ResNet-18: 5.8 MB checkpoints instead of 360 MB (4 networks + Adam).
-SMALL_NET = ["MODEL.BACKBONE.NAME", "build_osnet_backbone", "MODEL.BACKBONE.DEPTH", "x0_25",
-             "MODEL.BACKBONE.FEAT_DIM", "128"]
 RUN = TINY + SMALL_NET + TINY_CLUSTER + ["MODEL.WEIGHTS", "", "INCLR.SEED", "7", "SOLVER.MAX_EPOCH", "3",
                              "INCLR.ITERS_PER_EPOCH", "2", "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "100"]
 # One intra-op thread in every run (in this process and in subprocesses): the same arithmetic in
