@@ -8,6 +8,7 @@ Every stage is an ordinary ``tools/train_net.py`` call, logged to OUTPUT_DIR/<st
     python tools/run_demo.py                 # full demo (~15 min on 2 CPU cores)
     python tools/run_demo.py --quick         # a first look (~5 min): shorter schedules
     python tools/run_demo.py --reuse         # skip stages whose results already exist
+    python tools/run_demo.py --reuse --rows mmt lgmr igmo inclr undetached baseline_uda   # two extra rows
 
 All numbers are from the *synthetic* benchmark (DESIGN.md §7), never a claim about real data.
 """
@@ -33,7 +34,11 @@ ROWS: List[Tuple[str, str, str]] = [  # (name, stage dir, config)
     ("+LGMR", "lgmr", "configs/INCLR/ablation/synthetic_lgmr.yml"),
     ("+IGMO", "igmo", "configs/INCLR/ablation/synthetic_igmo.yml"),
     ("INCLR (LGMR+IGMO)", "inclr", "configs/INCLR/synthetic.yml"),
+    # not in the default run (--rows ... to add them):
+    ("INCLR, IGMO weight not detached (UNRN)", "undetached", "configs/INCLR/ablation/synthetic_undetached.yml"),
+    ("Stock Baseline + PseudoLabelHook", "baseline_uda", "configs/UDA/synthetic_baseline.yml"),
 ]
+DEFAULT_ROWS = ["mmt", "lgmr", "igmo", "inclr"]
 FEATURES = ["global", "part1", "part2", "part3", "joint"]
 QUICK_PRETRAIN = ["SOLVER.MAX_EPOCH", "4", "SOLVER.STEPS", "[3]", "TEST.EVAL_PERIOD", "4"]
 QUICK_ADAPT = ["SOLVER.MAX_EPOCH", "2", "INCLR.ITERS_PER_EPOCH", "15"]
@@ -93,8 +98,12 @@ def main() -> None:
     ap.add_argument("--output-dir", default="output/demo")
     ap.add_argument("--quick", action="store_true", help="short schedules for a first look")
     ap.add_argument("--reuse", action="store_true", help="skip stages whose results already exist")
-    ap.add_argument("--rows", nargs="*", default=[r[1] for r in ROWS],
-                    help="ablation rows to run (mmt lgmr igmo inclr)")
+    ap.add_argument("--opts", nargs="*", default=[],
+                    help="KEY VALUE overrides for every adaptation run, e.g. INCLR.CLUSTER.CAMERA_NORM True")
+    ap.add_argument("--pretrained", default="",
+                    help="reuse this source model instead of pretraining (e.g. output/demo/pretrain/model_final.pth)")
+    ap.add_argument("--rows", nargs="*", default=DEFAULT_ROWS, choices=[r[1] for r in ROWS],
+                    help=f"rows to run (default: {' '.join(DEFAULT_ROWS)}; also undetached, baseline_uda)")
     args = ap.parse_args()
     out = os.path.abspath(args.output_dir)
     os.makedirs(out, exist_ok=True)
@@ -103,8 +112,8 @@ def main() -> None:
 
     # 1. Source pretraining (SynthA), evaluated on the target SynthB.
     pre_dir = os.path.join(out, "pretrain")
-    weights = os.path.join(pre_dir, "model_final.pth")
-    if not (args.reuse and os.path.isfile(weights)):
+    weights = os.path.abspath(args.pretrained) if args.pretrained else os.path.join(pre_dir, "model_final.pth")
+    if not args.pretrained and not (args.reuse and os.path.isfile(weights)):
         timings["pretrain"] = _run("source pretraining (SynthA)", ["--config-file", PRETRAIN_CFG]
                                    + (QUICK_PRETRAIN if args.quick else []), pre_dir)
     # 2. Direct transfer row: the source model's joint feature on the target.
@@ -121,7 +130,7 @@ def main() -> None:
         d = os.path.join(out, stage)
         if not (args.reuse and _json(os.path.join(d, "final_results.json"))):
             timings[stage] = _run(f"adaptation: {name}", ["--config-file", cfg, "MODEL.WEIGHTS", weights]
-                                  + (QUICK_ADAPT if args.quick else []), d)
+                                  + (QUICK_ADAPT if args.quick else []) + args.opts, d)
         table.append((name, _json(os.path.join(d, "final_results.json")), _label_quality(d)))
 
     # 4. Feature rows (Table II) on the INCLR model.
@@ -134,8 +143,8 @@ def main() -> None:
             res_path = os.path.join(feat_dir, f"eval_{feat}.json")
             if not (args.reuse and _json(res_path)):
                 timings[f"eval_{feat}"] = _run(f"INCLR features: {feat}", ["--config-file", "configs/INCLR/synthetic.yml",
-                                               "--eval-only", "MODEL.WEIGHTS", model, "INCLR.TEST_FEATURE", feat],
-                                               feat_dir)
+                                               "--eval-only", "MODEL.WEIGHTS", model, "INCLR.TEST_FEATURE", feat]
+                                               + args.opts, feat_dir)
             feat_rows.append((feat, _json(res_path)))
 
     total = time.perf_counter() - t_start
@@ -159,6 +168,17 @@ def main() -> None:
     print(f"[demo] results: {os.path.join(out, 'results.md')}  plots: {os.path.join(inclr_dir, 'plots')}")
 
 
+def _cmdline_extra(args) -> str:
+    extra = ""
+    if args.pretrained:
+        extra += f" --pretrained {args.pretrained}"
+    if args.rows != DEFAULT_ROWS:
+        extra += " --rows " + " ".join(args.rows)
+    if args.opts:
+        extra += " --opts " + " ".join(args.opts)
+    return extra
+
+
 def render_markdown(table, feat_rows, args, total: float) -> str:
     import torch
 
@@ -166,7 +186,8 @@ def render_markdown(table, feat_rows, args, total: float) -> str:
     lines = [
         f"### Synthetic benchmark SynthA → SynthB{' (quick mode)' if args.quick else ''}",
         "",
-        f"`python tools/run_demo.py{' --quick' if args.quick else ''}` on {device}, {total / 60:.1f} min in all. "
+        f"`python tools/run_demo.py{' --quick' if args.quick else ''}{_cmdline_extra(args)}` on {device}, "
+        f"{total / 60:.1f} min in all. "
         "Synthetic data: not a claim about Market/Duke/MSMT.",
         "",
         "| Method | mAP | R1 | R5 | R10 | pseudo-label F | NMI | credibility AUROC | clusters |",

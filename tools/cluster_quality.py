@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Pseudo-label quality of a model on its target training set, for a grid of clustering settings.
+
+Extracts features once (as the PseudoLabelHook does: teachers' mean for INCLR, the model's
+branches for a Baseline), then clusters with each setting and prints K, outliers, pairwise
+precision / recall / F, NMI and ARI against the true identities (DESIGN.md §4.6). Use it to see
+whether a source model is good enough for clustering-based adaptation before spending a run.
+
+    python tools/cluster_quality.py --config-file configs/UDA/synthetic_baseline.yml \
+        --weights output/demo/pretrain/model_final.pth --eps 0.4 0.5 0.6 --camera-norm both
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config-file", required=True)
+    ap.add_argument("--weights", required=True, help="model whose features are clustered")
+    ap.add_argument("--eps", type=float, nargs="+", default=None, help="DBSCAN eps values (default: config)")
+    ap.add_argument("--k1", type=int, nargs="+", default=None, help="k-reciprocal k1 values (default: config)")
+    ap.add_argument("--camera-norm", choices=["off", "on", "both"], default="off")
+    ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = ap.parse_args()
+
+    import numpy as np
+    from fastreid.utils.checkpoint import Checkpointer
+
+    import inclr_fastreid  # noqa: F401
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.data.target import build_target_train_items
+    from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook, PseudoLabelState
+    from inclr_fastreid.engine.trainer import INCLRTrainer
+    from inclr_fastreid.pseudo_labels import generate_pseudo_labels, label_quality
+
+    cfg = setup_cfg(args.config_file, args.opts + ["MODEL.WEIGHTS", args.weights], freeze=False)
+    items = build_target_train_items(cfg)
+    cfg.MODEL.HEADS.NUM_CLASSES = cfg.MODEL.HEADS.NUM_CLASSES or 1
+    cfg.INCLR.NUM_SAMPLES = len(items)
+    cfg.freeze()
+    model = INCLRTrainer.build_model(cfg)
+    if hasattr(model, "load_pretrained"):
+        model.load_pretrained(args.weights)
+    else:
+        Checkpointer(model).load(args.weights)
+    hook = PseudoLabelHook(cfg, items, PseudoLabelState())
+    if hook.true_ids is None:
+        raise SystemExit("The target set has no identities to measure against.")
+    t0 = time.perf_counter()
+    feats = hook.extract_features(model)
+    print(f"features of {len(items)} images in {time.perf_counter() - t0:.1f}s: {sorted(feats)}")
+    parts = sorted(k for k in feats if k.startswith("part"))
+    c = cfg.INCLR
+    rows = []
+    norms = {"off": [False], "on": [True], "both": [False, True]}[args.camera_norm]
+    for eps, k1, cam in itertools.product(args.eps or [c.CLUSTER.EPS], args.k1 or [c.CLUSTER.K1], norms):
+        res = generate_pseudo_labels(
+            feats["global"].numpy(), [feats[p].numpy() for p in parts] if c.LGMR.ENABLED else [],
+            eps=eps, min_samples=c.CLUSTER.MIN_SAMPLES, k1=k1, k2=c.CLUSTER.K2,
+            max_distance=max(c.CLUSTER.MAX_DISTANCE, eps), lgmr_enabled=bool(c.LGMR.ENABLED and parts),
+            lgmr_k=c.LGMR.K, min_agreement=c.LGMR.MIN_AGREEMENT, camids=hook.camids, camera_norm=cam)
+        q = label_quality(res.labels, hook.true_ids)
+        rows.append((eps, k1, cam, res.num_classes, res.num_outliers, q))
+    ids = len(np.unique(hook.true_ids))
+    print(f"\n{ids} true identities; LGMR {'on' if c.LGMR.ENABLED and parts else 'off'}\n")
+    print("| eps | k1 | camera norm | K | outliers | precision | recall | F | NMI | ARI |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for eps, k1, cam, k, out, q in rows:
+        print(f"| {eps} | {k1} | {'on' if cam else 'off'} | {k} | {out} | {q['pairwise_precision']:.3f} | "
+              f"{q['pairwise_recall']:.3f} | {q['pairwise_fscore']:.3f} | {q['nmi']:.3f} | {q['ari']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
