@@ -6,7 +6,7 @@ and print one results table (also written to OUTPUT_DIR/results.md and results.j
 Every stage is an ordinary ``tools/train_net.py`` call, logged to OUTPUT_DIR/<stage>/log.txt:
 
     python tools/run_demo.py                 # full demo (~15 min on 2 CPU cores)
-    python tools/run_demo.py --quick         # a first look (~5 min): shorter schedules
+    python tools/run_demo.py --quick         # a first look: shorter schedules
     python tools/run_demo.py --reuse         # skip stages whose results already exist
     python tools/run_demo.py --reuse --rows mmt lgmr igmo inclr undetached baseline_uda   # two extra rows
 
