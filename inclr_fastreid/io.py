@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-from typing import Any, Callable, IO
+from typing import IO, Any, Callable, Dict, List
 
 import torch
 
@@ -60,3 +60,37 @@ def safe_torch_load(path: str):
         ) from e
 
 
+
+
+class CheckpointMismatchError(CheckpointLoadError, ValueError):
+    """A checkpoint's keys or shapes do not fit the network; the message lists them."""
+
+
+def check_state_dict(expected: Dict[str, Any], state: Dict[str, Any], source: str, *,
+                     ignore: Callable[[str], bool] = lambda key: False, hint: str = "") -> None:
+    """Raise :class:`CheckpointMismatchError` listing the keys of ``state`` that are missing,
+    unexpected or mis-shaped for a network whose state dict is ``expected`` ("module." prefixes
+    ignored; keys where ``ignore(key)`` may differ). FastReID only logs these and goes on with a
+    partly random network."""
+    def strip(d: Dict[str, Any]) -> Dict[str, Any]:
+        return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in d.items()}
+
+    expected, state = strip(expected), strip(state)
+    missing = sorted(k for k in expected.keys() - state.keys() if not ignore(k))
+    unexpected = sorted(k for k in state.keys() - expected.keys() if not ignore(k))
+    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(expected[k].shape)}"
+                    for k in expected.keys() & state.keys()
+                    if not ignore(k) and tuple(state[k].shape) != tuple(expected[k].shape))
+    if not (missing or unexpected or shapes):
+        return
+
+    def fmt(items: List[str]) -> str:
+        return ", ".join(items[:12]) + (f" ... (+{len(items) - 12} more)" if len(items) > 12 else "")
+
+    raise CheckpointMismatchError(
+        f"{source} does not match the network built from the config."
+        + (f"\n  missing: {fmt(missing)}" if missing else "")
+        + (f"\n  unexpected: {fmt(unexpected)}" if unexpected else "")
+        + (f"\n  wrong shape: {fmt(shapes)}" if shapes else "")
+        + (f"\n{hint}" if hint else "")
+    )

@@ -27,7 +27,7 @@ from fastreid.utils import comm
 from fastreid.utils.checkpoint import Checkpointer
 from fastreid.utils.logger import setup_logger
 
-from ..io import CheckpointLoadError, atomic_write_text, safe_torch_load
+from ..io import CheckpointLoadError, atomic_write_text, check_state_dict, safe_torch_load
 from ..data.target import build_target_train_items
 
 logger = logging.getLogger("fastreid." + __name__)
@@ -254,32 +254,11 @@ def _model_state(checkpoint: Any) -> Dict[str, Any]:
 
 
 def check_state_matches(expected: Dict[str, Any], state: Dict[str, Any], source: str) -> None:
-    """Raise :class:`CheckpointLoadError` listing the keys of ``state`` that are missing, unexpected
-    or mis-shaped for a network whose state dict is ``expected`` ("module." prefixes ignored;
-    classifier rows and pseudo-label buffers may differ). FastReID only logs these and goes on
-    with a partly random network."""
-    def strip(d: Dict[str, Any]) -> Dict[str, Any]:
-        return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in d.items()}
-
-    expected, state = strip(expected), strip(state)
-    missing = sorted(k for k in expected.keys() - state.keys() if not _may_differ(k))
-    unexpected = sorted(k for k in state.keys() - expected.keys() if not _may_differ(k))
-    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(expected[k].shape)}"
-                    for k in expected.keys() & state.keys()
-                    if not _may_differ(k) and tuple(state[k].shape) != tuple(expected[k].shape))
-    if not (missing or unexpected or shapes):
-        return
-
-    def fmt(items: List[str]) -> str:
-        return ", ".join(items[:12]) + (f" ... (+{len(items) - 12} more)" if len(items) > 12 else "")
-
-    raise CheckpointLoadError(
-        f"{source} does not match the network built from the config (another architecture?)."
-        + (f"\n  missing: {fmt(missing)}" if missing else "")
-        + (f"\n  unexpected: {fmt(unexpected)}" if unexpected else "")
-        + (f"\n  wrong shape: {fmt(shapes)}" if shapes else "")
-        + "\nCheck MODEL.META_ARCHITECTURE, MODEL.BACKBONE.DEPTH, MODEL.HEADS.* against the run that wrote it."
-    )
+    """:func:`~inclr_fastreid.io.check_state_dict` for whole-model checkpoints: classifier rows and
+    pseudo-label buffers may differ (they follow the data), nothing else may."""
+    check_state_dict(expected, state, f"{source} (another architecture?)", ignore=_may_differ,
+                     hint="Check MODEL.META_ARCHITECTURE, MODEL.BACKBONE.DEPTH, MODEL.HEADS.* against "
+                          "the run that wrote it.")
 
 
 class MatchingCheckpointer(Checkpointer):

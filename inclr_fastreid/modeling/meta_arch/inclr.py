@@ -14,7 +14,7 @@ View 1 feeds S1 and T1, view 2 feeds S2 and T2.
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -403,30 +403,13 @@ def _read_baseline_state(path: str) -> Dict[str, torch.Tensor]:
 
 def _check_pretrained_keys(expected: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor], path: str):
     """Non-classifier entries of ``state`` after checking they match ``expected`` exactly."""
-    exp_keys = {k for k in expected if not _is_classifier_key(k)}
-    got_keys = {k for k in state if not _is_classifier_key(k)}
-    missing = sorted(exp_keys - got_keys)
-    unexpected = sorted(got_keys - exp_keys)
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in exp_keys & got_keys
-        if tuple(state[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or shapes:
-        hint = ""
-        if any(k.split(".")[0] in NETWORKS for k in unexpected):
-            hint = " This looks like an INCLR checkpoint: resume it with MODEL.WEIGHTS / --resume instead."
-        elif any(k.startswith("heads.") for k in missing):
-            hint = " Pretrain with MODEL.HEADS.NAME: PartPoolHead and the same NUM_PARTS/EMBEDDING_DIM."
+    from ...io import check_state_dict
 
-        def fmt(items: List[str]) -> str:
-            return ", ".join(items[:20]) + (f" ... (+{len(items) - 20} more)" if len(items) > 20 else "")
-
-        raise ValueError(
-            f"load_pretrained({path}): checkpoint does not match the network."
-            + (f"\n  missing: {fmt(missing)}" if missing else "")
-            + (f"\n  unexpected: {fmt(unexpected)}" if unexpected else "")
-            + (f"\n  wrong shape: {fmt(shapes)}" if shapes else "")
-            + hint
-        )
-    return {k: state[k] for k in got_keys}
+    unexpected = set(state) - set(expected)
+    hint = ""
+    if any(k.split(".")[0] in NETWORKS for k in unexpected):
+        hint = "This looks like an INCLR checkpoint: resume it with MODEL.WEIGHTS / --resume instead."
+    elif any(k.startswith("heads.") for k in set(expected) - set(state)):
+        hint = "Pretrain with MODEL.HEADS.NAME: PartPoolHead and the same NUM_PARTS/EMBEDDING_DIM."
+    check_state_dict(expected, state, f"load_pretrained({path})", ignore=_is_classifier_key, hint=hint)
+    return {k: v for k, v in state.items() if not _is_classifier_key(k)}
