@@ -20,7 +20,8 @@ from fastreid.utils.events import EventStorage
 
 from inclr_fastreid.config import setup_cfg
 from inclr_fastreid.data.target import TargetItem
-from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook, PseudoLabelState, _EmptyLoader
+from inclr_fastreid.data.pseudo_dataset import NoPseudoLabelsLoader
+from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook, PseudoLabelState
 from inclr_fastreid.engine.trainer import INCLRTrainer
 
 from layouts import make_market1501
@@ -106,7 +107,7 @@ def test_no_cluster_and_no_earlier_labels_skips_the_epoch(items, warnings_):
     assert hook.state.history[-1]["action"] == "skipped_epoch"
     hook._install_loader(0)
     trainer = hook.trainer
-    assert trainer.skip_steps and isinstance(trainer._trainer.data_loader, _EmptyLoader)
+    assert trainer.skip_steps and isinstance(trainer._trainer.data_loader, NoPseudoLabelsLoader)
     assert INCLRTrainer.run_step(trainer) is None  # returns without pulling from the empty loader
     with pytest.raises(RuntimeError, match="no pseudo labels"):
         next(trainer._trainer._data_loader_iter)

@@ -98,3 +98,22 @@ class PseudoIdentityBatchSampler(Sampler):
                     if self.rank * per_rank <= j < (self.rank + 1) * per_rank:
                         batch.extend(int(i) for i in pick)
                 yield batch
+
+
+class NoPseudoLabelsLoader:
+    """Stands in for the train loader while there are no pseudo labels to train on (before the
+    first clustering, or an epoch skipped by the degenerate-clustering rule); iterating it says why."""
+
+    dataset: List = []
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __iter__(self) -> "NoPseudoLabelsLoader":
+        return self
+
+    def __next__(self):
+        raise RuntimeError(self.reason)
+
+    def shutdown(self) -> None:
+        pass

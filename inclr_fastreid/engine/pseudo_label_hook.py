@@ -43,7 +43,7 @@ from fastreid.evaluation.evaluator import inference_context
 from fastreid.utils import comm
 
 from ..io import atomic_write_text
-from ..data.pseudo_dataset import PseudoIdentityBatchSampler, PseudoLabelDataset
+from ..data.pseudo_dataset import NoPseudoLabelsLoader, PseudoIdentityBatchSampler, PseudoLabelDataset
 from ..data.target import TargetItem
 from ..pseudo_labels import generate_pseudo_labels
 from ..pseudo_labels.quality import credibility_auroc, label_quality, pseudo_label_correct
@@ -335,7 +335,8 @@ class PseudoLabelHook(HookBase):
         trainer._trainer._data_loader_iter = None  # never a batch of the old loader again
         trainer.skip_steps = self.state.skip_epoch
         if self.state.labels is None:
-            trainer._trainer.data_loader = _EmptyLoader()
+            trainer._trainer.data_loader = NoPseudoLabelsLoader(
+                "This epoch has no pseudo labels to train on (see the warning above).")
             trainer._trainer._data_loader_iter = iter(trainer._trainer.data_loader)
             return
         labels = self.state.labels.numpy()
@@ -405,16 +406,6 @@ def close_loader(loader: Any) -> None:
         inner._shutdown_workers()
     if hasattr(loader, "batch"):
         loader.batch = None  # the preloaded batch
-
-
-class _EmptyLoader:
-    dataset: List = []
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        raise RuntimeError("This epoch has no pseudo labels to train on (see the warning above).")
 
 
 def _centroids(feats: torch.Tensor, labels: np.ndarray, k: int) -> torch.Tensor:

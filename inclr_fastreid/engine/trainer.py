@@ -28,24 +28,10 @@ from fastreid.utils.checkpoint import Checkpointer
 from fastreid.utils.logger import setup_logger
 
 from ..io import CheckpointLoadError, atomic_write_text, check_state_dict, safe_torch_load
+from ..data.pseudo_dataset import NoPseudoLabelsLoader
 from ..data.target import build_target_train_items
 
 logger = logging.getLogger("fastreid." + __name__)
-
-
-class _NotClusteredYet:
-    """Placeholder train loader of an adaptation run: the PseudoLabelHook installs the real one."""
-
-    dataset: List = []
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        raise RuntimeError("No pseudo labels yet: the PseudoLabelHook must run before the first step.")
-
-    def shutdown(self) -> None:
-        pass
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -98,7 +84,8 @@ class INCLRTrainer(DefaultTrainer):
         if self.adapting:
             self.target_items = build_target_train_items(cfg)
             cfg = self.scale_for_adaptation(cfg, len(self.target_items))
-            data_loader = _NotClusteredYet()
+            data_loader = NoPseudoLabelsLoader(
+                "No pseudo labels yet: the PseudoLabelHook must run before the first step.")
             self.iters_per_epoch = int(cfg.INCLR.ITERS_PER_EPOCH)
         else:
             data_loader = self.build_train_loader(cfg)
