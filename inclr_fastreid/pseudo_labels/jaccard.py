@@ -97,7 +97,8 @@ def _sort_by_key(keys, vals, m):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _grow_i(a, need):  # pragma: no cover - compiled
+def _grow(a, need):  # pragma: no cover - compiled
+    """``a`` with room for ``need`` entries (doubling), contents kept; numba specialises per dtype."""
     if need <= a.shape[0]:
         return a
     b = np.empty(max(need, 2 * a.shape[0]), a.dtype)
@@ -106,12 +107,15 @@ def _grow_i(a, need):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _grow_f(a, need):  # pragma: no cover - compiled
-    if need <= a.shape[0]:
-        return a
-    b = np.empty(max(need, 2 * a.shape[0]), a.dtype)
-    b[: a.shape[0]] = a
-    return b
+def _append_sorted_row(cols, vals, nnz, keys, values, m):  # pragma: no cover - compiled
+    """Sort the first ``m`` (key, value) pairs by key and append them to the growing CSR arrays."""
+    _sort_by_key(keys, values, m)
+    cols = _grow(cols, nnz + m)
+    vals = _grow(vals, nnz + m)
+    for a in range(m):
+        cols[nnz + a] = keys[a]
+        vals[nnz + a] = values[a]
+    return cols, vals, nnz + m
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -176,8 +180,8 @@ def _expand_weights_kernel(feats, sims, idx, r_full, c_full, r_half, c_half, sta
             dist[a] = 2.0 - 2.0 * s
             if dist[a] < dmin:
                 dmin = dist[a]
-        cols = _grow_i(cols, nnz + ne)
-        vals = _grow_f(vals, nnz + ne)
+        cols = _grow(cols, nnz + ne)
+        vals = _grow(vals, nnz + ne)
         tot = 0.0
         for a in range(ne):
             w = np.exp(-(dist[a] - dmin))
@@ -216,13 +220,7 @@ def _query_expansion_kernel(vp, vi, vd, idx, k2, start, end):  # pragma: no cove
                 acc[j] += vd[p]
         for a in range(nt):
             tval[a] = acc[touched[a]] / k2
-        _sort_by_key(touched, tval, nt)
-        cols = _grow_i(cols, nnz + nt)
-        vals = _grow_f(vals, nnz + nt)
-        for a in range(nt):
-            cols[nnz + a] = touched[a]
-            vals[nnz + a] = tval[a]
-        nnz += nt
+        cols, vals, nnz = _append_sorted_row(cols, vals, nnz, touched, tval, nt)
         counts[i - start] = nt
     return counts, cols[:nnz].copy(), vals[:nnz].copy()
 
@@ -274,13 +272,7 @@ def _min_sum_kernel(vp, vi, vd, cp, ci, cd, max_distance, start, end):  # pragma
                 kept_j[nk] = j
                 kept_d[nk] = dj
                 nk += 1
-        _sort_by_key(kept_j, kept_d, nk)
-        cols = _grow_i(cols, nnz + nk)
-        vals = _grow_f(vals, nnz + nk)
-        for a in range(nk):
-            cols[nnz + a] = kept_j[a]
-            vals[nnz + a] = kept_d[a]
-        nnz += nk
+        cols, vals, nnz = _append_sorted_row(cols, vals, nnz, kept_j, kept_d, nk)
         counts[i - start] = nk
     return counts, cols[:nnz].copy(), vals[:nnz].copy()
 
