@@ -25,19 +25,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _memory import reset_peak_rss  # noqa: E402  (tools/_memory.py)
 import inclr_fastreid  # noqa: E402,F401  (host compat)
 from inclr_fastreid.evaluation.rank import (  # noqa: E402
     DEFAULT_MAX_MEMORY_BYTES, evaluate_rank)
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) of this process; False where unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _rss_mib(field: str) -> float:
@@ -54,7 +45,7 @@ def _rss_mib(field: str) -> float:
 
 def measure(fn):
     """Run ``fn()``; return (result, seconds, peak RSS MiB, peak increase over start MiB)."""
-    exact = _reset_peak_rss()
+    exact = reset_peak_rss()
     start_rss = _rss_mib("VmRSS")
     t0 = time.perf_counter()
     out = fn()

@@ -24,6 +24,7 @@ import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from _memory import reset_peak_rss  # noqa: E402  (tools/_memory.py)
 import inclr_fastreid  # noqa: E402,F401  (host compat + registries)
 import torch  # noqa: E402
 from fastreid.modeling import build_model  # noqa: E402
@@ -52,16 +53,6 @@ def proc_status() -> dict:
             elif key == "Threads":
                 out[key] = int(value)
     return out
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def child_processes() -> int:
