@@ -309,3 +309,36 @@ def test_load_pretrained_names_mismatched_keys(model, tmp_path):
         model.load_pretrained(str(tmp_path / "bad.pth"))
     assert "unexpected: heads.extra_thing" in str(err.value)
     assert "wrong shape: backbone.conv1.weight" in str(err.value)
+
+
+def test_fastreid_per_name_optimizer_rules_reach_each_student(model):
+    """SOLVER.HEADS_LR_FACTOR and MODEL.FREEZE_LAYERS name 'heads' / 'backbone' as in a Baseline; in
+    INCLR those live under student1./student2. and FastReID's rules alone would miss them."""
+    from inclr_fastreid.engine.trainer import INCLRTrainer, NetworkScopedNames
+
+    cfg = _cfg()
+    cfg.SOLVER.OPT, cfg.SOLVER.BASE_LR, cfg.SOLVER.HEADS_LR_FACTOR = "Adam", 0.01, 2.0
+    cfg.MODEL.FREEZE_LAYERS, cfg.SOLVER.FREEZE_ITERS = ["backbone"], 5
+
+    def numel(prefix):
+        return sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefix) and p.requires_grad)
+
+    heads = numel("student1.heads.") + numel("student2.heads.")
+    backbones = numel("student1.backbone.") + numel("student2.backbone.")
+    assert heads > 0 and backbones > 0 and numel("teacher") == 0
+
+    # Without the scoping FastReID's rules find nothing to act on.
+    plain = get_default_optimizer_params(model, base_lr=0.01, heads_lr_factor=2.0, freeze_layers=["backbone"])
+    assert all(g["lr"] == 0.01 and g["freeze_status"] == "normal" for g in plain)
+
+    optimizer, _ = INCLRTrainer.build_optimizer(cfg, model)
+    by_kind = {}
+    for g in optimizer.param_groups:
+        key = (g["lr"], g["freeze_status"])
+        by_kind[key] = by_kind.get(key, 0) + sum(p.numel() for p in g["params"])
+    assert by_kind.get((0.02, "normal"), 0) == heads
+    assert by_kind.get((0.01, "freeze"), 0) == backbones
+    assert sum(by_kind.values()) == heads + backbones
+
+    # A single-network model (FastReID's Baseline) is passed through unchanged.
+    assert NetworkScopedNames(build_model(_cfg(meta="Baseline"))).networks == set()

@@ -67,6 +67,21 @@ class _CheckedAMPTrainer(_FiniteLossCheck, AMPTrainer):
     pass
 
 
+class NetworkScopedNames:
+    """``named_modules()`` of a mutual-teaching model with each network's prefix (``student1.``)
+    dropped, so FastReID's name rules (``SOLVER.HEADS_LR_FACTOR`` on ``heads.*``, ``MODEL.FREEZE_LAYERS``
+    patterns matched from the start of a name) reach each student as they reach a ``Baseline``."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.networks = {n for n, m in model.named_children() if hasattr(m, "backbone") and hasattr(m, "heads")}
+
+    def named_modules(self):
+        for name, module in self.model.named_modules():
+            network, _, rest = name.partition(".")
+            yield (rest if network in self.networks else name), module
+
+
 class INCLRTrainer(DefaultTrainer):
     """A DefaultTrainer that can adapt to an unlabeled target set with pseudo labels."""
 
@@ -126,6 +141,15 @@ class INCLRTrainer(DefaultTrainer):
         self.delay_epochs = cfg.SOLVER.DELAY_EPOCHS
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module):
+        """FastReID's optimizer; for a model of several networks (INCLR's students) its per-name
+        rules apply inside each network (frozen teachers are skipped by FastReID already)."""
+        from fastreid.engine import defaults
+
+        scoped = NetworkScopedNames(model)
+        return defaults.build_optimizer(cfg, scoped if scoped.networks else model)
 
     # ---------------------------------------------------------------------------------------
     @staticmethod
