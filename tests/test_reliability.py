@@ -378,3 +378,28 @@ def test_checkpoint_needing_arbitrary_unpickling_is_refused_on_resume(tmp_path):
     ckpt = Checkpointer(torch.nn.Linear(2, 2), str(tmp_path))
     with pytest.raises(CheckpointLoadError, match="arbitrary unpickling"):
         ckpt.resume_or_load("", resume=True)
+
+
+def test_resume_keeps_the_better_model_best(tmp_path):
+    """FastReID's PeriodicCheckpointer forgets its best metric on resume; restore_best_metric reads it
+    back from model_best.pth so a worse evaluation after the resume cannot overwrite that file."""
+    from fastreid.engine import hooks
+
+    from inclr_fastreid.engine.trainer import restore_best_metric
+
+    saved = []
+
+    class Recorder:
+        def save(self, name, **state):
+            saved.append((name, state["metric"]))
+
+    torch.save({"model": {}, "metric": 0.7, "epoch": 3}, tmp_path / "model_best.pth")
+    hook = hooks.PeriodicCheckpointer(Recorder(), period=1, max_epoch=10)
+    assert restore_best_metric([hook], str(tmp_path)) == pytest.approx(0.7)
+    hook.step(4, metric=0.5)
+    assert saved == [("model_0004", 0.5)]  # no model_best for a worse metric
+    hook.step(5, metric=0.8)
+    assert saved[1:] == [("model_best", 0.8), ("model_0005", 0.8)]
+
+    fresh = hooks.PeriodicCheckpointer(Recorder(), period=1, max_epoch=10)
+    assert restore_best_metric([fresh], str(tmp_path / "elsewhere")) == -1 and fresh.best_metric == -1

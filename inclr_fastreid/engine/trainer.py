@@ -219,6 +219,7 @@ class INCLRTrainer(DefaultTrainer):
                 remove_stale_temp_files(self.cfg.OUTPUT_DIR)
             checkpoint = self.checkpointer.load(self.checkpointer.get_checkpoint_file())
             self.start_epoch = checkpoint.get("epoch", -1) + 1
+            restore_best_metric(self._hooks, self.cfg.OUTPUT_DIR)
             return
         if resume and self.cfg.OUTPUT_DIR:
             logger.info("--resume: no %s yet; starting from MODEL.WEIGHTS.",
@@ -284,6 +285,25 @@ class MatchingCheckpointer(Checkpointer):
         check_state_matches(self.model.state_dict(), _model_state(checkpoint),
                             f"Checkpoint {getattr(self, '_loading', '?')!r}")
         return super()._load_model(checkpoint)
+
+
+def restore_best_metric(trainer_hooks: List[hooks.HookBase], output_dir: str) -> float:
+    """After a resume, give FastReID's PeriodicCheckpointer the metric of the ``model_best.pth``
+    already on disk: it starts from -1, so the first evaluation after a resume replaced a better
+    best model with a worse one. Reads only the metric (memory-mapped load). Returns it (-1: none)."""
+    path = os.path.join(output_dir, "model_best.pth") if output_dir else ""
+    best = -1.0
+    if path and os.path.isfile(path):
+        try:
+            best = float(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("metric", -1))
+        except Exception as e:  # noqa: BLE001 - an unreadable best model must not stop the resume
+            logger.warning("Could not read the metric of %s (%s): a later evaluation may replace it.", path, e)
+    for h in trainer_hooks:
+        if isinstance(h, hooks.PeriodicCheckpointer):
+            h.best_metric = max(float(h.best_metric), best)
+    if best >= 0:
+        logger.info("Resumed: model_best.pth holds metric %.4f; it is replaced only by a better one.", best)
+    return best
 
 
 def remove_stale_temp_files(output_dir: str) -> List[str]:
