@@ -8,6 +8,7 @@ Every stage is an ordinary ``tools/train_net.py`` call, logged to OUTPUT_DIR/<st
     python tools/run_demo.py                 # full demo (~15 min on 2 CPU cores)
     python tools/run_demo.py --quick         # a first look: shorter schedules
     python tools/run_demo.py --reuse         # skip stages whose results already exist
+    python tools/run_demo.py --seed 0        # a fixed INCLR.SEED for every stage (default: drawn at random)
     python tools/run_demo.py --reuse --rows mmt lgmr igmo inclr undetached baseline_uda   # two extra rows
 
 All numbers are from the *synthetic* benchmark (DESIGN.md §7), never a claim about real data.
@@ -26,6 +27,8 @@ from typing import Dict, List, Optional, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+
+from inclr_fastreid.io import atomic_write_text  # noqa: E402  (after the sys.path line)
 
 TRAIN_NET = os.path.join(HERE, "train_net.py")
 PRETRAIN_CFG = "configs/Pretrain/synthetic.yml"
@@ -102,9 +105,12 @@ def main() -> None:
                     help="KEY VALUE overrides for every adaptation run, e.g. INCLR.CLUSTER.CAMERA_NORM True")
     ap.add_argument("--pretrained", default="",
                     help="reuse this source model instead of pretraining (e.g. output/demo/pretrain/model_final.pth)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="INCLR.SEED for every stage: fixes initialisation and sampling (default: random, as FastReID)")
     ap.add_argument("--rows", nargs="*", default=DEFAULT_ROWS, choices=[r[1] for r in ROWS],
                     help=f"rows to run (default: {' '.join(DEFAULT_ROWS)}; also undetached, baseline_uda)")
     args = ap.parse_args()
+    seed = [] if args.seed is None else ["INCLR.SEED", str(args.seed)]
     out = os.path.abspath(args.output_dir)
     os.makedirs(out, exist_ok=True)
     t_start = time.perf_counter()
@@ -115,12 +121,12 @@ def main() -> None:
     weights = os.path.abspath(args.pretrained) if args.pretrained else os.path.join(pre_dir, "model_final.pth")
     if not args.pretrained and not (args.reuse and os.path.isfile(weights)):
         timings["pretrain"] = _run("source pretraining (SynthA)", ["--config-file", PRETRAIN_CFG]
-                                   + (QUICK_PRETRAIN if args.quick else []), pre_dir)
+                                   + (QUICK_PRETRAIN if args.quick else []) + seed, pre_dir)
     # 2. Direct transfer row: the source model's joint feature on the target.
     direct_dir = os.path.join(out, "direct")
     if not (args.reuse and _json(os.path.join(direct_dir, "eval_joint.json"))):
         timings["direct"] = _run("direct transfer (eval on SynthB)", ["--config-file", PRETRAIN_CFG, "--eval-only",
-                                 "MODEL.WEIGHTS", weights, "INCLR.TEST_FEATURE", "joint"], direct_dir)
+                                 "MODEL.WEIGHTS", weights, "INCLR.TEST_FEATURE", "joint"] + seed, direct_dir)
     table = [("Direct transfer (source only)", _json(os.path.join(direct_dir, "eval_joint.json")), {})]
 
     # 3. Ablation rows (Table III): each adapts from the same source model.
@@ -130,7 +136,7 @@ def main() -> None:
         d = os.path.join(out, stage)
         if not (args.reuse and _json(os.path.join(d, "final_results.json"))):
             timings[stage] = _run(f"adaptation: {name}", ["--config-file", cfg, "MODEL.WEIGHTS", weights]
-                                  + (QUICK_ADAPT if args.quick else []) + args.opts, d)
+                                  + (QUICK_ADAPT if args.quick else []) + seed + args.opts, d)
         table.append((name, _json(os.path.join(d, "final_results.json")), _label_quality(d)))
 
     # 4. Feature rows (Table II) on the INCLR model.
@@ -144,23 +150,21 @@ def main() -> None:
             if not (args.reuse and _json(res_path)):
                 timings[f"eval_{feat}"] = _run(f"INCLR features: {feat}", ["--config-file", "configs/INCLR/synthetic.yml",
                                                "--eval-only", "MODEL.WEIGHTS", model, "INCLR.TEST_FEATURE", feat]
-                                               + args.opts, feat_dir)
+                                               + seed + args.opts, feat_dir)
             feat_rows.append((feat, _json(res_path)))
 
     total = time.perf_counter() - t_start
     md = render_markdown(table, feat_rows, args, total)
     print("\n" + md)
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(md)
+    atomic_write_text(os.path.join(out, "results.md"), md)  # a kill never leaves half a table
     payload = {
         "benchmark": "synthetic (SynthA -> SynthB), DESIGN.md §7",
         "quick": args.quick, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
-        "wall_seconds": round(total, 1), "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
+        "seed": args.seed, "wall_seconds": round(total, 1), "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
         "rows": [{"method": n, "metrics": r, "pseudo_labels": q} for n, r, q in table],
         "features": [{"feature": f, "metrics": r} for f, r in feat_rows],
     }
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(payload, f, indent=2)
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(payload, indent=2))
     if "inclr" in args.rows:
         subprocess.run([sys.executable, os.path.join(HERE, "plot_run.py"), inclr_dir,
                         "--direct", os.path.join(direct_dir, "eval_joint.json"), "--compare", *[os.path.join(out, s) for s in ("mmt", "lgmr", "igmo") if s in args.rows]],
@@ -172,6 +176,8 @@ def _cmdline_extra(args) -> str:
     extra = ""
     if args.pretrained:
         extra += f" --pretrained {args.pretrained}"
+    if args.seed is not None:
+        extra += f" --seed {args.seed}"
     if args.rows != DEFAULT_ROWS:
         extra += " --rows " + " ".join(args.rows)
     if args.opts:
