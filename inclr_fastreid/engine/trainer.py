@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from fastreid.config import CfgNode
@@ -72,11 +72,11 @@ class NetworkScopedNames:
     dropped, so FastReID's name rules (``SOLVER.HEADS_LR_FACTOR`` on ``heads.*``, ``MODEL.FREEZE_LAYERS``
     patterns matched from the start of a name) reach each student as they reach a ``Baseline``."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.networks = {n for n, m in model.named_children() if hasattr(m, "backbone") and hasattr(m, "heads")}
 
-    def named_modules(self):
+    def named_modules(self) -> Iterator[Tuple[str, torch.nn.Module]]:
         for name, module in self.model.named_modules():
             network, _, rest = name.partition(".")
             yield (rest if network in self.networks else name), module
