@@ -41,12 +41,13 @@ class CheckpointLoadError(RuntimeError):
     """A checkpoint could not be read safely (missing, truncated, or needs arbitrary unpickling)."""
 
 
-def safe_torch_load(path: str):
-    """``torch.load(weights_only=True)``: a model file cannot run code; refusals say why."""
+def safe_torch_load(path: str, mmap: bool = False):
+    """``torch.load(weights_only=True)``: a model file cannot run code; refusals say why.
+    ``mmap=True`` maps tensors from the file instead of reading them (to look at a checkpoint's extras)."""
     if not os.path.isfile(path):
         raise CheckpointLoadError(f"Checkpoint not found: {path!r}. Check MODEL.WEIGHTS / the path given.")
     try:
-        return torch.load(path, map_location=torch.device("cpu"), weights_only=True)
+        return torch.load(path, map_location=torch.device("cpu"), weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise CheckpointLoadError(
             f"Refusing to load {path!r}: it needs arbitrary unpickling, which could run code "

@@ -295,7 +295,7 @@ def restore_best_metric(trainer_hooks: List[hooks.HookBase], output_dir: str) ->
     best = -1.0
     if path and os.path.isfile(path):
         try:
-            best = float(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("metric", -1))
+            best = float(safe_torch_load(path, mmap=True).get("metric", -1))
         except Exception as e:  # noqa: BLE001 - an unreadable best model must not stop the resume
             logger.warning("Could not read the metric of %s (%s): a later evaluation may replace it.", path, e)
     for h in trainer_hooks:
