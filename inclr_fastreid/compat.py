@@ -1,5 +1,5 @@
 """Host compatibility: the one place that makes FastReID 1.4.0 run on Python 3.11+, torch 2.x,
-numpy 2.x and the CPU (DESIGN.md §3, §9), without editing FastReID's installed files.
+numpy 2.x and the CPU (docs/design.md §3, §9), without editing FastReID's installed files.
 
 Applied once, on ``import inclr_fastreid``. Each fix is a small function named after the trap it
 removes; CUDA code paths stay FastReID's own. ``applied_fixes()`` lists what was done.
@@ -180,21 +180,16 @@ def _evaluator() -> None:
     reid_evaluation.compile_helper = compile_helper
     reid_evaluation.ReidEvaluator._compile_dependencies = lambda self: None
     if not getattr(fr_rank, "IS_CYTHON_AVAI", False):
-        try:  # TODO(lead): drop this guard once inclr_fastreid.evaluation.rank has landed
-            from .evaluation.rank import evaluate_rank
-        except ImportError:
-            evaluate_rank = None
-        if evaluate_rank is not None:
-            fr_rank.evaluate_rank = evaluate_rank
+        from .evaluation.rank import evaluate_rank
+
+        fr_rank.evaluate_rank = evaluate_rank
     try:
         from fastreid.evaluation import roc as fr_roc
     except ImportError:  # pragma: no cover - faiss missing
         return
     if not getattr(fr_roc, "IS_CYTHON_AVAI", False):
-        try:
-            from .evaluation.roc import evaluate_roc
-        except ImportError:
-            return
+        from .evaluation.roc import evaluate_roc
+
         fr_roc.evaluate_roc = evaluate_roc
 
 

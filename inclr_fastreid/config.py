@@ -1,4 +1,4 @@
-"""INCLR's config keys (DESIGN.md §5), added to a FastReID CfgNode.
+"""INCLR's config keys (docs/design.md §5), added to a FastReID CfgNode.
 
 Defaults are the paper's numbers; every ablation switch of Table III is a key here.
 """
@@ -10,7 +10,7 @@ from fastreid.config import CfgNode as CN
 def add_inclr_config(cfg: CN) -> CN:
     """Add the ``INCLR.*`` keys and ``MODEL.HEADS.NUM_PARTS`` to ``cfg`` (in place) and return it."""
     _C = cfg
-    # PartPoolHead (DESIGN.md §4.1)
+    # PartPoolHead (docs/design.md §4.1)
     _C.MODEL.HEADS.NUM_PARTS = 3
 
     _C.INCLR = CN()
@@ -43,10 +43,12 @@ def add_inclr_config(cfg: CN) -> CN:
     # Margin of the hard (batch-hard softmax) triplet; 0 = MMT's softmax-triplet without margin
     _C.INCLR.MMT.TRI_MARGIN = 0.0
 
-    # Clustering (DESIGN.md §4.3)
+    # Clustering (docs/design.md §4.3)
     _C.INCLR.CLUSTER = CN()
     # Adapt to DATASETS.NAMES without labels: cluster every PERIOD epochs and train on pseudo labels
     _C.INCLR.CLUSTER.ENABLED = False
+    # Clusterer (pseudo_labels/clustering.py CLUSTERERS): dbscan = DBSCAN on k-reciprocal Jaccard (SpCL)
+    _C.INCLR.CLUSTER.METHOD = "dbscan"
     _C.INCLR.CLUSTER.EPS = 0.6
     _C.INCLR.CLUSTER.MIN_SAMPLES = 4
     _C.INCLR.CLUSTER.K1 = 30
@@ -59,17 +61,20 @@ def add_inclr_config(cfg: CN) -> CN:
     # Images per batch when extracting features for clustering
     _C.INCLR.CLUSTER.BATCH_SIZE = 128
 
-    # LGMR: local/global mutual refinement (DESIGN.md §4.4)
+    # LGMR: local/global mutual refinement (docs/design.md §4.4)
     _C.INCLR.LGMR = CN()
     _C.INCLR.LGMR.ENABLED = True
     _C.INCLR.LGMR.K = 20
+    # Cross-agreement mode (pseudo_labels/agreement.py AGREEMENTS): mean = mean of the kNN-set and
+    # cluster overlaps; neighbour = the kNN-set overlap alone (PPLR examples/train_pplr.py)
+    _C.INCLR.LGMR.AGREEMENT = "mean"
     _C.INCLR.LGMR.BETA = 0.5
     # Samples whose global cluster no part supports (max_p C_p(i) < this) sit out the epoch.
     # The paper gives no number; 0.1 reads "supported" as at least a 10% mean overlap of the
     # kNN sets and clusters (0 keeps everyone). Not tuned on the synthetic benchmark.
     _C.INCLR.LGMR.MIN_AGREEMENT = 0.1
 
-    # IGMO: inaccuracy-guided mutual optimisation (DESIGN.md §4.5)
+    # IGMO: inaccuracy-guided mutual optimisation (docs/design.md §4.5)
     _C.INCLR.IGMO = CN()
     _C.INCLR.IGMO.ENABLED = True
     _C.INCLR.IGMO.TEMP = 20.0
@@ -109,21 +114,22 @@ def _explain_key_error(err: Exception, cfg: CN, source: str) -> ConfigError:
 
 
 def validate_inclr_config(cfg: CN) -> None:
-    """Cross-key checks that yacs cannot express; raises ConfigError naming the keys."""
+    """Cross-key checks that yacs cannot express; raises ConfigError naming the keys.
+
+    Each check is the one its module applies when it is built (no second copy here), run early so
+    a typo fails before data loading and feature extraction."""
+    from .modeling.heads.part_pool_head import _check_test_feature
+    from .modeling.meta_arch.inclr import check_mixing_weights, check_test_model
+    from .pseudo_labels.params import cluster_params_from_cfg
+
     c = cfg.INCLR
-    if c.CLUSTER.MAX_DISTANCE < c.CLUSTER.EPS:
-        raise ConfigError(
-            f"INCLR.CLUSTER.MAX_DISTANCE ({c.CLUSTER.MAX_DISTANCE}) must be >= INCLR.CLUSTER.EPS "
-            f"({c.CLUSTER.EPS}): pairs farther than MAX_DISTANCE are not stored, so DBSCAN could not see them."
-        )
-    if c.TEST_FEATURE not in ["joint", "global"] + [f"part{i + 1}" for i in range(cfg.MODEL.HEADS.NUM_PARTS)]:
-        raise ConfigError(
-            f"INCLR.TEST_FEATURE {c.TEST_FEATURE!r}: use joint, global or part1..part{cfg.MODEL.HEADS.NUM_PARTS}."
-        )
-    if c.TEST_MODEL not in ("t1", "t2", "mean"):
-        raise ConfigError(f"INCLR.TEST_MODEL {c.TEST_MODEL!r}: use t1, t2 or mean.")
-    if not 0.0 <= c.MMT.SOFT_CE <= 1.0 or not 0.0 <= c.MMT.SOFT_TRI <= 1.0:
-        raise ConfigError("INCLR.MMT.SOFT_CE and INCLR.MMT.SOFT_TRI are mixing weights in [0, 1].")
+    try:
+        cluster_params_from_cfg(cfg)
+        _check_test_feature(c.TEST_FEATURE, cfg.MODEL.HEADS.NUM_PARTS)
+        check_test_model(c.TEST_MODEL)
+        check_mixing_weights(c.MMT.SOFT_CE, c.MMT.SOFT_TRI)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def setup_cfg(config_file: str, opts: list | None = None, freeze: bool = True) -> CN:

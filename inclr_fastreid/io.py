@@ -37,6 +37,13 @@ def atomic_write_text(path: str, text: str) -> None:
     _atomic_write(path, "w", lambda f: f.write(text))
 
 
+def atomic_savez(path: str, **arrays: Any) -> None:
+    """``numpy.savez_compressed`` to a temporary file beside ``path``, then rename."""
+    import numpy as np
+
+    _atomic_write(path, "wb", lambda f: np.savez_compressed(f, **arrays), suffix=".npz")
+
+
 class CheckpointLoadError(RuntimeError):
     """A checkpoint could not be read safely (missing, truncated, or needs arbitrary unpickling)."""
 
@@ -59,8 +66,6 @@ def safe_torch_load(path: str, mmap: bool = False):
             f"Checkpoint {path!r} is truncated or corrupt ({type(e).__name__}: {e}). "
             "Delete it (and fix OUTPUT_DIR/last_checkpoint) or point to another file."
         ) from e
-
-
 
 
 class CheckpointMismatchError(CheckpointLoadError, ValueError):

@@ -21,8 +21,11 @@ from fastreid.utils.events import EventStorage
 from inclr_fastreid.config import setup_cfg
 from inclr_fastreid.data.target import TargetItem
 from inclr_fastreid.data.pseudo_dataset import NoPseudoLabelsLoader
-from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook, PseudoLabelState
+from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook
+from inclr_fastreid.engine.state import PseudoLabelState
 from inclr_fastreid.engine.trainer import INCLRTrainer
+from inclr_fastreid.modeling.interface import PseudoLabelModel
+from inclr_fastreid.modeling.pseudo_classes import check_pseudo_classes
 
 from layouts import make_market1501
 
@@ -33,14 +36,19 @@ TINY = ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST",
 ROWS, D = 10, 4
 
 
-class RecordingModel(nn.Module):
-    """Stands in for INCLR: remembers the K of every ``set_pseudo_classes`` call."""
+class RecordingModel(nn.Module, PseudoLabelModel):
+    """Stands in for INCLR: checks K against ROWS pre-allocated rows as every model does, and
+    remembers the K of every accepted ``set_pseudo_classes`` call."""
 
     def __init__(self):
         super().__init__()
         self.calls = []
 
+    def branch_features(self, batched_inputs):
+        raise NotImplementedError
+
     def set_pseudo_classes(self, k, centroids):
+        check_pseudo_classes(k, ROWS, centroids, ("global", "part1", "part2", "part3"), D)
         self.calls.append(int(k))
 
 
@@ -132,7 +140,7 @@ def test_one_cluster_after_good_labels_reuses_them(items, warnings_):
 def test_more_clusters_than_classifier_rows_names_max_classes(items):
     hook = make_hook(items)
     labels = np.arange(len(items)) % (ROWS + 2)
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(ValueError) as err:
         hook._apply(0, payload(labels))
     assert "INCLR.MAX_CLASSES" in str(err.value) and f"{ROWS + 2} clusters" in str(err.value)
     assert hook.state.labels is None

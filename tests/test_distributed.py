@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from inclr_fastreid.io import safe_torch_load
-from inclr_fastreid.engine.pseudo_label_hook import labels_checksum
+from inclr_fastreid.engine.distributed import labels_checksum
 
 from layouts import make_market1501
 

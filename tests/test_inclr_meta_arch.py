@@ -16,7 +16,9 @@ from fastreid.modeling import build_model
 from fastreid.solver.build import get_default_optimizer_params
 from fastreid.utils.checkpoint import Checkpointer
 from inclr_fastreid import add_inclr_config
-from inclr_fastreid.engine.ema import EMAHook, ema_alpha, ema_update
+from inclr_fastreid.engine.ema_hook import EMAHook
+from inclr_fastreid.modeling.ema import ema_alpha, ema_update
+from inclr_fastreid.modeling.interface import MeanTeacherModel
 
 ROWS, K, N, D, P = 12, 3, 20, 512, 3
 BRANCHES = ("global", "part1", "part2", "part3")
@@ -83,11 +85,26 @@ def test_ema_alpha_schedule():
         ema_alpha(1, 1.0)
 
 
-class _Pair(nn.Module):
+class _Pair(nn.Module, MeanTeacherModel):
+    """Four tiny networks behind the engine's mean-teacher interface."""
+
     def __init__(self):
         super().__init__()
         for name in ("student1", "student2", "teacher1", "teacher2"):
             self.add_module(name, nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)))
+
+    def update_teachers(self, alpha):
+        ema_update(self.teacher1, self.student1, alpha)
+        ema_update(self.teacher2, self.student2, alpha)
+
+    def branch_features(self, batched_inputs):
+        raise NotImplementedError
+
+    def set_pseudo_classes(self, num_classes, centroids):
+        raise NotImplementedError
+
+    def load_pretrained(self, path1, path2=""):
+        raise NotImplementedError
 
 
 def test_ema_hook_matches_closed_form_and_unwraps_ddp():
@@ -96,7 +113,7 @@ def test_ema_hook_matches_closed_form_and_unwraps_ddp():
     t0 = {k: v.clone() for k, v in pair.teacher1.state_dict().items()}
     s1 = {k: v.clone() for k, v in pair.student1.state_dict().items()}
     pair.teacher1[1].running_mean.fill_(7.0)  # buffers are not averaged
-    wrapped = types.SimpleNamespace(module=pair)  # what DDP looks like to the hook
+    wrapped = nn.DataParallel(pair)  # the hook unwraps DataParallel / DDP
     hook = EMAHook(momentum=0.6)
     hook.trainer = types.SimpleNamespace(model=wrapped, iter=0)
     n = 5
@@ -229,9 +246,9 @@ def test_ablation_switches_mmt_baseline(base_model):
 
 
 # ---------------------------------------------------------------- features, checkpoints, weights
-def test_cluster_features_and_eval_outputs(model):
+def test_branch_features_and_eval_outputs(model):
     images = _batch()["images"][:3]
-    cf = model.cluster_features({"images": images})
+    cf = model.branch_features({"images": images})
     assert model.training and model.teacher1.training  # modes restored
     model.eval()
     with torch.no_grad():

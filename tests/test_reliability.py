@@ -385,7 +385,7 @@ def test_resume_keeps_the_better_model_best(tmp_path):
     back from model_best.pth so a worse evaluation after the resume cannot overwrite that file."""
     from fastreid.engine import hooks
 
-    from inclr_fastreid.engine.trainer import restore_best_metric
+    from inclr_fastreid.engine.checkpoint import restore_best_metric
 
     saved = []
 

@@ -1,4 +1,4 @@
-"""The synthetic domain-shift benchmark (inclr_fastreid/data/synthetic.py, render.py): determinism,
+"""The synthetic domain-shift benchmark (inclr_fastreid/data/synthetic/datasets.py, render.py): determinism,
 Market-style layout, FastReID registry/loader integration, the on-disk cache, and that identity
 lives in body regions (DESIGN.md §7). Tiny sizes via kwargs; every root is a tmp folder."""
 import dataclasses
@@ -13,8 +13,8 @@ import pytest
 import inclr_fastreid  # noqa: F401  (host compat)
 from fastreid.data.common import CommDataset
 from fastreid.data.datasets import DATASET_REGISTRY
-from inclr_fastreid.data import render, synthetic
-from inclr_fastreid.data.render import PART_LABELS, render_person
+from inclr_fastreid.data.synthetic import datasets as synthetic, render
+from inclr_fastreid.data.synthetic.render import PART_LABELS, render_person
 
 TINY = dict(num_train_ids=4, num_test_ids=3, num_distractor_ids=1, num_cams=4)
 NAME_RE = re.compile(r"^(\d{4})_c(\d)s1_(\d{6})_00\.png$")

@@ -32,7 +32,8 @@ from fastreid.modeling import build_model  # noqa: E402
 from fastreid.solver.build import get_default_optimizer_params  # noqa: E402
 from fastreid.utils.events import EventStorage  # noqa: E402
 from inclr_fastreid import add_inclr_config  # noqa: E402
-from inclr_fastreid.engine.ema import ema_alpha  # noqa: E402
+from inclr_fastreid.modeling.ema import ema_alpha  # noqa: E402
+from inclr_fastreid.modeling.interface import MeanTeacherModel  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -127,7 +128,7 @@ def main(argv=None) -> None:
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        if hasattr(model, "update_teachers"):
+        if isinstance(model, MeanTeacherModel):
             model.update_teachers(ema_alpha(it + 1, 0.999))
 
     times = {"Baseline": [], "INCLR": []}

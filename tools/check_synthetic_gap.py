@@ -30,7 +30,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import inclr_fastreid  # noqa: E402,F401  (host compat before fastreid.data)
-from inclr_fastreid.data import synthetic  # noqa: E402
+from inclr_fastreid.data.synthetic import datasets as synthetic  # noqa: E402
 
 logger = logging.getLogger("check_synthetic_gap")
 IN_H, IN_W = 64, 32

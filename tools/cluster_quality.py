@@ -3,7 +3,7 @@
 
 Extracts features once (as the PseudoLabelHook does: teachers' mean for INCLR, the model's
 branches for a Baseline), then clusters with each setting and prints K, outliers, pairwise
-precision / recall / F, NMI and ARI against the true identities (DESIGN.md §4.6). Use it to see
+precision / recall / F, NMI and ARI against the true identities (docs/design.md §4.6). Use it to see
 whether a source model is good enough for clustering-based adaptation before spending a run.
 
     python tools/cluster_quality.py --config-file configs/UDA/synthetic_baseline.yml \
@@ -37,9 +37,11 @@ def main() -> None:
     import inclr_fastreid  # noqa: F401
     from inclr_fastreid.config import setup_cfg
     from inclr_fastreid.data.target import build_target_train_items
-    from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook, PseudoLabelState
+    from inclr_fastreid.engine.features import extract_features
+    from inclr_fastreid.engine.pseudo_label_hook import true_identities
     from inclr_fastreid.engine.trainer import INCLRTrainer
-    from inclr_fastreid.pseudo_labels import generate_pseudo_labels, label_quality
+    from inclr_fastreid.modeling.interface import MeanTeacherModel
+    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg, generate_pseudo_labels, label_quality
 
     cfg = setup_cfg(args.config_file, args.opts + ["MODEL.WEIGHTS", args.weights], freeze=False)
     items = build_target_train_items(cfg)
@@ -47,29 +49,29 @@ def main() -> None:
     cfg.INCLR.NUM_SAMPLES = len(items)
     cfg.freeze()
     model = INCLRTrainer.build_model(cfg)
-    if hasattr(model, "load_pretrained"):
+    if isinstance(model, MeanTeacherModel):
         model.load_pretrained(args.weights)
     else:
         Checkpointer(model).load(args.weights)
-    hook = PseudoLabelHook(cfg, items, PseudoLabelState())
-    if hook.true_ids is None:
+    true_ids = true_identities(items)
+    if true_ids is None:
         raise SystemExit("The target set has no identities to measure against.")
+    camids = np.array([it.camid for it in items], dtype=np.int64)
     t0 = time.perf_counter()
-    feats = hook.extract_features(model)
+    feats = extract_features(model, items, cfg)
     print(f"features of {len(items)} images in {time.perf_counter() - t0:.1f}s: {sorted(feats)}")
     parts = sorted(k for k in feats if k.startswith("part"))
     c = cfg.INCLR
     rows = []
     norms = {"off": [False], "on": [True], "both": [False, True]}[args.camera_norm]
     for eps, k1, cam in itertools.product(args.eps or [c.CLUSTER.EPS], args.k1 or [c.CLUSTER.K1], norms):
-        res = generate_pseudo_labels(
-            feats["global"].numpy(), [feats[p].numpy() for p in parts] if c.LGMR.ENABLED else [],
-            eps=eps, min_samples=c.CLUSTER.MIN_SAMPLES, k1=k1, k2=c.CLUSTER.K2,
-            max_distance=max(c.CLUSTER.MAX_DISTANCE, eps), lgmr_enabled=bool(c.LGMR.ENABLED and parts),
-            lgmr_k=c.LGMR.K, min_agreement=c.LGMR.MIN_AGREEMENT, camids=hook.camids, camera_norm=cam)
-        q = label_quality(res.labels, hook.true_ids)
+        params = cluster_params_from_cfg(cfg, eps=eps, k1=k1, max_distance=max(c.CLUSTER.MAX_DISTANCE, eps),
+                                         camera_norm=cam, lgmr_enabled=bool(c.LGMR.ENABLED and parts))
+        res = generate_pseudo_labels(feats["global"].numpy(), [feats[p].numpy() for p in parts], params,
+                                     camids=camids)
+        q = label_quality(res.labels, true_ids)
         rows.append((eps, k1, cam, res.num_classes, res.num_outliers, q))
-    ids = len(np.unique(hook.true_ids))
+    ids = len(np.unique(true_ids))
     print(f"\n{ids} true identities; LGMR {'on' if c.LGMR.ENABLED and parts else 'off'}\n")
     print("| eps | k1 | camera norm | K | outliers | precision | recall | F | NMI | ARI |")
     print("|---|---|---|---|---|---|---|---|---|---|")

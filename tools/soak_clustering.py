@@ -32,7 +32,8 @@ from fastreid.utils.events import EventStorage  # noqa: E402
 
 from inclr_fastreid.config import setup_cfg  # noqa: E402
 from inclr_fastreid.data.target import build_target_train_items  # noqa: E402
-from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook, PseudoLabelState  # noqa: E402
+from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook  # noqa: E402
+from inclr_fastreid.engine.state import PseudoLabelState  # noqa: E402
 from inclr_fastreid.engine.trainer import INCLRTrainer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,7 +120,7 @@ def main() -> int:
         t0 = time.perf_counter()
         trainer.epoch = r
         hook.before_epoch()  # close the old loader, reseed, cluster, install the new loader
-        if not getattr(trainer, "skip_steps", False):
+        if not trainer.skip_steps:
             for _ in range(args.batches):
                 next(trainer._trainer._data_loader_iter)
         st, c = proc_status(), counts()

@@ -2,7 +2,7 @@
 
 Supervised runs (source pretraining) are FastReID's own. In adaptation runs the target training
 set is unlabeled: iterations per epoch come from ``INCLR.ITERS_PER_EPOCH``, classifier rows are
-pre-allocated (DESIGN.md §9, so the true identity count never leaks), and the
+pre-allocated (docs/design.md §9, so the true identity count never leaks), and the
 :class:`PseudoLabelHook` clusters before each epoch and swaps the train loader.
 
 Reliability (beyond FastReID's DefaultTrainer): a fixed ``INCLR.SEED`` also fixes network
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import torch
 from fastreid.config import CfgNode
@@ -24,12 +24,17 @@ from fastreid.engine import hooks
 from fastreid.engine.defaults import DefaultTrainer
 from fastreid.engine.train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 from fastreid.utils import comm
-from fastreid.utils.checkpoint import Checkpointer
 from fastreid.utils.logger import setup_logger
 
-from ..io import CheckpointLoadError, atomic_write_text, check_state_dict, safe_torch_load
-from ..data.pseudo_dataset import NoPseudoLabelsLoader
 from ..data.target import build_target_train_items
+from ..io import CheckpointLoadError, atomic_write_text, safe_torch_load
+from ..modeling.interface import MeanTeacherModel
+from .checkpoint import MatchingCheckpointer, model_state, remove_stale_temp_files, restore_best_metric
+from .distributed import seed_everything, unwrap
+from .ema_hook import EMAHook
+from .loader import no_labels_loader
+from .pseudo_label_hook import PseudoLabelHook
+from .state import PseudoLabelState
 
 logger = logging.getLogger("fastreid." + __name__)
 
@@ -74,7 +79,7 @@ class NetworkScopedNames:
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
-        self.networks = {n for n, m in model.named_children() if hasattr(m, "backbone") and hasattr(m, "heads")}
+        self.networks = set(model.network_names) if isinstance(model, MeanTeacherModel) else set()
 
     def named_modules(self) -> Iterator[Tuple[str, torch.nn.Module]]:
         for name, module in self.model.named_modules():
@@ -90,16 +95,15 @@ class INCLRTrainer(DefaultTrainer):
         if not logging.getLogger("fastreid").isEnabledFor(logging.INFO):
             setup_logger()
         self.adapting = bool(cfg.INCLR.CLUSTER.ENABLED)
+        self.skip_steps = False  # set by the PseudoLabelHook for an epoch without labels
         if int(cfg.INCLR.SEED) >= 0:
             # FastReID's default_setup seeds from the clock: with a fixed INCLR.SEED, networks
             # that MODEL.WEIGHTS does not fill (and the samplers) start the same in every run.
-            from .pseudo_label_hook import seed_everything
-
             seed_everything(int(cfg.INCLR.SEED))
         if self.adapting:
             self.target_items = build_target_train_items(cfg)
             cfg = self.scale_for_adaptation(cfg, len(self.target_items))
-            data_loader = NoPseudoLabelsLoader(
+            data_loader = no_labels_loader(
                 "No pseudo labels yet: the PseudoLabelHook must run before the first step.")
             self.iters_per_epoch = int(cfg.INCLR.ITERS_PER_EPOCH)
         else:
@@ -123,12 +127,7 @@ class INCLRTrainer(DefaultTrainer):
             model, data_loader, optimizer, param_wrapper
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
-        if self.adapting:
-            from .pseudo_label_hook import PseudoLabelState
-
-            self.pseudo_state = PseudoLabelState()
-        else:
-            self.pseudo_state = None
+        self.pseudo_state = PseudoLabelState() if self.adapting else None
         extra = {"pseudo_labels": self.pseudo_state} if self.adapting else {}
         self.checkpointer = MatchingCheckpointer(
             model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(), optimizer=optimizer,
@@ -169,20 +168,15 @@ class INCLRTrainer(DefaultTrainer):
     def build_hooks(self) -> List[hooks.HookBase]:
         ret = super().build_hooks()
         if self.adapting:
-            from .pseudo_label_hook import PseudoLabelHook
-
             # Clustering must run before any other before_epoch work of the epoch.
             ret.insert(0, PseudoLabelHook(self.cfg, self.target_items, self.pseudo_state))
-        unwrapped = self.unwrapped_model
-        if hasattr(unwrapped, "teacher1"):
-            from .ema import EMAHook
-
+        if isinstance(self.unwrapped_model, MeanTeacherModel):
             # Right after the optimiser step, before evaluation and checkpointing read the teachers.
             ret.insert(1 if self.adapting else 0, EMAHook(self.cfg.INCLR.EMA_MOMENTUM))
         return ret
 
     def run_step(self) -> None:
-        if getattr(self, "skip_steps", False):  # degenerate clustering: see PseudoLabelHook
+        if self.skip_steps:  # degenerate clustering: see PseudoLabelHook
             return
         try:
             super().run_step()
@@ -205,8 +199,7 @@ class INCLRTrainer(DefaultTrainer):
 
     @property
     def unwrapped_model(self) -> torch.nn.Module:
-        m = self.model
-        return m.module if hasattr(m, "module") else m
+        return unwrap(self.model)
 
     def resume_or_load(self, resume: bool = True) -> None:
         """Resume everything from OUTPUT_DIR, or start from MODEL.WEIGHTS (both students for INCLR).
@@ -225,7 +218,7 @@ class INCLRTrainer(DefaultTrainer):
             logger.info("--resume: no %s yet; starting from MODEL.WEIGHTS.",
                         os.path.join(self.cfg.OUTPUT_DIR, "last_checkpoint"))
         model = self.unwrapped_model
-        if hasattr(model, "load_pretrained"):
+        if isinstance(model, MeanTeacherModel):
             if not self.cfg.MODEL.WEIGHTS:
                 logger.warning("MODEL.WEIGHTS is empty: adapting from randomly initialised students.")
                 return
@@ -240,81 +233,10 @@ class INCLRTrainer(DefaultTrainer):
         path = cfg.MODEL.WEIGHTS
         if not path:
             raise CheckpointLoadError("--eval-only needs MODEL.WEIGHTS pointing to a trained model.")
-        if hasattr(model, "load_pretrained") and not any(
-            k.startswith(("student1.", "module.student1.")) for k in _model_state(safe_torch_load(path))
+        if isinstance(model, MeanTeacherModel) and not any(
+            k.startswith(("student1.", "module.student1.")) for k in model_state(safe_torch_load(path))
         ):  # a source (Baseline) model evaluated as INCLR: teacher 1 = the source network
             model.load_pretrained(path)
             return model
         MatchingCheckpointer(model).load(path)
         return model
-
-
-# ---------------------------------------------------------------------------------------------
-_PSEUDO_BUFFERS = ("igmo_centroids", "credibility", "num_live_classes")
-
-
-def _may_differ(key: str) -> bool:
-    """Entries whose shape follows the data, not the architecture: classifier rows (number of
-    classes) and INCLR's pseudo-label buffers (number of target images)."""
-    return (key.endswith("heads.weight") or ".part_weights." in key or key.startswith("heads.part_weights")
-            or key.split(".")[-1] in _PSEUDO_BUFFERS)
-
-
-def _model_state(checkpoint: Any) -> Dict[str, Any]:
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else {}
-    return state if isinstance(state, dict) else {}
-
-
-def check_state_matches(expected: Dict[str, Any], state: Dict[str, Any], source: str) -> None:
-    """:func:`~inclr_fastreid.io.check_state_dict` for whole-model checkpoints: classifier rows and
-    pseudo-label buffers may differ (they follow the data), nothing else may."""
-    check_state_dict(expected, state, f"{source} (another architecture?)", ignore=_may_differ,
-                     hint="Check MODEL.META_ARCHITECTURE, MODEL.BACKBONE.DEPTH, MODEL.HEADS.* against "
-                          "the run that wrote it.")
-
-
-class MatchingCheckpointer(Checkpointer):
-    """FastReID's Checkpointer, except that a checkpoint that does not fit the network is an error
-    listing the keys (:func:`check_state_matches`) instead of a log line."""
-
-    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Any:
-        self._loading = path
-        return super().load(path, checkpointables)
-
-    def _load_model(self, checkpoint: Any) -> Any:
-        check_state_matches(self.model.state_dict(), _model_state(checkpoint),
-                            f"Checkpoint {getattr(self, '_loading', '?')!r}")
-        return super()._load_model(checkpoint)
-
-
-def restore_best_metric(trainer_hooks: List[hooks.HookBase], output_dir: str) -> float:
-    """After a resume, give FastReID's PeriodicCheckpointer the metric of the ``model_best.pth``
-    already on disk: it starts from -1, so the first evaluation after a resume replaced a better
-    best model with a worse one. Reads only the metric (memory-mapped load). Returns it (-1: none)."""
-    path = os.path.join(output_dir, "model_best.pth") if output_dir else ""
-    best = -1.0
-    if path and os.path.isfile(path):
-        try:
-            best = float(safe_torch_load(path, mmap=True).get("metric", -1))
-        except Exception as e:  # noqa: BLE001 - an unreadable best model must not stop the resume
-            logger.warning("Could not read the metric of %s (%s): a later evaluation may replace it.", path, e)
-    for h in trainer_hooks:
-        if isinstance(h, hooks.PeriodicCheckpointer):
-            h.best_metric = max(float(h.best_metric), best)
-    if best >= 0:
-        logger.info("Resumed: model_best.pth holds metric %.4f; it is replaced only by a better one.", best)
-    return best
-
-
-def remove_stale_temp_files(output_dir: str) -> List[str]:
-    """Delete ``.tmp-*`` files that a run killed mid-save left in ``output_dir`` (the atomic writers'
-    temporaries; the file they were replacing is intact). Returns the names removed."""
-    removed = []
-    if output_dir and os.path.isdir(output_dir):
-        for name in sorted(os.listdir(output_dir)):
-            if name.startswith(".tmp-") or name.endswith(".tmp.npz"):
-                os.unlink(os.path.join(output_dir, name))
-                removed.append(name)
-    if removed:
-        logger.warning("Removed %d unfinished file(s) of an interrupted save: %s", len(removed), ", ".join(removed))
-    return removed

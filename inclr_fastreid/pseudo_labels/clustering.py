@@ -1,14 +1,63 @@
-"""DBSCAN on the sparse Jaccard distance and cluster centroids (DESIGN.md §4.3 step 3, §4.5)."""
+"""Clusterers behind one seam, and cluster centroids (docs/design.md §4.3 step 3, §4.5).
+
+A clusterer is a function ``f(space, params) -> labels`` from one :class:`FeatureSpace` (the
+L2-normalised features, their kNN lists and, on demand, the sparse k-reciprocal Jaccard distance)
+and the round's :class:`~inclr_fastreid.pseudo_labels.params.ClusterParams` to (N,) int64 labels
+0..K-1 (-1 = outlier). A new clusterer is one function registered with :func:`clusterer` here;
+its name becomes a value of ``INCLR.CLUSTER.METHOD``.
+"""
 from __future__ import annotations
 
-from typing import Any, Optional
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import numpy as np
 import scipy.sparse as sp
 
+from .jaccard import jaccard_from_knn
 from .knn import as_float32_features, l2_normalize
 
-__all__ = ["cluster_dbscan", "relabel_by_first_occurrence", "cluster_centroids"]
+if TYPE_CHECKING:
+    from .params import ClusterParams
+
+__all__ = ["CLUSTERERS", "clusterer", "FeatureSpace", "cluster_dbscan", "relabel_by_first_occurrence",
+           "cluster_centroids"]
+
+
+class FeatureSpace:
+    """One feature space of a clustering round (global, or a part)."""
+
+    def __init__(self, name: str, features: np.ndarray, knn_sims: np.ndarray, knn_idx: np.ndarray,
+                 params: "ClusterParams", n_threads: Optional[int] = None):
+        self.name = name
+        self.features = features  # (N, D) float32, L2-normalised (camera-standardised if asked)
+        self.knn_sims, self.knn_idx = knn_sims, knn_idx  # (N, k) similarities / indices, self first
+        self._params, self._n_threads = params, n_threads
+        self._jaccard: Optional[sp.csr_matrix] = None
+        self.jaccard_seconds = 0.0
+
+    def jaccard(self) -> sp.csr_matrix:
+        """Sparse k-reciprocal Jaccard distance (pairs within ``max_distance``), computed once."""
+        if self._jaccard is None:
+            t0 = time.perf_counter()
+            p = self._params
+            self._jaccard = jaccard_from_knn(self.features, self.knn_sims, self.knn_idx, int(p.k1), int(p.k2),
+                                             p.max_distance, n_threads=self._n_threads)
+            self.jaccard_seconds = time.perf_counter() - t0
+        return self._jaccard
+
+
+Clusterer = Callable[[FeatureSpace, "ClusterParams"], np.ndarray]
+CLUSTERERS: Dict[str, Clusterer] = {}
+
+
+def clusterer(name: str) -> Callable[[Clusterer], Clusterer]:
+    """Register a clusterer under ``name`` (a value of ``INCLR.CLUSTER.METHOD``)."""
+    def register(fn: Clusterer) -> Clusterer:
+        CLUSTERERS[name] = fn
+        return fn
+
+    return register
 
 
 def relabel_by_first_occurrence(labels: Any) -> np.ndarray:
@@ -55,10 +104,16 @@ def cluster_dbscan(dist: sp.spmatrix, eps: float = 0.6, min_samples: int = 4,
     return relabel_by_first_occurrence(labels)
 
 
+@clusterer("dbscan")
+def _dbscan_on_jaccard(space: FeatureSpace, params: "ClusterParams") -> np.ndarray:
+    """DBSCAN on the sparse k-reciprocal Jaccard distance (SpCL / PPLR)."""
+    return cluster_dbscan(space.jaccard(), params.eps, params.min_samples)
+
+
 def cluster_centroids(features: Any, labels: Any) -> np.ndarray:
     """(K, D) float32 L2-normalised mean feature of each cluster 0..K-1; outliers (-1) excluded.
 
-    Rows are the IGMO dynamic classifier (DESIGN §4.5, Eq. 4-5) and the classifier initialisation.
+    Rows are the IGMO dynamic classifier (docs/design.md §4.5, Eq. 4-5) and the classifier initialisation.
     Input rows are L2-normalised first (as the features the clustering saw). ``K = labels.max()+1``;
     every id in 0..K-1 must have a member (use :func:`relabel_by_first_occurrence`).
     """

@@ -1,5 +1,5 @@
 """PartPoolHead: global + horizontal-stripe part features with a BNNeck and classifier each
-(DESIGN.md §4.1; paper §III-A, Eq. 1-2 and Eq. 9).
+(docs/design.md §4.1; paper §III-A, Eq. 1-2 and Eq. 9).
 
 Works under FastReID's stock ``Baseline`` (``MODEL.HEADS.NAME: PartPoolHead``): its training
 output carries the keys ``Baseline.losses`` reads for the global branch, plus the part branches.
@@ -200,8 +200,6 @@ class PartPoolHead(nn.Module):
         _, _, global_neck, part_necks = self._necks(features)
         names = branch_names(self.num_parts)
         return {n: F.normalize(f, dim=1) for n, f in zip(names, [global_neck] + part_necks)}
-
-    branch_features = eval_features  # name used by the pseudo-label hook for a plain Baseline
 
     def join(self, feats: Dict[str, torch.Tensor], test_feature: Optional[str] = None) -> torch.Tensor:
         """Eval output from per-branch normalised features, per ``INCLR.TEST_FEATURE`` (Eq. 9)."""

@@ -1,6 +1,7 @@
 """INCLR's losses as plain functions, usable from any meta-architecture (DESIGN.md §4.2, §4.4, §4.5)."""
 from .igmo import (
     credibility,
+    credibility_weights,
     igmo_log_probabilities,
     igmo_probabilities,
     inaccuracy,
@@ -12,6 +13,7 @@ from .mmt import batch_hard_pairs, pairwise_euclidean, soft_cross_entropy, soft_
 __all__ = [
     "batch_hard_pairs",
     "credibility",
+    "credibility_weights",
     "igmo_log_probabilities",
     "igmo_probabilities",
     "inaccuracy",

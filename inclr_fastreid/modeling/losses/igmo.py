@@ -1,4 +1,4 @@
-"""IGMO: inaccuracy-guided mutual optimisation (DESIGN.md §4.5, paper Eq. 4-7).
+"""IGMO: inaccuracy-guided mutual optimisation (docs/design.md §4.5, paper Eq. 4-7).
 
 A dynamic classifier made of the K L2-normalised cluster centroids gives the student's and the
 mean teacher's class distributions; their KL divergence is the inaccuracy I_i of sample i's pseudo
@@ -16,6 +16,7 @@ __all__ = [
     "igmo_probabilities",
     "inaccuracy",
     "credibility",
+    "credibility_weights",
     "uncertainty_weighted_kl_loss",
 ]
 
@@ -58,6 +59,21 @@ def credibility(inaccuracy_values: torch.Tensor) -> torch.Tensor:
     return torch.exp(-inaccuracy_values)
 
 
+def _inaccuracy_from_log(log_p_teacher: torch.Tensor, log_p_student: torch.Tensor) -> torch.Tensor:
+    """I_i = KL(p_teacher_i || p_student_i) (Eq. 6) from log-probabilities."""
+    return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(1)
+
+
+@torch.no_grad()
+def credibility_weights(student_feat: torch.Tensor, teacher_feat: torch.Tensor, centroids: torch.Tensor,
+                        temp: float = 20.0) -> torch.Tensor:
+    """w_i = exp(-KL(p_teacher_i || p_student_i)) on the centroid classifier (Eq. 4-6), no gradient:
+    the credibility measured when IGMO's loss is off (label-quality log, docs/design.md §4.6)."""
+    log_p = igmo_log_probabilities(student_feat, centroids, temp)
+    log_pt = igmo_log_probabilities(teacher_feat, centroids, temp)
+    return credibility(_inaccuracy_from_log(log_pt, log_p))
+
+
 def uncertainty_weighted_kl_loss(
     student_feat: torch.Tensor,
     teacher_feat: torch.Tensor,
@@ -86,7 +102,7 @@ def uncertainty_weighted_kl_loss(
     log_p = igmo_log_probabilities(student_feat, centroids, temp)
     with torch.no_grad():
         log_pt = igmo_log_probabilities(teacher_feat.detach(), centroids, temp)
-    inacc = (log_pt.exp() * (log_pt - log_p)).sum(1)  # Eq. 6, KL(p_teacher || p_student)
+    inacc = _inaccuracy_from_log(log_pt, log_p)  # Eq. 6, KL(p_teacher || p_student)
     weight = credibility(inacc)
     if detach_weight:
         weight = weight.detach()

@@ -1,5 +1,5 @@
 """INCLR meta-architecture: mutual mean teaching of two part-aware networks with LGMR and IGMO
-(DESIGN.md §4.2, §4.4, §4.5; paper Eq. 1-8).
+(docs/design.md §4.2, §4.4, §4.5; paper Eq. 1-8).
 
 Four networks, each a FastReID backbone + PartPoolHead: students ``student1``/``student2`` are
 trained, teachers ``teacher1``/``teacher2`` are their exponential moving averages (EMAHook),
@@ -26,9 +26,12 @@ from fastreid.modeling.heads import build_heads
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 
 from ...registry import register_once
-from ..heads.part_pool_head import _check_test_feature, branch_names, join_eval_features
+from ..ema import ema_update
+from ..heads.part_pool_head import PartPoolHead, _check_test_feature, branch_names, join_eval_features
+from ..interface import MeanTeacherModel
+from ..pseudo_classes import check_pseudo_classes, is_classifier_key, write_centroid_rows
 from ..losses import (
-    igmo_log_probabilities,
+    credibility_weights,
     lgmr_global_ce,
     lgmr_part_loss,
     soft_cross_entropy,
@@ -60,8 +63,17 @@ class ReIDNet(nn.Module):
         return self.heads.eval_features(self.backbone(images))
 
 
-def _is_part_pool_head(head: nn.Module) -> bool:
-    return all(hasattr(head, a) for a in ("eval_features", "part_weights", "classifier_weights", "num_parts"))
+def check_test_model(test_model: str) -> None:
+    """INCLR.TEST_MODEL names the teacher that answers at inference."""
+    if test_model not in ("t1", "t2", "mean"):
+        raise ValueError(f"INCLR.TEST_MODEL={test_model!r}: expected t1, t2 or mean")
+
+
+def check_mixing_weights(soft_ce: float, soft_tri: float) -> None:
+    """INCLR.MMT.SOFT_CE / SOFT_TRI mix hard and soft terms: weights in [0, 1]."""
+    for key, w in (("INCLR.MMT.SOFT_CE", soft_ce), ("INCLR.MMT.SOFT_TRI", soft_tri)):
+        if not 0.0 <= w <= 1.0:
+            raise ValueError(f"{key} must be in [0, 1], got {w}")
 
 
 def _mean_branches(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -69,7 +81,7 @@ def _mean_branches(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> Di
 
 
 @register_once(META_ARCH_REGISTRY)
-class INCLR(nn.Module):
+class INCLR(nn.Module, MeanTeacherModel):
     """Two students + two EMA teachers with MMT's mutual losses, LGMR and IGMO.
 
     Training ``forward`` returns ``loss_ce``, ``loss_soft_ce``, ``loss_tri``, ``loss_soft_tri`` and
@@ -103,17 +115,14 @@ class INCLR(nn.Module):
             raise ValueError(f"INCLR needs networks {NETWORKS}, got {sorted(networks)}")
         for name in NETWORKS:
             head = networks[name].heads
-            if not _is_part_pool_head(head):
+            if not isinstance(head, PartPoolHead):
                 raise TypeError(
                     f"INCLR needs MODEL.HEADS.NAME: PartPoolHead; got {type(head).__name__} for {name}"
                 )
             self.add_module(name, networks[name])
         _check_test_feature(test_feature, networks["student1"].heads.num_parts)
-        if test_model not in ("t1", "t2", "mean"):
-            raise ValueError(f"INCLR.TEST_MODEL={test_model!r}: expected t1, t2 or mean")
-        for key, w in (("INCLR.MMT.SOFT_CE", soft_ce_weight), ("INCLR.MMT.SOFT_TRI", soft_tri_weight)):
-            if not 0.0 <= w <= 1.0:
-                raise ValueError(f"{key} must be in [0, 1], got {w}")
+        check_test_model(test_model)
+        check_mixing_weights(soft_ce_weight, soft_tri_weight)
         # Teachers start as copies of their students and are never optimised.
         for t, s in (("teacher1", "student1"), ("teacher2", "student2")):
             getattr(self, t).load_state_dict(getattr(self, s).state_dict())
@@ -170,13 +179,15 @@ class INCLR(nn.Module):
             "detach_weight": inclr.IGMO.DETACH_WEIGHT,
         }
 
+    network_names = NETWORKS
+
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
     # ------------------------------------------------------------------ inputs
     def preprocess_image(self, images: torch.Tensor) -> torch.Tensor:
-        """(images - mean) / std, out of place: the caller's batch is left untouched (DESIGN §9)."""
+        """(images - mean) / std, out of place: the caller's batch is left untouched (docs/design.md §9)."""
         images = images.to(self.device, non_blocking=True)
         if not torch.is_floating_point(images):
             images = images.float()
@@ -199,37 +210,19 @@ class INCLR(nn.Module):
         Writes rows 0..K-1 of every classifier of all four networks (branch by branch), the IGMO
         centroid buffer (global centroids; rows >= K zeroed) and ``num_live_classes``.
         """
-        k = int(num_classes)
-        if k < 1:
-            raise ValueError(f"set_pseudo_classes: need at least one pseudo class, got {k}")
-        if k > self.num_rows:
-            raise ValueError(
-                f"set_pseudo_classes: {k} pseudo classes but only {self.num_rows} classifier rows were "
-                f"allocated; raise MODEL.HEADS.NUM_CLASSES (INCLR.MAX_CLASSES) to at least {k}."
-            )
         names = branch_names(self.num_parts)
-        missing = [n for n in names if n not in centroids]
-        if missing:
-            raise KeyError(f"set_pseudo_classes: centroids lack {missing}; expected keys {names}")
-        centroids = {n: torch.as_tensor(centroids[n]) for n in names}  # numpy accepted too
-        for n in names:
-            c = centroids[n]
-            if tuple(c.shape) != (k, self.feat_dim):
-                raise ValueError(
-                    f"set_pseudo_classes: centroids[{n!r}] has shape {tuple(c.shape)}, expected ({k}, {self.feat_dim})"
-                )
+        cents = check_pseudo_classes(num_classes, self.num_rows, centroids, names, self.feat_dim)
+        k = int(num_classes)
         for net_name in NETWORKS:
-            weights = getattr(self, net_name).heads.classifier_weights()
-            for n, w in zip(names, weights):
-                w.data[:k].copy_(centroids[n].to(w.device, w.dtype))
+            write_centroid_rows(getattr(self, net_name).heads.classifier_weights(), cents, names, k)
         self.igmo_centroids.zero_()
-        self.igmo_centroids[:k].copy_(centroids["global"].to(self.igmo_centroids.device, self.igmo_centroids.dtype))
+        self.igmo_centroids[:k].copy_(cents["global"].to(self.igmo_centroids.device, self.igmo_centroids.dtype))
         self.num_live_classes.fill_(k)
 
     @torch.no_grad()
-    def cluster_features(self, batched_inputs) -> Dict[str, torch.Tensor]:
+    def branch_features(self, batched_inputs) -> Dict[str, torch.Tensor]:
         """Features for clustering: per branch, mean of T1's and T2's normalised eval features,
-        re-normalised ({"global", "part1", ...}); eval mode, no grad (DESIGN §4.3 step 1)."""
+        re-normalised ({"global", "part1", ...}); eval mode, no grad (docs/design.md §4.3 step 1)."""
         images = self.preprocess_image(self._images(batched_inputs))
         modes = (self.teacher1.training, self.teacher2.training)
         self.teacher1.eval()
@@ -243,8 +236,6 @@ class INCLR(nn.Module):
     @torch.no_grad()
     def update_teachers(self, alpha: float) -> None:
         """Mean-teacher step: T1 <- EMA(S1), T2 <- EMA(S2) with weight ``alpha`` on the teacher."""
-        from ...engine.ema import ema_update  # lazy: engine may import modeling
-
         ema_update(self.teacher1, self.student1, alpha)
         ema_update(self.teacher2, self.student2, alpha)
 
@@ -317,11 +308,11 @@ class INCLR(nn.Module):
             )
             losses["loss_kl"] = self.lambda_kl * loss_kl
         else:  # still measure the credibility (label-quality log), without a loss
-            with torch.no_grad():
-                log_p = igmo_log_probabilities(s["global_neck"], centroids, self.igmo_temp)
-                log_pt = igmo_log_probabilities(own_t["global_neck"], centroids, self.igmo_temp)
-                weight = torch.exp(-(log_pt.exp() * (log_pt - log_p)).sum(1))
+            weight = credibility_weights(s["global_neck"], own_t["global_neck"], centroids, self.igmo_temp)
         return losses, weight
+
+    def credibility_values(self) -> torch.Tensor:
+        return self.credibility
 
     @torch.no_grad()
     def _record_credibility(self, index: Optional[torch.Tensor], weight: torch.Tensor) -> None:
@@ -382,10 +373,6 @@ def _all_gather_pairs(index: torch.Tensor, weight: torch.Tensor) -> Tuple[torch.
     return torch.cat(idx_list), torch.cat(w_list)
 
 
-def _is_classifier_key(key: str) -> bool:
-    return key == "heads.weight" or key.startswith("heads.part_weights.")
-
-
 def _read_baseline_state(path: str) -> Dict[str, torch.Tensor]:
     if not path:
         raise ValueError("load_pretrained: empty checkpoint path (set MODEL.WEIGHTS)")
@@ -411,5 +398,5 @@ def _check_pretrained_keys(expected: Dict[str, torch.Tensor], state: Dict[str, t
         hint = "This looks like an INCLR checkpoint: resume it with MODEL.WEIGHTS / --resume instead."
     elif any(k.startswith("heads.") for k in set(expected) - set(state)):
         hint = "Pretrain with MODEL.HEADS.NAME: PartPoolHead and the same NUM_PARTS/EMBEDDING_DIM."
-    check_state_dict(expected, state, f"load_pretrained({path})", ignore=_is_classifier_key, hint=hint)
-    return {k: v for k, v in state.items() if not _is_classifier_key(k)}
+    check_state_dict(expected, state, f"load_pretrained({path})", ignore=is_classifier_key, hint=hint)
+    return {k: v for k, v in state.items() if not is_classifier_key(k)}

@@ -1,18 +1,17 @@
-"""Mean teachers: exponential moving average of the students (DESIGN.md §4.2, MMT).
+"""Mean teachers: exponential moving average of the students (docs/design.md §4.2, MMT).
 
 What is averaged: the *parameters* only, as MMT's ``_update_ema_variables`` (yxgeee/MMT
 ``mmt/trainers.py``). A teacher's BatchNorm running statistics are its own: teachers run their
 forward pass in training mode on every batch (as MMT's ``model_ema.train()``), which updates them.
 Integer buffers (``num_batches_tracked``) and INCLR's own buffers are left alone.
+The hook that calls this after every optimiser step is ``engine.ema_hook.EMAHook``.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from fastreid.engine.train_loop import HookBase
-
-__all__ = ["ema_alpha", "ema_update", "EMAHook"]
+__all__ = ["ema_alpha", "ema_update"]
 
 
 def ema_alpha(step: int, momentum: float) -> float:
@@ -37,26 +36,3 @@ def ema_update(teacher: nn.Module, student: nn.Module, alpha: float) -> None:
         if tp.shape != sp.shape:
             raise ValueError(f"EMA shape mismatch at {name}: teacher {tuple(tp.shape)} vs student {tuple(sp.shape)}")
         tp.mul_(alpha).add_(sp.detach().to(tp.dtype), alpha=1.0 - alpha)
-
-
-class EMAHook(HookBase):
-    """After every optimiser step: T1 <- EMA(S1), T2 <- EMA(S2) with alpha_t = ema_alpha(t, momentum),
-    t = trainer.iter + 1 (the number of steps taken so far, so resuming continues the schedule).
-
-    Note: MMT uses t = iteration index (alpha = 0 on the very first step); here the first step
-    already keeps half of the teacher (alpha = 1/2), as specified in DESIGN.md §4.2.
-    """
-
-    def __init__(self, momentum: float = 0.999):
-        ema_alpha(0, momentum)  # validate
-        self.momentum = float(momentum)
-
-    def after_step(self) -> None:
-        model = self.trainer.model
-        model = getattr(model, "module", model)  # DDP / DataParallel
-        alpha = ema_alpha(self.trainer.iter + 1, self.momentum)
-        if hasattr(model, "update_teachers"):
-            model.update_teachers(alpha)
-        else:
-            for t_name, s_name in (("teacher1", "student1"), ("teacher2", "student2")):
-                ema_update(getattr(model, t_name), getattr(model, s_name), alpha)

@@ -1,4 +1,4 @@
-"""Synthetic domain-shift re-ID benchmark (DESIGN.md §7), registered in FastReID's DATASET_REGISTRY.
+"""Synthetic domain-shift re-ID benchmark (docs/design.md §7), registered in FastReID's DATASET_REGISTRY.
 
 Three domains of procedurally rendered pedestrians (``render.py``) with disjoint identities:
 
@@ -43,7 +43,7 @@ from PIL import Image
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.bases import ImageDataset
 
-from ..registry import register_once
+from ...registry import register_once
 from .render import CameraSpec, Identity, Palette, render_person, sample_camera, sample_identity
 
 logger = logging.getLogger(__name__)

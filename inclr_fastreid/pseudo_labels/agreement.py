@@ -1,23 +1,39 @@
 """LGMR (local/global mutual refinement), the label side: cross-agreement and global-label refinement.
 
-DESIGN.md §4.4. The cross-agreement C_p(i) in [0, 1] says how far the global view and part p
-agree about sample i. It combines (the paper leaves the combination open; we take the plain mean)
+docs/design.md §4.4. The cross-agreement C_p(i) in [0, 1] says how far the global view and part p
+agree about sample i. Its evidence:
 - the *neighbour overlap*: Jaccard overlap of i's k nearest neighbours (self excluded) in the
   global space and in part space p, as PPLR's ``compute_cross_agreement`` (yoonkicho/PPLR
   ``examples/train_pplr.py``: |N_g(i) ∩ N_p(i)| / |N_g(i) ∪ N_p(i)|);
 - the *cluster overlap*: Jaccard overlap of i's global cluster and its part-p cluster.
-The loss side (agreement-weighted part CE, part-guided global targets) lives in ``modeling/losses``.
+How they combine is a mode (``INCLR.LGMR.AGREEMENT``, :data:`AGREEMENTS`): ``mean`` of both
+(the paper leaves it open) or ``neighbour`` alone (PPLR). A new mode is one function registered
+with :func:`agreement_mode`. The loss side lives in ``modeling/losses/lgmr.py``.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 
 from .clustering import relabel_by_first_occurrence
 from .knn import as_float32_features, knn_search
 
-__all__ = ["neighbour_overlap", "knn_overlap", "cluster_overlap", "cross_agreement", "refine_global_labels"]
+__all__ = ["AGREEMENTS", "agreement_mode", "neighbour_overlap", "knn_overlap", "cluster_overlap",
+           "cross_agreement", "refine_global_labels"]
+
+#: mode name -> f(global_knn (N, k), part_knn (N, k), global_labels (N,), part_labels (N,)) -> (N,) in [0, 1]
+AgreementMode = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+AGREEMENTS: Dict[str, AgreementMode] = {}
+
+
+def agreement_mode(name: str) -> Callable[[AgreementMode], AgreementMode]:
+    """Register a cross-agreement mode under ``name`` (a value of ``INCLR.LGMR.AGREEMENT``)."""
+    def register(fn: AgreementMode) -> AgreementMode:
+        AGREEMENTS[name] = fn
+        return fn
+
+    return register
 
 
 def neighbour_overlap(idx_a: np.ndarray, idx_b: np.ndarray, chunk: int = 8192) -> np.ndarray:
@@ -75,16 +91,31 @@ def cluster_overlap(global_labels: Any, part_labels: Any) -> np.ndarray:
     return out
 
 
+@agreement_mode("mean")
+def _mean_of_overlaps(global_knn: np.ndarray, part_knn: np.ndarray, global_labels: np.ndarray,
+                      part_labels: np.ndarray) -> np.ndarray:
+    """Equal-weight mean of the neighbour and the cluster overlap: either evidence alone gives at most 0.5."""
+    return 0.5 * (neighbour_overlap(global_knn, part_knn) + cluster_overlap(global_labels, part_labels))
+
+
+@agreement_mode("neighbour")
+def _neighbour_overlap_only(global_knn: np.ndarray, part_knn: np.ndarray, global_labels: np.ndarray,
+                            part_labels: np.ndarray) -> np.ndarray:
+    """PPLR's score: the neighbour overlap alone."""
+    return neighbour_overlap(global_knn, part_knn)
+
+
 def cross_agreement(global_feats: Any, part_feats_list: Sequence[Any], global_labels: Any,
                     part_labels_list: Sequence[Any], k: int = 20, *,
                     global_knn: Optional[np.ndarray] = None,
-                    part_knn_list: Optional[Sequence[np.ndarray]] = None) -> np.ndarray:
-    """(N, P) float32 in [0, 1]: C_p(i) = mean of the neighbour overlap and the cluster overlap (DESIGN §4.4).
+                    part_knn_list: Optional[Sequence[np.ndarray]] = None, mode: str = "mean") -> np.ndarray:
+    """(N, P) float32 in [0, 1]: C_p(i) for every part, combined per ``mode`` (docs/design.md §4.4).
 
-    The paper does not say how the two overlaps combine; the equal-weight mean keeps C_p in [0, 1]
-    and lets either evidence alone give at most 0.5. ``global_knn`` / ``part_knn_list``: optional
-    precomputed (N, >=k) neighbour indices *without* self, to skip the searches.
+    ``global_knn`` / ``part_knn_list``: optional precomputed (N, >=k) neighbour indices *without*
+    self, to skip the searches.
     """
+    if mode not in AGREEMENTS:
+        raise ValueError(f"INCLR.LGMR.AGREEMENT {mode!r}: use one of {sorted(AGREEMENTS)}")
     n_parts = len(part_feats_list)
     if n_parts == 0:
         raise ValueError("part_feats_list is empty: cross-agreement needs at least one part")
@@ -101,14 +132,13 @@ def cross_agreement(global_feats: Any, part_feats_list: Sequence[Any], global_la
             ip = knn_search(part_feats_list[p], k, exclude_self=True)[1]
         if ip.shape[0] != n:
             raise ValueError(f"part {p + 1} has {ip.shape[0]} samples, global has {n}")
-        out[:, p] = 0.5 * (neighbour_overlap(global_knn[:, :k], ip[:, :k])
-                           + cluster_overlap(global_labels, part_labels_list[p]))
+        out[:, p] = AGREEMENTS[mode](global_knn[:, :k], ip[:, :k], global_labels, part_labels_list[p])
     return out
 
 
 def refine_global_labels(global_labels: Any, agreement: Any, min_agreement: float,
                          min_cluster_size: int = 2) -> np.ndarray:
-    """Local -> global refinement of the hard labels (DESIGN §4.4): unsupported samples become outliers.
+    """Local -> global refinement of the hard labels (docs/design.md §4.4): unsupported samples become outliers.
 
     Sample i becomes -1 when no part supports its global cluster, ``max_p C_p(i) < min_agreement``
     (strict, so ``min_agreement=0`` keeps everyone). Clusters left with fewer than

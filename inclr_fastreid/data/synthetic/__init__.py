@@ -1,0 +1,7 @@
+"""The embedded synthetic domain-shift benchmark (docs/design.md §7): a procedural pedestrian
+renderer (``render``) and the SynthA/SynthB/SynthC datasets built on it (``datasets``, registered
+in FastReID's DATASET_REGISTRY on import). Kept apart from the training data plumbing."""
+from . import datasets, render
+from .datasets import SynthA, SynthB, SynthC, SyntheticReID
+
+__all__ = ["datasets", "render", "SynthA", "SynthB", "SynthC", "SyntheticReID"]

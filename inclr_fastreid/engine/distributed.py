@@ -1,0 +1,118 @@
+"""Multi-process plumbing of an adaptation run (docs/design.md §6): unwrapping DDP, seeding,
+rank 0's objects on every rank, failing all ranks together, and the per-epoch label agreement check."""
+from __future__ import annotations
+
+import logging
+import random
+import zlib
+from typing import Any, Callable, Optional, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from fastreid.utils import comm
+from torch import nn
+
+logger = logging.getLogger("fastreid." + __name__)
+
+T = TypeVar("T")
+__all__ = ["unwrap", "seed_everything", "broadcast_object", "fail_together", "on_main_then_broadcast",
+           "labels_checksum", "check_ranks_agree"]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel / DataParallel (the model itself otherwise)."""
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return model.module
+    return model
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's object on every rank (identity on a single process)."""
+    if comm.get_world_size() == 1:
+        return obj
+    holder = [obj if comm.is_main_process() else None]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def fail_together(fn: Callable[[], T], what: str) -> Optional[T]:
+    """Run ``fn`` on every rank; if it raises on any rank, raise on all of them (the rank that failed
+    re-raises its own error), instead of leaving the others waiting in the next collective."""
+    if comm.get_world_size() == 1:
+        return fn()
+    error: Optional[BaseException] = None
+    result: Optional[T] = None
+    try:
+        result = fn()
+    except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
+        error = e
+    errors = comm.all_gather(None if error is None else f"rank {comm.get_rank()}: {type(error).__name__}: {error}")
+    if any(errors):
+        if error is not None:
+            raise error
+        raise RuntimeError(f"{what} failed on another rank: " + "; ".join(e for e in errors if e))
+    return result
+
+
+def on_main_then_broadcast(fn: Callable[[], T], what: str) -> T:
+    """``fn()`` on rank 0, its result on every rank. If it raises there, every rank raises: rank 0
+    its own error, the others a RuntimeError naming ``what`` (no rank waits forever)."""
+    result: Any = None
+    failure: Optional[BaseException] = None
+    if comm.is_main_process():
+        try:
+            result = fn()
+        except Exception as e:  # noqa: BLE001 - other ranks wait in the broadcast: tell them, then fail together
+            failure = e
+            result = _Failed(f"{type(e).__name__}: {e}")
+    result = broadcast_object(result)
+    if isinstance(result, _Failed):
+        if failure is not None:
+            raise failure
+        raise RuntimeError(f"{what} failed on rank 0 ({result.message}); see its log.")
+    return result
+
+
+class _Failed:
+    """What rank 0 broadcasts instead of a result when it failed."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def labels_checksum(labels: np.ndarray, agreement: Optional[np.ndarray] = None) -> int:
+    """CRC-32 of the pseudo labels (int64) and cross-agreement (float32) bytes: equal on every rank
+    iff all ranks train on the same labels."""
+    crc = zlib.crc32(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    if agreement is not None:
+        crc = zlib.crc32(np.ascontiguousarray(agreement, dtype=np.float32).tobytes(), crc)
+    return crc
+
+
+def check_ranks_agree(epoch: int, labels: np.ndarray, agreement: Optional[np.ndarray], rank_batch: int) -> None:
+    """Log what this rank trains on this epoch (label checksum, per-rank batch size) and, under
+    torch.distributed, all-gather both and raise if any rank differs (all ranks must train on
+    identical pseudo labels; the credibility all-gather needs equal batch sizes)."""
+    crc = labels_checksum(labels, agreement)
+    rank, world = comm.get_rank(), comm.get_world_size()
+    logger.info("Epoch %d, rank %d/%d: training on pseudo labels crc32=%08x, %d images per rank batch",
+                epoch, rank, world, crc, rank_batch)
+    if world == 1:
+        return
+    views = comm.all_gather((crc, rank_batch))
+    if len(set(views)) > 1:
+        raise RuntimeError(
+            f"Epoch {epoch}: ranks disagree on the pseudo labels or the batch size "
+            f"(crc32, images per batch by rank: {[(f'{c:08x}', b) for c, b in views]}). "
+            "Every rank must apply rank 0's broadcast clustering; this is a bug, please report it."
+        )
+    if comm.is_main_process():
+        logger.info("Epoch %d: pseudo labels identical on all %d ranks (crc32=%08x)", epoch, world, crc)
