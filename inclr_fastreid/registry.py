@@ -1,7 +1,7 @@
 """Idempotent registration into FastReID's registries.
 
 FastReID's ``Registry`` asserts on a duplicate name, so importing the add-on twice (a reload, or
-the same file reached under two module paths) would crash (DESIGN.md §9). ``register_once``
+the same file reached under two module paths) would crash (docs/design.md §9). ``register_once``
 skips the second registration when it is the same class, and still refuses a *different* class
 under a taken name.
 """

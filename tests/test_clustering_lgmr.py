@@ -205,3 +205,58 @@ def test_generate_rejects_inconsistent_input(four_spaces):
         generate_pseudo_labels(g, parts, eps=0.7, max_distance=0.6)
     with pytest.raises(ValueError, match="part features"):
         generate_pseudo_labels(g, [], lgmr_enabled=True)
+
+
+# ---------------------------------------------------------------- seams: clusterer, agreement mode, params
+def test_a_new_clusterer_is_one_function_and_one_name(four_spaces):
+    """generate_pseudo_labels calls the clusterer named by ClusterParams.method with the space's
+    features; an unknown name is refused naming INCLR.CLUSTER.METHOD."""
+    from inclr_fastreid.pseudo_labels import CLUSTERERS, ClusterParams, clusterer
+
+    (g, *parts), lab = four_spaces
+    seen = []
+
+    @clusterer("truth_for_test")
+    def _truth(space, params):  # labels from the planted identities, to see them come out
+        seen.append((space.name, space.features.shape, params.method))
+        return lab.astype(np.int64)
+
+    try:
+        r = generate_pseudo_labels(g, parts, method="truth_for_test", lgmr_enabled=True, min_agreement=0.0)
+        assert [s[0] for s in seen] == ["global", "part1", "part2", "part3"]
+        assert all(s[1] == (400, g.shape[1]) and s[2] == "truth_for_test" for s in seen)
+        assert np.array_equal(r.labels_before_lgmr, lab)
+        assert all(np.array_equal(p, lab) for p in r.part_labels)
+    finally:
+        del CLUSTERERS["truth_for_test"]
+    with pytest.raises(ValueError, match="INCLR.CLUSTER.METHOD"):
+        ClusterParams(method="truth_for_test")
+
+
+def test_agreement_modes_mean_and_neighbour(four_spaces):
+    """'neighbour' is PPLR's kNN-set overlap alone; 'mean' averages it with the cluster overlap."""
+    (g, *parts), _ = four_spaces
+    gl = cluster_dbscan(compute_jaccard_distance(g, 30, 6, 0.9), 0.6, 4)
+    pls = [cluster_dbscan(compute_jaccard_distance(p, 30, 6, 0.9), 0.6, 4) for p in parts]
+    nb = cross_agreement(g, parts, gl, pls, k=12, mode="neighbour")
+    mean = cross_agreement(g, parts, gl, pls, k=12, mode="mean")
+    for j, p in enumerate(parts):
+        assert np.allclose(nb[:, j], knn_overlap(g, p, k=12))
+        assert np.allclose(mean[:, j], 0.5 * (knn_overlap(g, p, k=12) + cluster_overlap(gl, pls[j])))
+    with pytest.raises(ValueError, match="INCLR.LGMR.AGREEMENT"):
+        cross_agreement(g, parts, gl, pls, k=12, mode="median")
+
+
+def test_cluster_params_from_cfg_reads_every_key():
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg
+
+    cfg = setup_cfg("", ["INCLR.CLUSTER.EPS", "0.45", "INCLR.CLUSTER.MIN_SAMPLES", "3", "INCLR.CLUSTER.K1", "21",
+                         "INCLR.CLUSTER.K2", "5", "INCLR.CLUSTER.MAX_DISTANCE", "0.8", "INCLR.CLUSTER.CAMERA_NORM", "True",
+                         "INCLR.LGMR.ENABLED", "False", "INCLR.LGMR.K", "15", "INCLR.LGMR.MIN_AGREEMENT", "0.2",
+                         "INCLR.LGMR.AGREEMENT", "neighbour"])
+    p = cluster_params_from_cfg(cfg)
+    assert (p.method, p.eps, p.min_samples, p.k1, p.k2, p.max_distance, p.camera_norm) == \
+        ("dbscan", 0.45, 3, 21, 5, 0.8, True)
+    assert (p.lgmr_enabled, p.lgmr_k, p.min_agreement, p.agreement) == (False, 15, 0.2, "neighbour")
+    assert cluster_params_from_cfg(cfg, eps=0.3).eps == 0.3 and p.k_search == 21

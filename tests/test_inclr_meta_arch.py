@@ -359,3 +359,33 @@ def test_fastreid_per_name_optimizer_rules_reach_each_student(model):
 
     # A single-network model (FastReID's Baseline) is passed through unchanged.
     assert NetworkScopedNames(build_model(_cfg(meta="Baseline"))).networks == set()
+
+
+# ---------------------------------------------------------------- the engine's model interface
+def test_models_are_seen_through_the_declared_interface(model):
+    """INCLR declares the interface itself; FastReID's Baseline is adapted (PartPoolHead: all
+    branches, rows written and masked by the one pseudo-class mechanism); anything else is refused."""
+    from inclr_fastreid.modeling.interface import BaselineAdapter, as_pseudo_label_model
+
+    assert as_pseudo_label_model(model) is model and model.num_views == 2
+    torch.manual_seed(0)
+    baseline = build_model(_cfg(meta="Baseline"))
+    seen = as_pseudo_label_model(baseline)
+    assert isinstance(seen, BaselineAdapter) and seen.num_views == 1 and seen.credibility_values() is None
+    baseline.eval()
+    images = torch.rand(3, 3, 64, 32) * 255
+    batch = {"images": images.clone()}
+    with torch.no_grad():
+        feats = seen.branch_features(batch)
+        ref = baseline.heads.eval_features(baseline.backbone((images - baseline.pixel_mean) / baseline.pixel_std))
+    assert torch.equal(batch["images"], images)  # the caller's batch is not normalised in place
+    assert list(feats) == list(BRANCHES) and all(torch.allclose(feats[b], ref[b], atol=1e-6) for b in BRANCHES)
+    cents = _centroids()
+    seen.set_pseudo_classes(K, cents)
+    for w, b in zip(baseline.heads.classifier_weights(), BRANCHES):
+        assert torch.equal(w[:K], cents[b])
+    baseline.train()
+    out = baseline.heads(baseline.backbone(torch.randn(4, 3, 64, 32)), torch.zeros(4, dtype=torch.long))
+    assert out["cls_outputs"].shape[1] == K and all(z.shape[1] == K for z in out["part_cls_outputs"])
+    with pytest.raises(TypeError, match="PseudoLabelModel"):
+        as_pseudo_label_model(nn.Linear(2, 2))

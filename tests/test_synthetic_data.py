@@ -1,6 +1,6 @@
 """The synthetic domain-shift benchmark (inclr_fastreid/data/synthetic/datasets.py, render.py): determinism,
 Market-style layout, FastReID registry/loader integration, the on-disk cache, and that identity
-lives in body regions (DESIGN.md §7). Tiny sizes via kwargs; every root is a tmp folder."""
+lives in body regions (docs/design.md §7). Tiny sizes via kwargs; every root is a tmp folder."""
 import dataclasses
 import hashlib
 import os

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time and peak memory of the clustering step (DESIGN.md §4.3, §8), next to the dense reference.
+"""Time and peak memory of the clustering step (docs/design.md §4.3, §8), next to the dense reference.
 
 Synthetic clustered features (about N/17 identities in look-alike groups, camera offsets, noise
 of varying strength; L2-normalised; deterministic from --seed) at Market-1501's and MSMT17's
@@ -59,7 +59,7 @@ def synthetic_features(n: int, dim: int, space: int, seed: int) -> np.ndarray:
     cam = srng.standard_normal((6, dim), dtype=np.float32)
     cam *= 0.35 / np.linalg.norm(cam, axis=1, keepdims=True)
     # noise norm 2.1-3.8 x the centre's: ~2,400 pairs per row with d_J < 1, ~55 with d_J <= 0.9 at
-    # N=12,936 (DESIGN §4.3 quotes ~1,800 and ~21 on real Market-1501 features); parts noisier
+    # N=12,936 (docs/design.md §4.3 quotes ~1,800 and ~21 on real Market-1501 features); parts noisier
     sigma = srng.uniform(2.1, 3.8, n).astype(np.float32) * (1.0 if space == 0 else 1.1)
     out = np.empty((n, dim), dtype=np.float32)
     for s in range(0, n, 4096):

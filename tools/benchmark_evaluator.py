@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark the vectorised ranking evaluator at Market-1501 size (DESIGN.md §3).
+"""Benchmark the vectorised ranking evaluator at Market-1501 size (docs/design.md §3).
 
 Builds a random (num_query x num_gallery) distance matrix with identity structure (Market-1501:
 3,368 x 15,913, 751 identities, 6 cameras), or one from random D-dim features with

@@ -11,7 +11,7 @@ Every stage is an ordinary ``tools/train_net.py`` call, logged to OUTPUT_DIR/<st
     python tools/run_demo.py --seed 0        # a fixed INCLR.SEED for every stage (default: drawn at random)
     python tools/run_demo.py --reuse --rows mmt lgmr igmo inclr undetached baseline_uda   # two extra rows
 
-All numbers are from the *synthetic* benchmark (DESIGN.md §7), never a claim about real data.
+All numbers are from the *synthetic* benchmark (docs/design.md §7), never a claim about real data.
 """
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def main() -> None:
     print("\n" + md)
     atomic_write_text(os.path.join(out, "results.md"), md)  # a kill never leaves half a table
     payload = {
-        "benchmark": "synthetic (SynthA -> SynthB), DESIGN.md §7",
+        "benchmark": "synthetic (SynthA -> SynthB), docs/design.md §7",
         "quick": args.quick, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
         "seed": args.seed, "wall_seconds": round(total, 1), "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
         "rows": [{"method": n, "metrics": r, "pseudo_labels": q} for n, r, q in table],

@@ -1,7 +1,7 @@
 """Real datasets: the on-disk layouts users must provide, and MSMT17's UDA training view.
 
 FastReID's own ``Market1501`` and ``DukeMTMC`` read Market-1501 and DukeMTMC-reID unchanged.
-MSMT17 needs ``MSMT17UDA`` (DESIGN.md §9): the UDA literature adapts on list_train + list_val
+MSMT17 needs ``MSMT17UDA`` (docs/design.md §9): the UDA literature adapts on list_train + list_val
 (32,621 images, as yxgeee/MMT), while FastReID's ``MSMT17`` gives list_train alone and its
 ``combineall`` folds query and gallery (test images) into training.
 """

@@ -1,7 +1,7 @@
 """Vectorised CMC / mAP / mINP ranking evaluation: a drop-in for ``fastreid.evaluation.rank``.
 
 FastReID 1.4.0's ``ReidEvaluator`` compiles a Cython ranker with ``make`` inside site-packages and
-its pure-Python fallback (``eval_market1501``) loops over queries (DESIGN.md §3). ``evaluate_rank``
+its pure-Python fallback (``eval_market1501``) loops over queries (docs/design.md §3). ``evaluate_rank``
 here has the same signature and Market-1501 semantics, but works on chunks of queries with one
 stable ``torch.sort`` per chunk and boolean/cumulative arrays, so a Market-1501-sized evaluation
 (3,368 x 15,913) takes seconds on a CPU and the working set stays bounded (``max_memory_bytes``).

@@ -1,4 +1,4 @@
-"""Sparse k-reciprocal Jaccard distance (Zhong et al., CVPR 2017), DESIGN.md §4.3 step 2.
+"""Sparse k-reciprocal Jaccard distance (Zhong et al., CVPR 2017), docs/design.md §4.3 step 2.
 
 Same numbers as the dense implementation of yxgeee/SpCL ``spcl/utils/faiss_rerank.py`` (which
 UDA code for re-ID uses to feed DBSCAN), without ever holding an N x N array:

@@ -1,4 +1,4 @@
-"""Exact k-nearest-neighbour search on L2-normalised features (DESIGN.md §4.3 step 2).
+"""Exact k-nearest-neighbour search on L2-normalised features (docs/design.md §4.3 step 2).
 
 On unit vectors, ranking by inner product equals ranking by Euclidean distance
 (||a - b||^2 = 2 - 2 a.b), so one search serves both. CPU: ``faiss.knn`` with the L2 metric, the

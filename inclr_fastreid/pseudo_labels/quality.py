@@ -1,4 +1,4 @@
-"""Pseudo-label quality against true identities (DESIGN.md §4.6).
+"""Pseudo-label quality against true identities (docs/design.md §4.6).
 
 Convention everywhere: a predicted outlier (-1) is its own singleton cluster (it pairs with
 nobody), so clustering few samples cannot look precise for free. True ids are arbitrary integers.

@@ -1,4 +1,4 @@
-"""Procedural pedestrian renderer for the synthetic domain-shift benchmark (DESIGN.md §7).
+"""Procedural pedestrian renderer for the synthetic domain-shift benchmark (docs/design.md §7).
 
 Identity lives in body regions (head: hair and skin; upper body: colour, sleeves and pattern;
 lower body: colour and garment; shoes; accessories; body shape), so that the top / middle / bottom

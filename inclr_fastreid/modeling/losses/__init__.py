@@ -1,4 +1,4 @@
-"""INCLR's losses as plain functions, usable from any meta-architecture (DESIGN.md §4.2, §4.4, §4.5)."""
+"""INCLR's losses as plain functions, usable from any meta-architecture (docs/design.md §4.2, §4.4, §4.5)."""
 from .igmo import (
     credibility,
     credibility_weights,

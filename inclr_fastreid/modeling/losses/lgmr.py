@@ -1,4 +1,4 @@
-"""LGMR loss side: local/global mutual refinement of the classification losses (DESIGN.md §4.4,
+"""LGMR loss side: local/global mutual refinement of the classification losses (docs/design.md §4.4,
 paper Eq. 1-2, refined as in PPLR, Cho et al. CVPR 2022).
 
 The cross-agreement C_p(i) in [0, 1] between the global and part-p views of sample i is computed
