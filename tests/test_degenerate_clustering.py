@@ -183,18 +183,32 @@ def test_no_stale_batch_after_a_loader_swap(items, workers):
     close(hook)
 
 
-def test_run_where_clustering_finds_nothing_finishes_with_a_warning(tmp_path):
-    from test_reliability import train_in_process
+@pytest.fixture(scope="module")
+def skipped_run(tmp_path_factory):
+    """A 2-epoch run whose clusterings find nothing (every epoch skipped), and the state its model
+    had before training (INCLRTrainer seeds from INCLR.SEED before building it)."""
+    from test_reliability import RUN, train_in_process
 
-    data = tmp_path / "data"
+    root = tmp_path_factory.mktemp("skipped")
+    data = root / "data"
     make_market1501(str(data), num_train=6, num_test=4, seed=2)
     bad = sorted(glob.glob(str(data / "Market-1501-v15.09.15" / "bounding_box_train" / "*.jpg")))[3]
     with open(bad, "wb") as f:
         f.write(b"not a jpeg")
-    out = tmp_path / "out"
     # min_samples above the number of images: DBSCAN finds no core point, so no cluster at all
-    results = train_in_process(out, data, "INCLR.CLUSTER.MIN_SAMPLES", "100", "SOLVER.MAX_EPOCH", "2",
-                               "INCLR.SKIP_BAD_IMAGES", "True")
+    opts = ["INCLR.CLUSTER.MIN_SAMPLES", "100", "SOLVER.MAX_EPOCH", "2", "INCLR.SKIP_BAD_IMAGES", "True"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTREID_DATASETS", str(data))
+        trainer = INCLRTrainer(setup_cfg(CFG, RUN + opts + ["OUTPUT_DIR", str(root / "initial")]))
+        initial = {k: v.clone() for k, v in trainer.unwrapped_model.state_dict().items()}
+        del trainer
+    out = root / "out"
+    results = train_in_process(out, data, *opts)
+    return out, bad, initial, results
+
+
+def test_run_where_clustering_finds_nothing_finishes_with_a_warning(skipped_run):
+    out, bad, _, results = skipped_run
     assert 0.0 <= results["mAP"] <= 100.0 and (out / "final_results.json").is_file()
     rounds = [json.loads(line) for line in (out / "pseudo_labels.jsonl").read_text().splitlines()]
     assert [r["action"] for r in rounds] == ["skipped_epoch", "skipped_epoch"]
@@ -202,3 +216,35 @@ def test_run_where_clustering_finds_nothing_finishes_with_a_warning(tmp_path):
     log = (out / "log.txt").read_text()
     assert log.count("skipping this epoch's adaptation") == 2
     assert "left out 1 unreadable target image" in log and os.path.basename(bad) in log
+
+
+def _same(a, b):
+    return a.shape == b.shape and torch.equal(a.nan_to_num(), b.nan_to_num()) and torch.equal(a.isnan(), b.isnan())
+
+
+def test_a_skipped_epoch_leaves_the_model_unchanged(skipped_run):
+    """Skipped epochs take no optimiser step: students, buffers (classifier rows, IGMO centroids,
+    credibility, BN statistics) are bit-identical to the model before training, the optimiser holds
+    no state, and the teachers are within rounding of their (equal) students' EMA."""
+    from inclr_fastreid.io import safe_torch_load
+
+    out, _, initial, _ = skipped_run
+    ckpt = safe_torch_load(str(out / "model_final.pth"))
+    final = ckpt["model"]
+    assert final.keys() == initial.keys()
+    for key, before in initial.items():
+        if key.startswith("teacher") and before.is_floating_point():
+            assert torch.allclose(final[key], before, rtol=0, atol=1e-6), key
+        else:
+            assert _same(final[key], before), key
+    assert int(final["num_live_classes"]) == 0 and torch.isnan(final["credibility"]).all()
+    assert ckpt["optimizer"]["state"] == {}  # no Adam moments: no step was taken
+
+
+def test_a_skipped_epoch_leaves_the_teachers_bit_identical(skipped_run):
+    from inclr_fastreid.io import safe_torch_load
+
+    out, _, initial, _ = skipped_run
+    final = safe_torch_load(str(out / "model_final.pth"))["model"]
+    changed = [k for k, v in initial.items() if k.startswith("teacher") and not _same(final[k], v)]
+    assert changed == []

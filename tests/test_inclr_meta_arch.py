@@ -1,4 +1,4 @@
-"""INCLR meta-architecture and EMA (inclr_fastreid/modeling/meta_arch/inclr.py, engine/ema.py) on a
+"""INCLR meta-architecture and EMA (inclr_fastreid/modeling/meta_arch/inclr.py, modeling/ema.py, engine/ema_hook.py) on a
 tiny CPU model: ResNet-18, 64x32 input, batch 8 = 2 pseudo ids x 4."""
 import copy
 import math
@@ -58,9 +58,9 @@ def model(base_model):
     return m
 
 
-def _centroids(k=K, seed=0):
+def _centroids(k=K, seed=0, d=D):
     g = torch.Generator().manual_seed(seed)
-    return {b: F.normalize(torch.randn(k, D, generator=g), dim=1) for b in BRANCHES}
+    return {b: F.normalize(torch.randn(k, d, generator=g), dim=1) for b in BRANCHES}
 
 
 def _batch(seed=0):
@@ -115,7 +115,7 @@ def test_ema_hook_matches_closed_form_and_unwraps_ddp():
     pair.teacher1[1].running_mean.fill_(7.0)  # buffers are not averaged
     wrapped = nn.DataParallel(pair)  # the hook unwraps DataParallel / DDP
     hook = EMAHook(momentum=0.6)
-    hook.trainer = types.SimpleNamespace(model=wrapped, iter=0)
+    hook.trainer = types.SimpleNamespace(model=wrapped, iter=0, skip_steps=False)
     n = 5
     for it in range(n):  # constant student: teacher = A*theta0 + (1-A)*theta_s, A = prod alpha_t
         hook.trainer.iter = it
@@ -389,3 +389,141 @@ def test_models_are_seen_through_the_declared_interface(model):
     assert out["cls_outputs"].shape[1] == K and all(z.shape[1] == K for z in out["part_cls_outputs"])
     with pytest.raises(TypeError, match="PseudoLabelModel"):
         as_pseudo_label_model(nn.Linear(2, 2))
+
+# ---------------------------------------------------------------- wiring (issue 11)
+SMALL_D = 128
+
+
+def _small_cfg(**inclr):
+    """_cfg with OSNet x0.25 (D = 128) instead of ResNet-18: a seventh of the build time."""
+    cfg = _cfg(**inclr)
+    cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.DEPTH, cfg.MODEL.BACKBONE.FEAT_DIM = "build_osnet_backbone", "x0_25", SMALL_D
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def small_base():
+    torch.manual_seed(0)
+    return build_model(_small_cfg())
+
+
+@pytest.fixture
+def small_model(small_base):
+    m = copy.deepcopy(small_base)
+    m.train()
+    return m
+
+
+def _perturb_teachers(model, seed=1):
+    """Teachers that differ from their students (and from each other): each weight scaled by 1 + 0.3 N(0, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name in ("teacher1", "teacher2"):
+            for p in getattr(model, name).parameters():
+                p.mul_(1 + 0.3 * torch.randn(p.shape, generator=g))
+
+
+def _by_hand_soft_ce(logits, target_logits):
+    return -(F.softmax(target_logits, 1) * F.log_softmax(logits, 1)).sum(1).mean()
+
+
+def _by_hand_igmo(student_neck, teacher_neck, centroids, targets, temp=20.0):
+    """(L_KL, w): Eq. 4-7 written out, w_i = exp(-KL(p_teacher_i || p_student_i))."""
+    c = F.normalize(centroids, dim=1)
+    log_p = F.log_softmax(temp * F.normalize(student_neck, dim=1) @ c.t(), 1)
+    log_pt = F.log_softmax(temp * F.normalize(teacher_neck, dim=1) @ c.t(), 1)
+    w = torch.exp(-(log_pt.exp() * (log_pt - log_p)).sum(1))
+    return (w * -log_p[torch.arange(len(targets)), targets]).mean(), w
+
+
+def test_each_student_learns_from_the_right_teacher_and_view(small_model):
+    """MMT's soft CE / soft triplet of S1 use T2 (and of S2 use T1); IGMO of each student uses its own
+    teacher; view 1 feeds S1 and T1, view 2 feeds S2 and T2 (DESIGN.md §4.2, §4.5). The mutual terms
+    and the recorded credibility are rebuilt by hand from the four networks' outputs; the wrong
+    pairings give values far outside the tolerance (checked), so a swap cannot pass."""
+    from inclr_fastreid.modeling.losses import soft_softmax_triplet
+
+    model = small_model
+    _perturb_teachers(model)
+    cents = _centroids(d=SMALL_D)
+    model.set_pseudo_classes(K, cents)
+    batch = _batch(3)
+    y = batch["targets"]
+    with torch.no_grad():
+        losses = model(batch)
+        mean = torch.tensor(_small_cfg().MODEL.PIXEL_MEAN).view(1, -1, 1, 1)
+        std = torch.tensor(_small_cfg().MODEL.PIXEL_STD).view(1, -1, 1, 1)
+        views = {1: (batch["images"] - mean) / std, 2: (batch["images2"] - mean) / std}
+        out = {(net, v): getattr(model, net)(views[v], y, K)
+               for net in ("student1", "student2", "teacher1", "teacher2") for v in (1, 2)}
+
+    def mutual(s1, s2, soft_t1, soft_t2, kl_t1, kl_t2):
+        """The three mutual terms and the credibility for a given pairing (averaged over students)."""
+        terms = {"loss_soft_ce": 0.0, "loss_soft_tri": 0.0, "loss_kl": 0.0}
+        ws = []
+        for s, soft_t, kl_t in ((s1, soft_t1, kl_t1), (s2, soft_t2, kl_t2)):
+            parts = sum(_by_hand_soft_ce(z, zt) for z, zt in zip(s["part_pred_class_logits"],
+                                                                  soft_t["part_pred_class_logits"])) / P
+            terms["loss_soft_ce"] += 0.5 * (_by_hand_soft_ce(s["pred_class_logits"], soft_t["pred_class_logits"]) + parts) / 2
+            terms["loss_soft_tri"] += 0.8 * soft_softmax_triplet(s["global_pool"], y, soft_t["global_pool"]) / 2
+            kl, w = _by_hand_igmo(s["global_neck"], kl_t["global_neck"], cents["global"], y)
+            terms["loss_kl"] += 0.5 * kl / 2
+            ws.append(w)
+        return terms, (ws[0] + ws[1]) / 2
+
+    s1, s2 = out["student1", 1], out["student2", 2]
+    t1, t2 = out["teacher1", 1], out["teacher2", 2]
+    right, cred = mutual(s1, s2, soft_t1=t2, soft_t2=t1, kl_t1=t1, kl_t2=t2)
+    for name, value in right.items():
+        assert losses[name].item() == pytest.approx(value.item(), rel=1e-5, abs=1e-7), name
+    assert torch.allclose(model.credibility[batch["index"]], cred, rtol=1e-5, atol=1e-7)
+
+    # The test tells the pairings apart: each wrong wiring moves its terms by far more than 1e-5.
+    wrong = {
+        "soft terms from the own teacher": mutual(s1, s2, soft_t1=t1, soft_t2=t2, kl_t1=t1, kl_t2=t2),
+        "IGMO from the other teacher": mutual(s1, s2, soft_t1=t2, soft_t2=t1, kl_t1=t2, kl_t2=t1),
+        "teachers see the other view": mutual(s1, s2, soft_t1=out["teacher2", 1], soft_t2=out["teacher1", 2],
+                                              kl_t1=out["teacher1", 2], kl_t2=out["teacher2", 1]),
+        "students see the other view": mutual(out["student1", 2], out["student2", 1], soft_t1=t2, soft_t2=t1,
+                                              kl_t1=t1, kl_t2=t2),
+    }
+    for what, (terms, w) in wrong.items():
+        moved = max(abs(terms[n].item() - right[n].item()) / abs(right[n].item()) for n in right)
+        moved = max(moved, ((w - cred).abs() / cred).max().item())
+        assert moved > 1e-3, what
+
+
+def test_from_config_test_feature_model_and_kappa_reach_inference(small_model):
+    """INCLR.TEST_FEATURE / TEST_MODEL / KAPPA from the config select what ``inference`` returns:
+    the chosen teacher's (or both teachers' re-normalised mean) branch features, joined by hand."""
+    model = small_model
+    _perturb_teachers(model)
+    state = model.state_dict()
+    images = _batch(4)["images"][:5]
+    cfg = _small_cfg()
+    x = (images - torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, -1, 1, 1)) / torch.tensor(cfg.MODEL.PIXEL_STD).view(1, -1, 1, 1)
+    model.eval()
+    with torch.no_grad():
+        feats = {"t1": model.teacher1.eval_features(x), "t2": model.teacher2.eval_features(x)}
+        feats["mean"] = {b: F.normalize(feats["t1"][b] + feats["t2"][b], dim=1) for b in BRANCHES}
+        student = model.student1.eval_features(x)["global"]
+
+    def by_hand(feature, which, kappa):
+        f = feats[which]
+        if feature == "joint":
+            return torch.cat([f["global"]] + [math.sqrt(kappa) * f[f"part{p}"] for p in (1, 2, 3)], 1)
+        return f[feature]
+
+    settings = [("joint", "t1", 0.2), ("joint", "t2", 0.5), ("joint", "mean", 0.05), ("global", "t2", 0.2),
+                ("part1", "mean", 0.2), ("part3", "t1", 0.2), ("global", "t1", 0.2)]
+    expected = [by_hand(*s) for s in settings]
+    for i, j in ((0, 1), (0, 2), (1, 2), (3, 6)):  # settings really give different features
+        assert not torch.allclose(expected[i], expected[j], atol=1e-3)
+    assert not torch.allclose(expected[6], student, atol=1e-3)  # a teacher, not the student
+    for (feature, which, kappa), want in zip(settings, expected):
+        built = build_model(_small_cfg(TEST_FEATURE=feature, TEST_MODEL=which, KAPPA=kappa))
+        built.load_state_dict(state)
+        built.eval()
+        with torch.no_grad():
+            got = built({"images": images})
+        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6), (feature, which, kappa)

@@ -223,3 +223,62 @@ def test_strided_and_readonly_numpy_input():
     for variant in (reversed_cols, readonly, np.asfortranarray(dist)):
         for a, b in zip(evaluate_rank(variant, qp, gp, qc, gc, max_rank=10), ref):
             np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- many exact ties (issue 11)
+def make_tied_case(seed, levels=5, **kw):
+    """make_case's distances quantised to ``levels`` + 1 values: most rows hold long runs of exactly
+    equal distances mixing matches, junk and non-matches; one query row is constant."""
+    dist, qp, gp, qc, gc = make_case(seed, tie_free=False, **kw)
+    dist = np.round(np.clip(dist, 0, 1) * levels) / levels
+    dist[1] = 0.5
+    return dist.astype(np.float32), qp, gp, qc, gc
+
+
+def as_distances(order):
+    """A tie-free distance matrix whose ranking is ``order`` (one gallery permutation per row)."""
+    return np.argsort(order, axis=1).astype(np.float64)
+
+
+@pytest.mark.parametrize("seed", [20, 21, 22])
+def test_tie_heavy_matches_brute_force(seed):
+    dist, qp, gp, qc, gc = make_tied_case(seed)
+    assert max(np.unique(row, return_counts=True)[1].max() for row in dist) >= 50  # long runs of ties
+    exp_cmc, exp_ap, exp_inp = brute_force(dist, qp, gp, qc, gc, 50)  # ties by gallery index
+    # The case decides between tie orders: ties broken the other way round give other values.
+    rev_cmc, rev_ap, _ = brute_force(dist[:, ::-1], qp, gp[::-1], qc, gc[::-1], 50)
+    assert np.mean(np.abs(rev_ap - exp_ap) > 1e-6) > 0.5 and np.abs(rev_cmc - exp_cmc).max() > 0.05
+    for variant in (dict(), dict(max_memory_bytes=1), dict(max_memory_bytes=32 * 260 * 7)):
+        cmc, ap, inp = evaluate_rank(dist, qp, gp, qc, gc, max_rank=50, **variant)
+        np.testing.assert_allclose(cmc, exp_cmc, atol=1e-6)
+        np.testing.assert_allclose(ap, exp_ap, atol=1e-9)
+        np.testing.assert_allclose(inp, exp_inp, atol=1e-9)
+    got = evaluate_rank(torch.from_numpy(dist.astype(np.float64)), qp, gp, qc, gc, max_rank=50)
+    np.testing.assert_allclose(got[1], exp_ap, atol=1e-9)
+    # The CUHK03 path sorts on its own; its mAP is the Market-1501 mAP, ties included.
+    _, cuhk03_map = evaluate_rank(dist, qp, gp, qc, gc, max_rank=50, use_metric_cuhk03=True)
+    assert cuhk03_map == pytest.approx(np.mean(exp_ap), abs=1e-9)
+
+
+def test_host_tie_order_is_numpy_default_argsort_not_gallery_index():
+    """FastReID's eval_market1501 ranks with ``np.argsort(distmat, axis=1)`` (default kind, not
+    stable): on tied distances its values follow that order, which is not the gallery order; on the
+    tie-free matrix that resolves every tie by gallery index it gives exactly the add-on's values."""
+    dist, qp, gp, qc, gc = make_tied_case(23)
+    host = fr_rank.eval_market1501(dist, qp, gp, qc, gc, 20)
+    host_order = np.argsort(dist, axis=1)
+    by_index = np.argsort(dist, axis=1, kind="stable")
+    assert (host_order != by_index).any(axis=1).mean() > 0.5  # numpy's default does not keep index order
+    ref = brute_force(as_distances(host_order), qp, gp, qc, gc, 20)
+    np.testing.assert_allclose(host[0], ref[0], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(host[1]), ref[1], atol=1e-9)
+    np.testing.assert_allclose(np.asarray(host[2]), ref[2], atol=1e-9)
+
+    ours = evaluate_rank(dist, qp, gp, qc, gc, max_rank=20)
+    assert not np.allclose(np.asarray(host[1]), ours[1])  # the documented difference, on ties only
+    # Every tie resolved by gallery index (steps of 1e-6 < the 0.2 quantum): no ties left for numpy.
+    resolved = dist.astype(np.float64) + np.arange(dist.shape[1]) * 1e-6
+    host_resolved = fr_rank.eval_market1501(resolved, qp, gp, qc, gc, 20)
+    np.testing.assert_allclose(ours[0], host_resolved[0], atol=1e-6)
+    np.testing.assert_allclose(ours[1], np.asarray(host_resolved[1]), atol=1e-9)
+    np.testing.assert_allclose(ours[2], np.asarray(host_resolved[2]), atol=1e-9)

@@ -84,6 +84,17 @@ def train_in_process(out, data, *opts, resume=False, config=CFG):
             fr_logger.removeHandler(h)
 
 
+class _LogRecorder(logging.Handler):
+    """Messages of the 'fastreid' loggers while attached (they do not propagate to the root)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
 def records(out):
     rows = [json.loads(line) for line in open(os.path.join(out, "pseudo_labels.jsonl"))]
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
@@ -138,8 +149,19 @@ def test_sigkill_mid_save_then_resume_replays_the_run(data, tmp_path):
     assert torch.isfinite(model["credibility"]).sum() > 0  # IGMO credibility of the images seen
     assert ckpt["optimizer"]["state"], "optimizer moments missing"
 
-    train_in_process(out, data, resume=True)
+    epoch0_bytes = (out / "model_0000.pth").read_bytes()
+    seen = _LogRecorder()
+    fr_logger = logging.getLogger("fastreid")
+    fr_logger.addHandler(seen)
+    try:
+        train_in_process(out, data, resume=True)
+    finally:
+        fr_logger.removeHandler(seen)
     assert not glob.glob(str(out / ".tmp-*")), "the interrupted save's temporary was not cleaned up"
+    # The resumed process started at the saved epoch: it never ran epoch 0 again.
+    assert "Starting training from epoch 1" in seen.messages
+    assert sorted(int(m.split()[3].rstrip(":")) for m in seen.messages if m.startswith("Pseudo labels, epoch ")) == [1, 2]
+    assert (out / "model_0000.pth").read_bytes() == epoch0_bytes
 
     # Same labels, same records, same final network and metrics as the run that was never killed.
     assert records(out) == records(uninterrupted)
@@ -150,7 +172,8 @@ def test_sigkill_mid_save_then_resume_replays_the_run(data, tmp_path):
     for key, va in a["model"].items():
         vb = b["model"][key]
         diff = (va.float() - vb.float()).nan_to_num().abs().max().item() if va.numel() else 0.0
-        assert torch.allclose(va.float(), vb.float(), atol=1e-4, rtol=1e-4, equal_nan=True), f"{key}: {diff:.3g}"
+        # Bit-identical (NaN where NaN: credibility of images not seen), not merely close.
+        assert torch.equal(va.isnan(), vb.isnan()) and torch.equal(va.nan_to_num(), vb.nan_to_num()), f"{key}: {diff:.3g}"
     ra = json.loads((uninterrupted / "final_results.json").read_text())
     rb = json.loads((out / "final_results.json").read_text())
     assert ra.keys() == rb.keys()

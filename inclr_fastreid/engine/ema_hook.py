@@ -23,6 +23,8 @@ class EMAHook(HookBase):
         self.momentum = float(momentum)
 
     def after_step(self) -> None:
+        if self.trainer.skip_steps:  # no optimiser step was taken (an epoch without pseudo labels)
+            return
         model = unwrap(self.trainer.model)
         if not isinstance(model, MeanTeacherModel):
             raise TypeError(f"EMAHook needs a MeanTeacherModel (e.g. INCLR), got {type(model).__name__}")
