@@ -63,7 +63,7 @@ SWITCHES = {
     "Pretrain/synthetic.yml": ("Baseline", "PartPoolHead", False, True, True, True),
     # Stock Baseline + PseudoLabelHook.
     "UDA/duke2market_baseline.yml": ("Baseline", "EmbeddingHead", True, True, True, True),
-    "UDA/synthetic_baseline.yml": ("Baseline", "PartPoolHead", True, True, True, True),
+    "UDA/synthetic_baseline.yml": ("Baseline", "PartPoolHead", True, False, True, True),
 }
 # What each ablation file may change with respect to its _BASE_ (besides OUTPUT_DIR).
 ABLATION_DIFF = {
