@@ -1,5 +1,5 @@
-"""tools/benchmark_round.py --small (the round-cost benchmark in CI) and the live-tensor counter its
-memory breakdown rests on."""
+"""tools/benchmark_round.py --small (the round-cost benchmark in CI), the live-tensor counter its
+memory breakdown rests on, and the hook's extraction into one buffer per branch (same features)."""
 import importlib.util
 import json
 import os
@@ -7,8 +7,11 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from tiny import ROOT
 
@@ -83,3 +86,43 @@ def test_live_tensor_counter_counts_allocations_not_views_or_in_place():
     assert t.peak == 6000
     assert t.current == 4400
     del c
+
+
+class _StubTeachers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("proj", torch.randn(2, 3 * 4 * 2, 5, generator=torch.Generator().manual_seed(0)))
+
+    @torch.no_grad()
+    def cluster_features(self, batch):
+        x = F.adaptive_avg_pool2d(batch["images"].float(), (4, 2)).flatten(1)
+        return {"global": x @ self.proj[0], "part1": x @ self.proj[1]}
+
+
+def test_extraction_fills_one_buffer_per_branch_with_the_batchwise_features(tmp_path):
+    import types
+
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.data.target import TargetItem
+    from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook, PseudoLabelState
+
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(7):  # 7 images in batches of 3: a last, shorter batch
+        path = str(tmp_path / f"{i:04d}_c1s1_000000_00.png")
+        Image.fromarray(rng.integers(0, 256, (16, 8, 3), dtype=np.uint8)).save(path)
+        items.append(TargetItem(path, str(i), 0))
+    cfg = setup_cfg(os.path.join(ROOT, "configs", "Base-INCLR.yml"),
+                    ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TEST", "[16,8]", "OUTPUT_DIR", "",
+                     "INCLR.CLUSTER.BATCH_SIZE", "3", "DATALOADER.NUM_WORKERS", "0"])
+    hook = PseudoLabelHook(cfg, items, PseudoLabelState())
+    model = _StubTeachers()
+    hook.trainer = types.SimpleNamespace(model=model)
+    feats = hook.extract_features(model)
+
+    images = torch.stack([hook.test_transform(Image.open(it.path).convert("RGB")) for it in items])
+    expected = model.cluster_features({"images": images})
+    assert set(feats) == {"global", "part1"}
+    for k, v in expected.items():
+        assert feats[k].dtype == torch.float32 and feats[k].shape == (7, 5)
+        torch.testing.assert_close(feats[k], F.normalize(v, dim=1), rtol=1e-6, atol=1e-6)

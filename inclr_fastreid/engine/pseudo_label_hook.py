@@ -166,7 +166,10 @@ class PseudoLabelHook(HookBase):
         loader = DataLoaderX(comm.get_local_rank(), dataset=dataset, num_workers=self.cfg.DATALOADER.NUM_WORKERS,
                              batch_sampler=torch.utils.data.BatchSampler(sampler, per_rank, False),
                              collate_fn=fast_batch_collator, pin_memory=False)
-        chunks: Dict[str, List[torch.Tensor]] = {}
+        # One (n, D) buffer per branch, filled batch by batch: a list of chunks joined by torch.cat
+        # held every feature twice at the end (+N x D x 4 bytes per branch of peak host memory).
+        out: Dict[str, torch.Tensor] = {}
+        row = 0
         show = comm.is_main_process() and tqdm is not None
         bar = tqdm(total=len(loader), desc="features", unit="batch", leave=False) if show else None
         try:
@@ -174,14 +177,17 @@ class PseudoLabelHook(HookBase):
                 for batch in loader:
                     feats = self._branch_features(model, batch)
                     for k, v in feats.items():
-                        chunks.setdefault(k, []).append(F.normalize(v.float(), dim=1).cpu())
+                        if k not in out:
+                            out[k] = torch.empty(len(sampler), v.shape[1], dtype=torch.float32)
+                        out[k][row:row + len(v)] = F.normalize(v.float(), dim=1)
+                    row += len(next(iter(feats.values())))
                     if bar is not None:
                         bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
             close_loader(loader)
-        return {k: torch.cat(v) for k, v in chunks.items()}
+        return out
 
     def _branch_features(self, model: torch.nn.Module, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         if hasattr(model, "cluster_features"):
