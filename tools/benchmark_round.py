@@ -410,6 +410,7 @@ def main(argv=None) -> int:
 
     cfg = build_cfg(args)
     device = torch.device(cfg.MODEL.DEVICE)
+    torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)  # as FastReID's default_setup does in training
     root = args.data_root or os.getenv("FASTREID_DATASETS", "datasets")
     t0 = time.perf_counter()
     items = rendered_items(args.num_images, root, args.seed)
