@@ -2,7 +2,7 @@
 trainer or hook: ``extract_features(model, items, cfg)``."""
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,21 +53,29 @@ def _extract_shard(net: nn.Module, model: PseudoLabelModel, items: Sequence[Targ
                    cfg: CfgNode) -> Dict[str, torch.Tensor]:
     dataset = CommDataset([(it.path, 0, 0) for it in items], build_transforms(cfg, is_train=False), relabel=False)
     per_rank = max(1, int(cfg.INCLR.CLUSTER.BATCH_SIZE) // comm.get_world_size())
+    sampler = InferenceSampler(len(dataset))
     loader = DataLoaderX(comm.get_local_rank(), dataset=dataset, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                         batch_sampler=torch.utils.data.BatchSampler(InferenceSampler(len(dataset)), per_rank, False),
+                         batch_sampler=torch.utils.data.BatchSampler(sampler, per_rank, False),
                          collate_fn=fast_batch_collator, pin_memory=False)
-    chunks: Dict[str, List[torch.Tensor]] = {}
+    # One (n, D) buffer per branch, filled batch by batch: a list of chunks joined by torch.cat
+    # held every feature twice at the end (+N x D x 4 bytes per branch of peak host memory).
+    out: Dict[str, torch.Tensor] = {}
+    row = 0
     show = comm.is_main_process() and tqdm is not None
     bar = tqdm(total=len(loader), desc="features", unit="batch", leave=False) if show else None
     try:
         with inference_context(net):
             for batch in loader:
-                for k, v in model.branch_features(batch).items():
-                    chunks.setdefault(k, []).append(F.normalize(v.float(), dim=1).cpu())
+                feats = model.branch_features(batch)
+                for k, v in feats.items():
+                    if k not in out:
+                        out[k] = torch.empty(len(sampler), v.shape[1], dtype=torch.float32)
+                    out[k][row:row + len(v)] = F.normalize(v.float(), dim=1)
+                row += len(next(iter(feats.values())))
                 if bar is not None:
                     bar.update(1)
     finally:
         if bar is not None:
             bar.close()
         close_loader(loader)
-    return {k: torch.cat(v) for k, v in chunks.items()}
+    return out
