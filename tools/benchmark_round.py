@@ -321,7 +321,7 @@ def memory_breakdown(model, optimizer, param_wrapper, simple, ema, it: int, take
 # ------------------------------------------------------------------------------------------- data
 def rendered_items(n: int, root: str, seed: int):
     """``n`` target items of a SynthB rendering sized for them (cached under ``root``), in file order."""
-    from inclr_fastreid.data.synthetic import DOMAINS, SynthB, build_plan, resolve_params
+    from inclr_fastreid.data.synthetic.datasets import DOMAINS, SynthB, build_plan, resolve_params
     from inclr_fastreid.data.target import TargetItem
 
     def train_size(ids: int) -> int:  # the rendering plan alone, nothing drawn
