@@ -9,6 +9,8 @@ from typing import IO, Any, Callable, Dict, List
 
 import torch
 
+from .errors import UserError
+
 
 def _atomic_write(path: str, mode: str, write: Callable[[IO], None], suffix: str = "") -> None:
     """Write through ``write(f)`` to a temporary file beside ``path``, fsync, then rename into place."""
@@ -37,7 +39,7 @@ def atomic_write_text(path: str, text: str) -> None:
     _atomic_write(path, "w", lambda f: f.write(text))
 
 
-class CheckpointLoadError(RuntimeError):
+class CheckpointLoadError(UserError, RuntimeError):
     """A checkpoint could not be read safely (missing, truncated, or needs arbitrary unpickling)."""
 
 

@@ -42,6 +42,7 @@ from fastreid.engine.train_loop import HookBase
 from fastreid.evaluation.evaluator import inference_context
 from fastreid.utils import comm
 
+from ..errors import TooManyClustersError, UserError
 from ..io import atomic_write_text
 from ..data.pseudo_dataset import NoPseudoLabelsLoader, PseudoIdentityBatchSampler, PseudoLabelDataset
 from ..data.target import TargetItem
@@ -54,6 +55,10 @@ try:  # progress bars are a nicety, never a requirement
     from tqdm import tqdm
 except ImportError:  # pragma: no cover
     tqdm = None
+
+
+class PeerUserError(UserError, RuntimeError):
+    """Another rank stopped on a user error (its message is included): this rank stops with it."""
 
 
 class PseudoLabelState:
@@ -148,11 +153,15 @@ class PseudoLabelHook(HookBase):
             local = self._extract_shard(_unwrap(model))
         except Exception as e:
             error, local = e, {}
-        errors = comm.all_gather(None if error is None else f"rank {comm.get_rank()}: {type(error).__name__}: {error}")
+        errors = comm.all_gather(None if error is None else
+                                 (isinstance(error, UserError), f"rank {comm.get_rank()}: {type(error).__name__}: {error}"))
         if any(errors):
             if error is not None:
                 raise error
-            raise RuntimeError("Feature extraction failed on another rank: " + "; ".join(e for e in errors if e))
+            failed = [e for e in errors if e]
+            # The same kind on every rank: a user error there (an unreadable image) is one here too.
+            kind = PeerUserError if all(user for user, _ in failed) else RuntimeError
+            raise kind("Feature extraction failed on another rank: " + "; ".join(msg for _, msg in failed))
         gathered = comm.gather(local, dst=0)
         if not comm.is_main_process():
             return {}
@@ -205,12 +214,13 @@ class PseudoLabelHook(HookBase):
                 payload = self._cluster_payload(epoch, feats, t0)
             except Exception as e:  # other ranks wait in the broadcast: tell them, then fail together
                 failure = e
-                payload = {"error": f"{type(e).__name__}: {e}"}
+                payload = {"error": f"{type(e).__name__}: {e}", "user_error": isinstance(e, UserError)}
         payload = _broadcast_object(payload)
         if "error" in payload:
             if failure is not None:
                 raise failure
-            raise RuntimeError(f"Epoch {epoch}: clustering failed on rank 0 ({payload['error']}); see its log.")
+            kind = PeerUserError if payload.get("user_error") else RuntimeError
+            raise kind(f"Epoch {epoch}: clustering failed on rank 0 ({payload['error']}); see its log.")
         self._apply(epoch, payload)
 
     def _cluster_payload(self, epoch: int, feats: Dict[str, torch.Tensor], t0: float) -> Dict[str, Any]:
@@ -242,7 +252,7 @@ class PseudoLabelHook(HookBase):
         record = payload["record"]
         rows = int(self.cfg.MODEL.HEADS.NUM_CLASSES)
         if k > rows:
-            raise RuntimeError(
+            raise TooManyClustersError(
                 f"Clustering found {k} clusters but only {rows} classifier rows are pre-allocated: "
                 f"raise INCLR.MAX_CLASSES to at least {k} (0 = one row per target image)."
             )

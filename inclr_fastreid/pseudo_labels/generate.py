@@ -98,8 +98,10 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], *, eps:
         raise ValueError(f"camids must have one entry per image ({n}), got shape {np.shape(camids)}")
     k_search = max(int(k1), int(lgmr_k) + 1) if lgmr_enabled else int(k1)
     if k_search > n:
-        raise ValueError(f"k1={k1}" + (f" / LGMR k={lgmr_k}" if lgmr_enabled else "")
-                         + f" need(s) more than the N={n} samples; lower them")
+        from ..config import ConfigError  # a ValueError too
+
+        raise ConfigError(f"INCLR.CLUSTER.K1={k1}" + (f" / INCLR.LGMR.K={lgmr_k}" if lgmr_enabled else "")
+                          + f" need(s) more than the N={n} target images; lower them")
 
     spaces = [("global", global_feats)] + [(f"part{i + 1}", p) for i, p in enumerate(part_feats)]
     labels_by_space: Dict[str, np.ndarray] = {}
