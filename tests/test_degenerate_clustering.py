@@ -23,6 +23,7 @@ from inclr_fastreid.data.target import TargetItem
 from inclr_fastreid.data.pseudo_dataset import NoPseudoLabelsLoader
 from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook, PseudoLabelState
 from inclr_fastreid.engine.trainer import INCLRTrainer
+from inclr_fastreid.errors import TooManyClustersError
 
 from layouts import make_market1501
 
@@ -135,6 +136,7 @@ def test_more_clusters_than_classifier_rows_names_max_classes(items):
     with pytest.raises(RuntimeError) as err:
         hook._apply(0, payload(labels))
     assert "INCLR.MAX_CLASSES" in str(err.value) and f"{ROWS + 2} clusters" in str(err.value)
+    assert isinstance(err.value, TooManyClustersError)  # a user error: train_net prints one line, exits 2
     assert hook.state.labels is None
 
 

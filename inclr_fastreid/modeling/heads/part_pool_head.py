@@ -183,7 +183,7 @@ class PartPoolHead(nn.Module):
         global_pool = self.pool_layer(features)
         parts = [
             features[:, :, start:end].mean(dim=(2, 3), keepdim=True)
-            for start, end in stripe_bounds(features.shape[2], self.num_parts)
+            for start, end in stripe_bounds(int(features.shape[2]), self.num_parts)  # int: constant when traced
         ]
         return global_pool, parts
 
