@@ -239,6 +239,15 @@ def check_onnx(path: str, model: nn.Module, height: int, width: int, batch_sizes
     return report
 
 
+def _require_onnxruntime() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise ExportError(f"--onnx needs onnx and onnxruntime ({e}): pip install 'inclr-fastreid[export]' "
+                          "(or pip install onnx onnxruntime).") from None
+
+
 def export_model(cfg, weights: str, teacher: str, output_dir: str, onnx: bool = False,
                  check: bool = True) -> Dict[str, Any]:
     """Write ``output_dir/model_final.pth`` and ``config.yaml`` (and ``model.onnx``): see the module
@@ -247,6 +256,8 @@ def export_model(cfg, weights: str, teacher: str, output_dir: str, onnx: bool = 
     if teacher not in TEACHERS:
         raise ExportError(f"--teacher {teacher!r}: use one of {', '.join(TEACHERS)}.")
     check_inclr_cfg(cfg)  # before reading a large checkpoint
+    if onnx and check:
+        _require_onnxruntime()
     state = read_inclr_state(weights)
     k = live_classes(state)
     net_state = teacher_state(state, teacher, k)
