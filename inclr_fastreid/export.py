@@ -194,7 +194,9 @@ def export_onnx(model: nn.Module, path: str, height: int, width: int, opset: int
     os.replace(tmp, path)
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def _median_seconds(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -206,7 +208,8 @@ def _median_seconds(fn, repeats: int) -> float:
 def check_onnx(path: str, model: nn.Module, height: int, width: int, batch_sizes: Sequence[int] = (1, 7),
                tolerance: float = 1e-4, repeats: int = 10, seed: int = 0) -> Dict[str, Any]:
     """Run ``path`` under onnxruntime (CPU) and ``model`` under PyTorch on the same images (uniform
-    0-255, seeded) for each batch size: max |onnx - torch| and median latency per image of both.
+    0-255, seeded) for each batch size: max |onnx - torch| and median latency per image of both
+    (``repeats`` timed runs after 3 untimed ones; each library with its default thread count).
     Raises RuntimeError if a difference exceeds ``tolerance`` (that is a bug, not a user error)."""
     import onnx
     import onnxruntime as ort
