@@ -14,7 +14,6 @@ Used by ``tools/export_model.py``.
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -24,8 +23,6 @@ from torch import nn
 
 from .errors import UserError
 from .io import CheckpointLoadError, atomic_torch_save, atomic_write_text, check_state_dict, safe_torch_load
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["TEACHERS", "ExportError", "check_inclr_cfg", "baseline_cfg", "teacher_state", "mean_bn_state", "export_model",
            "build_exported_model", "NormalizedFeatures", "export_onnx", "check_onnx"]
@@ -194,8 +191,8 @@ def export_onnx(model: nn.Module, path: str, height: int, width: int, opset: int
     os.replace(tmp, path)
 
 
-def _median_seconds(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
+def _median_seconds(fn, repeats: int) -> float:
+    for _ in range(3 if repeats >= 3 else 1):  # untimed runs first
         fn()
     times = []
     for _ in range(repeats):
@@ -209,7 +206,8 @@ def check_onnx(path: str, model: nn.Module, height: int, width: int, batch_sizes
                tolerance: float = 1e-4, repeats: int = 10, seed: int = 0) -> Dict[str, Any]:
     """Run ``path`` under onnxruntime (CPU) and ``model`` under PyTorch on the same images (uniform
     0-255, seeded) for each batch size: max |onnx - torch| and median latency per image of both
-    (``repeats`` timed runs after 3 untimed ones; each library with its default thread count).
+    (median of ``repeats`` timed runs after up to 3 untimed ones; each library with its default
+    thread count).
     Raises RuntimeError if a difference exceeds ``tolerance`` (that is a bug, not a user error)."""
     import onnx
     import onnxruntime as ort
@@ -252,7 +250,7 @@ def _require_onnxruntime() -> None:
 
 
 def export_model(cfg, weights: str, teacher: str, output_dir: str, onnx: bool = False,
-                 check: bool = True) -> Dict[str, Any]:
+                 check: bool = True, repeats: int = 10) -> Dict[str, Any]:
     """Write ``output_dir/model_final.pth`` and ``config.yaml`` (and ``model.onnx``): see the module
     docstring. ``cfg``: the INCLR config (from :func:`inclr_fastreid.config.setup_cfg`). Returns
     what a caller must know (paths, feature dimension, input size, normalisation, ONNX check)."""
@@ -294,7 +292,7 @@ def export_model(cfg, weights: str, teacher: str, output_dir: str, onnx: bool = 
         export_onnx(model, onnx_path, height, width)
         result["onnx"] = onnx_path
         if check:
-            result["onnx_check"] = check_onnx(onnx_path, model, height, width)
+            result["onnx_check"] = check_onnx(onnx_path, model, height, width, repeats=max(1, int(repeats)))
     return result
 
 

@@ -91,10 +91,25 @@ def stock_fastreid_model(out_dir):
     return cfg, model.eval()
 
 
-@pytest.mark.parametrize("teacher", ["t1", "t2", "mean"])
-def test_exported_baseline_gives_the_inclr_features(checkpoint, tmp_path, teacher):
-    from inclr_fastreid.export import export_model
+@pytest.fixture(scope="module")
+def reference(checkpoint):
+    """INCLR's inference on ``images(5)``: TEST_MODEL t1, t2 and mean (both teachers' features
+    averaged), and "avg": teacher 1 replaced by the plain average of both teachers' state dicts."""
     from inclr_fastreid.io import safe_torch_load
+
+    x = images(5)
+    ckpt = safe_torch_load(checkpoint)["model"]
+    t1 = {k[len("teacher1."):]: v for k, v in ckpt.items() if k.startswith("teacher1.")}
+    t2 = {k[len("teacher2."):]: v for k, v in ckpt.items() if k.startswith("teacher2.")}
+    avg = {k: (t1[k] + t2[k]) / 2 if t1[k].is_floating_point() else t1[k] for k in t1}
+    feats = {t: inclr_features(checkpoint, t, x) for t in ("t1", "t2", "mean")}
+    feats["avg"] = inclr_features(checkpoint, "t1", x, teacher1_state=avg)
+    return x, feats
+
+
+@pytest.mark.parametrize("teacher", ["t1", "t2", "mean"])
+def test_exported_baseline_gives_the_inclr_features(checkpoint, reference, tmp_path, teacher):
+    from inclr_fastreid.export import export_model
 
     res = export_model(inclr_cfg(), checkpoint, teacher, str(tmp_path / "out"))
     cfg, model = stock_fastreid_model(res["output_dir"])
@@ -103,26 +118,19 @@ def test_exported_baseline_gives_the_inclr_features(checkpoint, tmp_path, teache
     assert cfg.MODEL.WEIGHTS == str(tmp_path / "out" / "model_final.pth")
     assert model.heads.weight.shape[0] == LIVE  # classifier cut to the live pseudo classes
 
-    x = images(5)
+    x, feats = reference
     with torch.no_grad():
         got = model(x.clone())
-    ckpt = safe_torch_load(checkpoint)["model"]
-    if teacher == "mean":  # reference: teacher1 replaced by the plain average of both teachers
-        t1 = {k[len("teacher1."):]: v for k, v in ckpt.items() if k.startswith("teacher1.")}
-        t2 = {k[len("teacher2."):]: v for k, v in ckpt.items() if k.startswith("teacher2.")}
-        avg = {k: (t1[k] + t2[k]) / 2 if t1[k].is_floating_point() else t1[k] for k in t1}
-        expected = inclr_features(checkpoint, "t1", x, teacher1_state=avg)
-    else:
-        expected = inclr_features(checkpoint, teacher, x)
+    # t1 / t2: INCLR's own inference with that teacher; mean: INCLR with teacher 1 := the average
+    expected = feats["avg" if teacher == "mean" else teacher]
     assert got.shape == (5, res["feature_dim"]) == (5, 128 * 4)
     assert (got - expected).abs().max().item() <= 1e-5
 
     # The test has teeth: the three exports differ, and the mean is one network, not INCLR's
     # TEST_MODEL mean (the average of both teachers' features).
-    others = {t: inclr_features(checkpoint, t, x) for t in ("t1", "t2", "mean")}
-    for t, f in others.items():
+    for t in ("t1", "t2", "mean"):
         if t != teacher:
-            assert (got - f).abs().max().item() > 1e-3, t
+            assert (got - feats[t]).abs().max().item() > 1e-3, t
 
 
 def test_feature_choice_and_eval_only_of_the_exported_config(checkpoint, tmp_path):
@@ -159,7 +167,7 @@ def test_onnx_matches_pytorch_under_onnxruntime_for_batch_1_and_7(checkpoint, tm
 
     from inclr_fastreid.export import export_model
 
-    res = export_model(inclr_cfg(), checkpoint, "mean", str(tmp_path / "out"), onnx=True)
+    res = export_model(inclr_cfg(), checkpoint, "mean", str(tmp_path / "out"), onnx=True, repeats=1)
     assert [b["batch"] for b in res["onnx_check"]["batches"]] == [1, 7]
     graph = onnx.load(res["onnx"]).graph
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
@@ -180,7 +188,7 @@ def test_onnx_matches_pytorch_under_onnxruntime_for_batch_1_and_7(checkpoint, tm
 def test_export_command_prints_what_a_caller_needs(checkpoint, tmp_path):
     out = tmp_path / "cli"
     proc = subprocess.run([sys.executable, EXPORT, "--config-file", CFG, "--weights", checkpoint, "--teacher", "t1",
-                           "--output", str(out), "--onnx", *OPTS], cwd=tmp_path, capture_output=True, text=True,
+                           "--output", str(out), "--onnx", "--repeats", "2", *OPTS], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout

@@ -35,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="t1 / t2: that mean teacher; mean: parameter average of both (default t1)")
     ap.add_argument("--output", required=True, metavar="DIR", help="folder for model_final.pth, config.yaml")
     ap.add_argument("--onnx", action="store_true", help="also write model.onnx and check it with onnxruntime")
+    ap.add_argument("--repeats", type=int, default=10, metavar="N",
+                    help="timed runs per batch size for the onnxruntime / PyTorch latency (median; default 10)")
     ap.add_argument("opts", nargs=argparse.REMAINDER, default=[],
                     help="KEY VALUE config overrides, as for train_net.py (e.g. INCLR.TEST_FEATURE global)")
     return ap.parse_args(argv)
@@ -42,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> dict:
     cfg = setup_cfg(args.config_file, args.opts)
-    res = export_model(cfg, args.weights, args.teacher, args.output, onnx=args.onnx)
+    res = export_model(cfg, args.weights, args.teacher, args.output, onnx=args.onnx, repeats=args.repeats)
     h, w = res["input_size"]
     which = "parameter average of teacher1 and teacher2 (BatchNorm statistics averaged)" \
         if res["teacher"] == "mean" else f"teacher{res['teacher'][1]}"
