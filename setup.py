@@ -41,9 +41,11 @@ setup(
     extras_require={
         # GPU k-NN for clustering: faiss on CUDA (torch on CUDA is used when faiss-gpu is absent)
         "gpu": ["faiss-gpu-cu12"],
-        "test": ["pytest>=7"],
+        # tools/export_model.py --onnx: ONNX graph checked with onnxruntime
+        "export": ["onnx>=1.14", "onnxruntime>=1.16"],
+        "test": ["pytest>=7", "onnx>=1.14", "onnxruntime>=1.16"],
     },
-    scripts=["tools/train_net.py"],
+    scripts=["tools/train_net.py", "tools/export_model.py"],
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Image Recognition",

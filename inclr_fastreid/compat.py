@@ -16,6 +16,7 @@ from typing import Callable, List
 
 import torch
 
+from .errors import DatasetNotFoundError, UserError, debug_enabled
 from .io import CheckpointLoadError, atomic_torch_save, atomic_write_text, safe_torch_load
 
 logger = logging.getLogger(__name__)
@@ -293,7 +294,9 @@ def _amp() -> None:
     def run_step(self):
         assert self.model.training, "[AMPTrainer] model was changed to eval mode!"
         if not torch.cuda.is_available():
-            raise RuntimeError("SOLVER.AMP.ENABLED needs CUDA; set SOLVER.AMP.ENABLED False on the CPU.")
+            from .config import ConfigError
+
+            raise ConfigError("SOLVER.AMP.ENABLED needs CUDA; set SOLVER.AMP.ENABLED False on the CPU.")
         start = time.perf_counter()
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
@@ -419,7 +422,7 @@ def _checkpointer() -> None:
     C.save, C.tag_last_checkpoint, C._load_file, C.load = save, tag_last_checkpoint, _load_file, load
 
 
-class UnreadableImageError(OSError):
+class UnreadableImageError(UserError, OSError):
     """An image file could not be decoded; the message names the file."""
 
 
@@ -433,7 +436,7 @@ def _dataset_errors() -> None:
 
         for fpath in [required_files] if isinstance(required_files, str) else required_files:
             if not os.path.exists(fpath):
-                raise FileNotFoundError(missing_dataset_message(type(self).__name__, fpath))
+                raise DatasetNotFoundError(missing_dataset_message(type(self).__name__, fpath))
 
     bases.Dataset.check_before_run = check_before_run
     orig_read = data_utils.read_image
@@ -441,8 +444,11 @@ def _dataset_errors() -> None:
     def read_image(file_name, format=None):
         try:
             return orig_read(file_name, format)
-        except FileNotFoundError:
-            raise
+        except FileNotFoundError as e:
+            raise DatasetNotFoundError(
+                f"Image {file_name!r} does not exist (listed by the dataset, gone from disk?): restore it, "
+                "or rebuild the dataset folder."
+            ) from e
         except Exception as e:  # PIL raises OSError / SyntaxError / ValueError without the path
             raise UnreadableImageError(
                 f"Cannot read image {file_name!r} ({type(e).__name__}: {e}). Remove or replace the file; "
@@ -453,10 +459,29 @@ def _dataset_errors() -> None:
     common.read_image = read_image
 
 
+class _DropUserErrorTracebacks(logging.Filter):
+    """Drops the log record of a user error that FastReID's train loop logs with its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, UserError) and not debug_enabled())
+
+
+@_fix("train loop: no traceback in the log for user errors (the command prints one 'error:' line)")
+def _train_loop_log() -> None:
+    """FastReID's ``TrainerBase.train`` logs every exception with ``logger.exception`` before
+    re-raising it: a NaN loss or an unreadable image showed a traceback although the entry point
+    ends user errors with one line (``inclr_fastreid.errors``). Bugs keep theirs; INCLR_DEBUG=1
+    keeps all."""
+    train_loop_logger = logging.getLogger("fastreid.engine.train_loop")
+    if not any(isinstance(f, _DropUserErrorTracebacks) for f in train_loop_logger.filters):
+        train_loop_logger.addFilter(_DropUserErrorTracebacks())
+
+
 _IMPORT_FIXES = [_collections_aliases, _torch_six]
 _RUNTIME_FIXES = [_dataloader_cpu, _prefetch_errors, _evaluator, _no_sys_exit, _output_dir, _ddp_cpu, _launch_cpu, _amp,
                   _checkpointer, _dataset_errors, _contiguous_zero_grad,
-                  _metric_printer, _rerank]
+                  _metric_printer, _rerank, _train_loop_log]
 
 
 def applied_fixes() -> List[str]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
 
+from .errors import ConfigError  # noqa: F401  (defined with the other user errors; imported from here too)
+
 
 def add_inclr_config(cfg: CN) -> CN:
     """Add the ``INCLR.*`` keys and ``MODEL.HEADS.NUM_PARTS`` to ``cfg`` (in place) and return it."""
@@ -86,10 +88,6 @@ def add_inclr_config(cfg: CN) -> CN:
     return cfg
 
 
-class ConfigError(ValueError):
-    """A config file or override is wrong; the message names the key and what to do."""
-
-
 def _all_keys(node: CN, prefix: str = "") -> list:
     keys = []
     for k, v in node.items():
@@ -106,7 +104,8 @@ def _explain_key_error(err: Exception, cfg: CN, source: str) -> ConfigError:
 
     m = re.search(r"Non-existent (?:config )?key: ([\w.]+)", str(err))
     if not m:
-        return ConfigError(f"{source}: {err}")
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        return ConfigError(f"{source}: {text}")
     key = m.group(1)
     close = difflib.get_close_matches(key, _all_keys(cfg), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -132,6 +131,32 @@ def validate_inclr_config(cfg: CN) -> None:
         raise ConfigError(str(e)) from None
 
 
+def _check_registered(registry, key: str, names) -> None:
+    import difflib
+
+    known = sorted(registry._obj_map)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(close)}?" if close else f" Known: {', '.join(known)}."
+            raise ConfigError(f"{key}: {name!r} is not registered.{hint}")
+
+
+def validate_registry_names(cfg: CN) -> None:
+    """Names in the config that FastReID looks up in a registry must be registered (a typo there
+    would otherwise surface as a KeyError deep inside the model or dataset build)."""
+    from fastreid.data.datasets import DATASET_REGISTRY
+    from fastreid.modeling.backbones import BACKBONE_REGISTRY
+    from fastreid.modeling.heads import REID_HEADS_REGISTRY
+    from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
+
+    _check_registered(META_ARCH_REGISTRY, "MODEL.META_ARCHITECTURE", [cfg.MODEL.META_ARCHITECTURE])
+    _check_registered(BACKBONE_REGISTRY, "MODEL.BACKBONE.NAME", [cfg.MODEL.BACKBONE.NAME])
+    _check_registered(REID_HEADS_REGISTRY, "MODEL.HEADS.NAME", [cfg.MODEL.HEADS.NAME])
+    _check_registered(DATASET_REGISTRY, "DATASETS.NAMES", list(cfg.DATASETS.NAMES))
+    _check_registered(DATASET_REGISTRY, "DATASETS.TESTS", list(cfg.DATASETS.TESTS))
+
+
 def setup_cfg(config_file: str, opts: list | None = None, freeze: bool = True) -> CN:
     """FastReID's default config + the INCLR keys, merged with ``config_file`` and ``opts``.
 
@@ -142,6 +167,7 @@ def setup_cfg(config_file: str, opts: list | None = None, freeze: bool = True) -
     import os
 
     import torch
+    import yaml
     from fastreid.config import get_cfg
 
     cfg = add_inclr_config(get_cfg())
@@ -150,20 +176,24 @@ def setup_cfg(config_file: str, opts: list | None = None, freeze: bool = True) -
             raise ConfigError(f"Config file {config_file!r} not found (cwd: {os.getcwd()}).")
         try:
             cfg.merge_from_file(config_file)
-        except KeyError as e:
+        except (KeyError, ValueError, AssertionError) as e:  # unknown key, wrong type
             raise _explain_key_error(e, cfg, f"config file {config_file!r} (or its _BASE_)") from None
+        except (OSError, yaml.YAMLError) as e:  # a _BASE_ that is not there, a file that is not YAML
+            raise ConfigError(f"Cannot read config file {config_file!r} (or its _BASE_): "
+                              f"{' '.join(str(e).split())}") from None
     if opts:
         if len(opts) % 2:
             raise ConfigError(f"Overrides must come as KEY VALUE pairs; got an odd list: {opts}")
         try:
             cfg.merge_from_list(list(opts))
-        except (KeyError, AssertionError) as e:
+        except (KeyError, ValueError, AssertionError) as e:  # unknown key, wrong type, bad literal
             raise _explain_key_error(e, cfg, "command-line overrides") from None
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger(__name__).warning("MODEL.DEVICE=%s but no GPU is visible: using the CPU.",
                                             cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = "cpu"
     validate_inclr_config(cfg)
+    validate_registry_names(cfg)
     if freeze:
         cfg.freeze()
     return cfg

@@ -9,6 +9,8 @@ from typing import IO, Any, Callable, Dict, List
 
 import torch
 
+from .errors import UserError
+
 
 def _atomic_write(path: str, mode: str, write: Callable[[IO], None], suffix: str = "") -> None:
     """Write through ``write(f)`` to a temporary file beside ``path``, fsync, then rename into place."""
@@ -44,7 +46,7 @@ def atomic_savez(path: str, **arrays: Any) -> None:
     _atomic_write(path, "wb", lambda f: np.savez_compressed(f, **arrays), suffix=".npz")
 
 
-class CheckpointLoadError(RuntimeError):
+class CheckpointLoadError(UserError, RuntimeError):
     """A checkpoint could not be read safely (missing, truncated, or needs arbitrary unpickling)."""
 
 

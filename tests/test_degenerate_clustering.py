@@ -26,6 +26,7 @@ from inclr_fastreid.engine.state import PseudoLabelState
 from inclr_fastreid.engine.trainer import INCLRTrainer
 from inclr_fastreid.modeling.interface import PseudoLabelModel
 from inclr_fastreid.modeling.pseudo_classes import check_pseudo_classes
+from inclr_fastreid.errors import TooManyClustersError
 
 from layouts import make_market1501
 
@@ -143,6 +144,7 @@ def test_more_clusters_than_classifier_rows_names_max_classes(items):
     with pytest.raises(ValueError) as err:
         hook._apply(0, payload(labels))
     assert "INCLR.MAX_CLASSES" in str(err.value) and f"{ROWS + 2} clusters" in str(err.value)
+    assert isinstance(err.value, TooManyClustersError)  # a user error: train_net prints one line, exits 2
     assert hook.state.labels is None
 
 

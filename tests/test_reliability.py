@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from inclr_fastreid.compat import UnreadableImageError
+from inclr_fastreid.errors import DatasetNotFoundError, UserError
 from inclr_fastreid.io import CheckpointLoadError, safe_torch_load
 
 from layouts import make_market1501
@@ -202,7 +203,7 @@ def test_nan_loss_stops_naming_iteration_and_terms_and_keeps_last_checkpoint(dat
     with pytest.raises(FloatingPointError) as err:
         train_in_process(out, data, "SOLVER.MAX_EPOCH", "2")
     msg = str(err.value)
-    assert isinstance(err.value, NonFiniteLossError)
+    assert isinstance(err.value, NonFiniteLossError) and isinstance(err.value, UserError)
     assert "iteration 2" in msg and "Epoch 1" in msg and "loss_kl=nan" in msg and "loss_ce=" in msg
     assert "model_0000.pth" in msg and "--resume" in msg
     assert (out / "last_checkpoint").read_text().strip() == "model_0000.pth"
@@ -217,7 +218,7 @@ def test_missing_dataset_folder_names_path_and_layout(tmp_path, monkeypatch):
 
     monkeypatch.setenv("FASTREID_DATASETS", str(tmp_path / "nowhere"))
     cfg = setup_cfg(CFG, TINY)
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(DatasetNotFoundError) as err:  # a FileNotFoundError too
         build_target_train_items(cfg)
     msg = str(err.value)
     assert str(tmp_path / "nowhere") in msg and "Market-1501-v15.09.15" in msg

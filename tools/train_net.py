@@ -3,6 +3,9 @@
 
     python tools/train_net.py --config-file configs/INCLR/duke2market.yml MODEL.WEIGHTS <pretrained>
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS <model> INCLR.TEST_FEATURE part1
+
+A mistake in the command, config, data or files ends with one ``error: ...`` line on stderr and exit
+status 2 (``INCLR_DEBUG=1`` shows its traceback); any other failure shows its traceback.
 """
 import os
 import sys
@@ -10,19 +13,12 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import inclr_fastreid  # noqa: E402,F401  (host compat + registries)
-from fastreid.engine import default_argument_parser, launch  # noqa: E402
+from fastreid.engine import default_argument_parser  # noqa: E402
 
-from inclr_fastreid.engine.launcher import main  # noqa: E402
+from inclr_fastreid.engine.launcher import launch_main  # noqa: E402
 
 
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_main(args)

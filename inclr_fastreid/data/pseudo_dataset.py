@@ -63,7 +63,9 @@ class PseudoIdentityBatchSampler(Sampler):
                  rank: int = 0, world_size: int = 1):
         labels = np.asarray(labels)
         if batch_size % num_instances:
-            raise ValueError(f"SOLVER.IMS_PER_BATCH ({batch_size}) must be a multiple of "
+            from ..config import ConfigError
+
+            raise ConfigError(f"SOLVER.IMS_PER_BATCH ({batch_size}) must be a multiple of "
                              f"DATALOADER.NUM_INSTANCE ({num_instances}).")
         ids = np.unique(labels[labels >= 0])
         if len(ids) == 0:

@@ -14,6 +14,7 @@ from typing import List, Tuple
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.bases import ImageDataset
 
+from ..errors import DatasetFormatError, DatasetNotFoundError
 from ..registry import register_once
 
 DATASET_LAYOUTS = {
@@ -62,7 +63,7 @@ class MSMT17UDA(ImageDataset):
         self.dataset_dir = root
         main = next((v for v in _MSMT_VERSIONS if osp.isdir(osp.join(root, v))), None)
         if main is None:
-            raise FileNotFoundError(missing_dataset_message("MSMT17UDA", osp.join(root, "MSMT17_V1")))
+            raise DatasetNotFoundError(missing_dataset_message("MSMT17UDA", osp.join(root, "MSMT17_V1")))
         train_sub, test_sub = _MSMT_VERSIONS[main]
         base = osp.join(root, main)
         self.train_dir, self.test_dir = osp.join(base, train_sub), osp.join(base, test_sub)
@@ -84,7 +85,7 @@ class MSMT17UDA(ImageDataset):
                     rel, pid_s = line.split()
                     pid, camid = int(pid_s), int(rel.split("_")[2]) - 1
                 except (ValueError, IndexError):
-                    raise ValueError(f"{list_path}:{line_no}: expected '<pid>/<name>.jpg <pid>' "
+                    raise DatasetFormatError(f"{list_path}:{line_no}: expected '<pid>/<name>.jpg <pid>' "
                                      f"with the camera as the third '_' field, got {line!r}") from None
                 if is_train:
                     data.append((osp.join(img_dir, rel), f"{self.dataset_name}_{pid}",

@@ -8,6 +8,8 @@ from typing import List, NamedTuple, Optional
 from fastreid.config import CfgNode
 from fastreid.data.datasets import DATASET_REGISTRY
 
+from ..errors import EmptyTargetSetError
+
 logger = logging.getLogger("fastreid." + __name__)
 
 
@@ -36,13 +38,13 @@ def build_target_train_items(cfg: CfgNode) -> List[TargetItem]:
     if cfg.INCLR.SKIP_BAD_IMAGES:
         readable = drop_unreadable(items)
         if items and not readable:
-            raise ValueError(
+            raise EmptyTargetSetError(
                 f"All {len(items)} target training images of {tuple(cfg.DATASETS.NAMES)} are unreadable "
                 "(INCLR.SKIP_BAD_IMAGES left none): check the image files."
             )
         items = readable
     if not items:
-        raise ValueError(
+        raise EmptyTargetSetError(
             f"The target training set {tuple(cfg.DATASETS.NAMES)} under {os.path.abspath(root)!r} is empty: "
             "check the dataset folder (FASTREID_DATASETS) and DATASETS.NAMES."
         )

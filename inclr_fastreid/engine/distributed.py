@@ -13,6 +13,8 @@ import torch.distributed as dist
 from fastreid.utils import comm
 from torch import nn
 
+from ..errors import PeerUserError, UserError
+
 logger = logging.getLogger("fastreid." + __name__)
 
 T = TypeVar("T")
@@ -54,11 +56,15 @@ def fail_together(fn: Callable[[], T], what: str) -> Optional[T]:
         result = fn()
     except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
         error = e
-    errors = comm.all_gather(None if error is None else f"rank {comm.get_rank()}: {type(error).__name__}: {error}")
+    errors = comm.all_gather(None if error is None else
+                             (isinstance(error, UserError), f"rank {comm.get_rank()}: {type(error).__name__}: {error}"))
     if any(errors):
         if error is not None:
             raise error
-        raise RuntimeError(f"{what} failed on another rank: " + "; ".join(e for e in errors if e))
+        failed = [e for e in errors if e]
+        # The same kind on every rank: a user error there (an unreadable image) is one here too.
+        kind = PeerUserError if all(user for user, _ in failed) else RuntimeError
+        raise kind(f"{what} failed on another rank: " + "; ".join(msg for _, msg in failed))
     return result
 
 
@@ -72,20 +78,21 @@ def on_main_then_broadcast(fn: Callable[[], T], what: str) -> T:
             result = fn()
         except Exception as e:  # noqa: BLE001 - other ranks wait in the broadcast: tell them, then fail together
             failure = e
-            result = _Failed(f"{type(e).__name__}: {e}")
+            result = _Failed(f"{type(e).__name__}: {e}", isinstance(e, UserError))
     result = broadcast_object(result)
     if isinstance(result, _Failed):
         if failure is not None:
             raise failure
-        raise RuntimeError(f"{what} failed on rank 0 ({result.message}); see its log.")
+        kind = PeerUserError if result.user_error else RuntimeError
+        raise kind(f"{what} failed on rank 0 ({result.message}); see its log.")
     return result
 
 
 class _Failed:
     """What rank 0 broadcasts instead of a result when it failed."""
 
-    def __init__(self, message: str):
-        self.message = message
+    def __init__(self, message: str, user_error: bool):
+        self.message, self.user_error = message, user_error
 
 
 def labels_checksum(labels: np.ndarray, agreement: Optional[np.ndarray] = None) -> int:

@@ -1,4 +1,7 @@
-"""What ``tools/train_net.py`` runs in each process: build the config, then train or evaluate."""
+"""What ``tools/train_net.py`` runs: :func:`launch_main` starts FastReID's ``launch`` (one process per
+GPU with ``--num-gpus N``), each process runs :func:`main` (build the config, then train or
+evaluate). User errors (:class:`inclr_fastreid.errors.UserError`) end the command with one
+``error:`` line on stderr and exit status 2, in one process or many; bugs keep their traceback."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +15,7 @@ from fastreid.config import CfgNode
 from fastreid.engine import default_setup
 from fastreid.utils import comm
 
+from ..errors import run_guarded
 from ..io import atomic_write_text
 from ..config import setup_cfg
 from .trainer import INCLRTrainer
@@ -51,3 +55,18 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
     results = trainer.train()
     write_results(cfg, results, "final_results.json")
     return results
+
+
+def worker_main(args: argparse.Namespace) -> Dict[str, Any]:
+    """:func:`main` in one process of a launch: a user error ends this process with status 2 after
+    printing its message (once per launch, whichever rank reports first)."""
+    return run_guarded(main, args)
+
+
+def launch_main(args: argparse.Namespace) -> None:
+    """The command: FastReID's ``launch`` of :func:`worker_main`, guarded, so a user error exits
+    with status 2 and one ``error:`` line whether it happened here or in a worker process."""
+    from fastreid.engine import launch
+
+    run_guarded(launch, worker_main, args.num_gpus, num_machines=args.num_machines,
+                machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))

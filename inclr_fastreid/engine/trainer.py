@@ -26,6 +26,8 @@ from fastreid.engine.train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 from fastreid.utils import comm
 from fastreid.utils.logger import setup_logger
 
+from ..config import ConfigError
+from ..errors import UserError
 from ..data.target import build_target_train_items
 from ..io import CheckpointLoadError, atomic_write_text, safe_torch_load
 from ..modeling.interface import MeanTeacherModel
@@ -39,8 +41,9 @@ from .state import PseudoLabelState
 logger = logging.getLogger("fastreid." + __name__)
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or infinite; raised on every rank before the optimiser step."""
+class NonFiniteLossError(UserError, FloatingPointError):
+    """A loss term became NaN or infinite; raised on every rank before the optimiser step (a user
+    error: the message names the iteration, the terms, the last good checkpoint and what to change)."""
 
 
 class _FiniteLossCheck:
@@ -111,7 +114,7 @@ class INCLRTrainer(DefaultTrainer):
             cfg = self.auto_scale_hyperparams(cfg, data_loader.dataset.num_classes)
             self.iters_per_epoch = len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH
             if self.iters_per_epoch == 0:
-                raise ValueError(
+                raise ConfigError(
                     f"The training set has {len(data_loader.dataset)} images, fewer than one batch "
                     f"(SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH}): lower the batch size."
                 )

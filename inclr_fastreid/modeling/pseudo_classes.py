@@ -13,6 +13,8 @@ from typing import Any, Dict, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..errors import TooManyClustersError
+
 __all__ = ["check_pseudo_classes", "write_centroid_rows", "head_classifier_weights", "set_stock_head_classes",
            "is_classifier_key"]
 
@@ -24,7 +26,7 @@ def check_pseudo_classes(num_classes: int, rows: int, centroids: Mapping[str, An
     if k < 1:
         raise ValueError(f"set_pseudo_classes: need at least one pseudo class, got {k}")
     if k > rows:
-        raise ValueError(
+        raise TooManyClustersError(
             f"Clustering found {k} clusters but only {rows} classifier rows are pre-allocated: "
             f"raise INCLR.MAX_CLASSES (it sets MODEL.HEADS.NUM_CLASSES) to at least {k} "
             "(0 = one row per target image)."

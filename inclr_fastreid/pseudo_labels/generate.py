@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from .agreement import cross_agreement, refine_global_labels
 from .clustering import CLUSTERERS, FeatureSpace, cluster_centroids
 from .knn import as_float32_features, is_cuda_tensor, knn_search, l2_normalize
@@ -94,8 +95,8 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     if p.camera_norm and np.shape(camids) != (n,):
         raise ValueError(f"camids must have one entry per image ({n}), got shape {np.shape(camids)}")
     if p.k_search > n:
-        raise ValueError(f"k1={p.k1}" + (f" / LGMR k={p.lgmr_k}" if p.lgmr_enabled else "")
-                         + f" need(s) more than the N={n} samples; lower them")
+        raise ConfigError(f"INCLR.CLUSTER.K1={p.k1}" + (f" / INCLR.LGMR.K={p.lgmr_k}" if p.lgmr_enabled else "")
+                          + f" need(s) more than the N={n} target images; lower them")
 
     spaces = [("global", global_feats)] + [(f"part{i + 1}", f) for i, f in enumerate(part_feats)]
     labels_by_space: Dict[str, np.ndarray] = {}

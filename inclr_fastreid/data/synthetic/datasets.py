@@ -43,6 +43,7 @@ from PIL import Image
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.bases import ImageDataset
 
+from ...errors import DatasetError
 from ...registry import register_once
 from .render import CameraSpec, Identity, Palette, render_person, sample_camera, sample_identity
 
@@ -288,6 +289,10 @@ def cache_dir_name(spec: DomainSpec, params: SynthParams) -> str:
     return name
 
 
+class SyntheticDatasetError(DatasetError, RuntimeError):
+    """A synthetic dataset folder is broken, rendered with other settings, or cannot be written."""
+
+
 def _check_cached(path: str, spec: DomainSpec, params: SynthParams) -> bool:
     """True if ``path`` holds a complete rendering of these params; raises if it holds a broken one."""
     if not os.path.isdir(path):
@@ -295,17 +300,17 @@ def _check_cached(path: str, spec: DomainSpec, params: SynthParams) -> bool:
     done = os.path.join(path, DONE_FILE)
     hint = f"delete {path!r} to render it again"
     if not os.path.isfile(done):
-        raise RuntimeError(f"synthetic dataset folder {path!r} has no {DONE_FILE} marker (not written by "
+        raise SyntheticDatasetError(f"synthetic dataset folder {path!r} has no {DONE_FILE} marker (not written by "
                            f"this code, or copied incompletely); {hint}")
     with open(done) as f:
         manifest = json.load(f)
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("params") != _params_json(params):
-        raise RuntimeError(f"synthetic dataset folder {path!r} was rendered with other settings "
+        raise SyntheticDatasetError(f"synthetic dataset folder {path!r} was rendered with other settings "
                            f"({manifest.get('params')}); {hint}")
     for split in SPLITS:
         n = len(glob.glob(os.path.join(path, split, "*.png")))
         if n != manifest["counts"][split]:
-            raise RuntimeError(f"synthetic dataset folder {path!r}: {split} holds {n} images, expected "
+            raise SyntheticDatasetError(f"synthetic dataset folder {path!r}: {split} holds {n} images, expected "
                                f"{manifest['counts'][split]}; {hint}")
     return True
 
@@ -325,7 +330,7 @@ def ensure_domain(root: str, spec: DomainSpec, params: SynthParams) -> str:
     try:
         os.makedirs(tmp)
     except OSError as e:
-        raise RuntimeError(f"cannot write the synthetic dataset under {parent!r} ({e.strerror}); pass a "
+        raise SyntheticDatasetError(f"cannot write the synthetic dataset under {parent!r} ({e.strerror}); pass a "
                            f"writable root= or set FASTREID_DATASETS to a writable folder") from e
     try:
         t0 = time.perf_counter()

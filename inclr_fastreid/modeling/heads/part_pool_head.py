@@ -18,6 +18,7 @@ from fastreid.layers import any_softmax, get_norm, pooling
 from fastreid.layers.weight_init import weights_init_kaiming
 from fastreid.modeling.heads import REID_HEADS_REGISTRY
 
+from ...config import ConfigError  # a ValueError: wrong values in the config are user errors
 from ...registry import register_once
 
 __all__ = ["PartPoolHead", "stripe_bounds", "join_eval_features", "branch_names"]
@@ -31,9 +32,9 @@ def stripe_bounds(height: int, num_parts: int) -> List[Tuple[int, int]]:
     get one extra row. E.g. H=8, P=3 -> rows 0-2, 3-5, 6-7 (3/3/2); H=16, P=3 -> 6/5/5.
     """
     if num_parts < 1:
-        raise ValueError(f"MODEL.HEADS.NUM_PARTS must be >= 1, got {num_parts}")
+        raise ConfigError(f"MODEL.HEADS.NUM_PARTS must be >= 1, got {num_parts}")
     if height < num_parts:
-        raise ValueError(
+        raise ConfigError(
             f"The backbone feature map has {height} rows, fewer than MODEL.HEADS.NUM_PARTS="
             f"{num_parts}: use a taller input (INPUT.SIZE_TRAIN/SIZE_TEST), LAST_STRIDE 1, "
             f"or fewer parts."
@@ -73,7 +74,7 @@ def join_eval_features(feats: Dict[str, torch.Tensor], test_feature: str, kappa:
 def _check_test_feature(test_feature: str, num_parts: int) -> None:
     allowed = ["joint"] + branch_names(num_parts)
     if test_feature not in allowed:
-        raise ValueError(f"INCLR.TEST_FEATURE={test_feature!r}: expected one of {allowed}")
+        raise ConfigError(f"INCLR.TEST_FEATURE={test_feature!r}: expected one of {allowed}")
 
 
 def _make_neck(feat_dim: int, embedding_dim: int, with_bnneck: bool, norm_type: str) -> nn.Sequential:
@@ -117,15 +118,15 @@ class PartPoolHead(nn.Module):
     ):
         super().__init__()
         if not hasattr(pooling, pool_type):
-            raise ValueError(f"MODEL.HEADS.POOL_LAYER={pool_type!r}: expected one of {pooling.__all__}")
+            raise ConfigError(f"MODEL.HEADS.POOL_LAYER={pool_type!r}: expected one of {pooling.__all__}")
         if not hasattr(any_softmax, cls_type):
-            raise ValueError(f"MODEL.HEADS.CLS_LAYER={cls_type!r}: expected one of {any_softmax.__all__}")
+            raise ConfigError(f"MODEL.HEADS.CLS_LAYER={cls_type!r}: expected one of {any_softmax.__all__}")
         if neck_feat not in ("before", "after"):
-            raise ValueError(f"MODEL.HEADS.NECK_FEAT={neck_feat!r}: expected 'before' or 'after'")
+            raise ConfigError(f"MODEL.HEADS.NECK_FEAT={neck_feat!r}: expected 'before' or 'after'")
         if num_parts < 1:
-            raise ValueError(f"MODEL.HEADS.NUM_PARTS must be >= 1, got {num_parts}")
+            raise ConfigError(f"MODEL.HEADS.NUM_PARTS must be >= 1, got {num_parts}")
         if kappa < 0:
-            raise ValueError(f"INCLR.KAPPA must be >= 0, got {kappa}")
+            raise ConfigError(f"INCLR.KAPPA must be >= 0, got {kappa}")
         _check_test_feature(test_feature, num_parts)
 
         self.num_parts = num_parts
@@ -182,7 +183,7 @@ class PartPoolHead(nn.Module):
         global_pool = self.pool_layer(features)
         parts = [
             features[:, :, start:end].mean(dim=(2, 3), keepdim=True)
-            for start, end in stripe_bounds(features.shape[2], self.num_parts)
+            for start, end in stripe_bounds(int(features.shape[2]), self.num_parts)  # int: constant when traced
         ]
         return global_pool, parts
 

@@ -374,9 +374,10 @@ def _all_gather_pairs(index: torch.Tensor, weight: torch.Tensor) -> Tuple[torch.
 
 
 def _read_baseline_state(path: str) -> Dict[str, torch.Tensor]:
+    from ...io import CheckpointLoadError, safe_torch_load  # weights_only=True, errors that say what to do
+
     if not path:
-        raise ValueError("load_pretrained: empty checkpoint path (set MODEL.WEIGHTS)")
-    from ...io import safe_torch_load  # weights_only=True, with errors that say what to do
+        raise CheckpointLoadError("load_pretrained: empty checkpoint path (set MODEL.WEIGHTS)")
 
     ckpt = safe_torch_load(path)
     if isinstance(ckpt, Mapping) and "model" in ckpt:
@@ -384,7 +385,7 @@ def _read_baseline_state(path: str) -> Dict[str, torch.Tensor]:
     elif isinstance(ckpt, Mapping) and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         state = ckpt
     else:
-        raise ValueError(f"{path}: not a FastReID checkpoint (no 'model' state dict)")
+        raise CheckpointLoadError(f"{path}: not a FastReID checkpoint (no 'model' state dict)")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
