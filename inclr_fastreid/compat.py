@@ -16,7 +16,7 @@ from typing import Callable, List
 
 import torch
 
-from .errors import DatasetNotFoundError, UserError, debug_enabled
+from .errors import ConfigError, DatasetNotFoundError, UserError, debug_enabled
 from .io import CheckpointLoadError, atomic_torch_save, atomic_write_text, safe_torch_load
 
 logger = logging.getLogger(__name__)
@@ -294,8 +294,6 @@ def _amp() -> None:
     def run_step(self):
         assert self.model.training, "[AMPTrainer] model was changed to eval mode!"
         if not torch.cuda.is_available():
-            from .config import ConfigError
-
             raise ConfigError("SOLVER.AMP.ENABLED needs CUDA; set SOLVER.AMP.ENABLED False on the CPU.")
         start = time.perf_counter()
         data = next(self._data_loader_iter)

@@ -10,6 +10,8 @@ from torch.utils.data import Dataset, Sampler
 
 from fastreid.data import data_utils
 
+from ..errors import ConfigError
+
 
 class PseudoLabelDataset(Dataset):
     """Target images with their pseudo label, dataset index, cross-agreement row and two views.
@@ -63,8 +65,6 @@ class PseudoIdentityBatchSampler(Sampler):
                  rank: int = 0, world_size: int = 1):
         labels = np.asarray(labels)
         if batch_size % num_instances:
-            from ..config import ConfigError
-
             raise ConfigError(f"SOLVER.IMS_PER_BATCH ({batch_size}) must be a multiple of "
                              f"DATALOADER.NUM_INSTANCE ({num_instances}).")
         ids = np.unique(labels[labels >= 0])

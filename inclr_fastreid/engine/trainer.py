@@ -26,8 +26,7 @@ from fastreid.engine.train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 from fastreid.utils import comm
 from fastreid.utils.logger import setup_logger
 
-from ..config import ConfigError
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..data.target import build_target_train_items
 from ..io import CheckpointLoadError, atomic_write_text, safe_torch_load
 from ..modeling.interface import MeanTeacherModel
