@@ -22,7 +22,9 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.TEST_MODEL = "t1"
     # alpha_t = min(1 - 1/(t+1), EMA_MOMENTUM)
     _C.INCLR.EMA_MOMENTUM = 0.999
-    # Optional second source-pretrained checkpoint for student 2 ("" = MODEL.WEIGHTS, other seed)
+    # Second source-pretrained checkpoint, for student 2 and teacher 2 (MODEL.WEIGHTS fills student 1
+    # and teacher 1): MMT pretrains two source models with different seeds (scripts/pretrain.sh,
+    # --init-1 / --init-2). "" = MODEL.WEIGHTS for both, with a warning (the students start identical).
     _C.INCLR.WEIGHTS2 = ""
     # Iterations per adaptation epoch (MMT's fixed 400: the target set's size changes with K)
     _C.INCLR.ITERS_PER_EPOCH = 400
@@ -42,6 +44,9 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.MMT.SOFT_TRI = 0.8
     # Margin of the hard (batch-hard softmax) triplet; 0 = MMT's softmax-triplet without margin
     _C.INCLR.MMT.TRI_MARGIN = 0.0
+    # Label smoothing epsilon of the plain hard CE (MMT's CrossEntropyLabelSmooth, 0.1); not applied
+    # on top of LGMR's refined global target or agreement-aware part loss (PPLR applies none there)
+    _C.INCLR.MMT.LABEL_SMOOTH = 0.1
 
     # Clustering (DESIGN.md §4.3)
     _C.INCLR.CLUSTER = CN()
@@ -124,6 +129,8 @@ def validate_inclr_config(cfg: CN) -> None:
         raise ConfigError(f"INCLR.TEST_MODEL {c.TEST_MODEL!r}: use t1, t2 or mean.")
     if not 0.0 <= c.MMT.SOFT_CE <= 1.0 or not 0.0 <= c.MMT.SOFT_TRI <= 1.0:
         raise ConfigError("INCLR.MMT.SOFT_CE and INCLR.MMT.SOFT_TRI are mixing weights in [0, 1].")
+    if not 0.0 <= c.MMT.LABEL_SMOOTH < 1.0:
+        raise ConfigError(f"INCLR.MMT.LABEL_SMOOTH ({c.MMT.LABEL_SMOOTH}) must be in [0, 1).")
 
 
 def setup_cfg(config_file: str, opts: list | None = None, freeze: bool = True) -> CN:
