@@ -48,6 +48,14 @@ def add_inclr_config(cfg: CN) -> CN:
     # on top of LGMR's refined global target or agreement-aware part loss (PPLR applies none there)
     _C.INCLR.MMT.LABEL_SMOOTH = 0.1
 
+    # Source pretraining (FastReID's Baseline run, INCLR.CLUSTER.ENABLED False)
+    _C.INCLR.PRETRAIN = CN()
+    # Forward one batch of the target training set (train mode, no loss, no gradient) after every
+    # source forward, so the BN running statistics describe the target (MMT's PreTrainer)
+    _C.INCLR.PRETRAIN.TARGET_BN = False
+    # Target datasets (DATASET_REGISTRY names) whose train split feeds TARGET_BN; labels unused
+    _C.INCLR.PRETRAIN.TARGET_DATASETS = ()
+
     # Clustering (DESIGN.md §4.3)
     _C.INCLR.CLUSTER = CN()
     # Adapt to DATASETS.NAMES without labels: cluster every PERIOD epochs and train on pseudo labels
@@ -131,6 +139,15 @@ def validate_inclr_config(cfg: CN) -> None:
         raise ConfigError("INCLR.MMT.SOFT_CE and INCLR.MMT.SOFT_TRI are mixing weights in [0, 1].")
     if not 0.0 <= c.MMT.LABEL_SMOOTH < 1.0:
         raise ConfigError(f"INCLR.MMT.LABEL_SMOOTH ({c.MMT.LABEL_SMOOTH}) must be in [0, 1).")
+    if c.PRETRAIN.TARGET_BN:
+        if not c.PRETRAIN.TARGET_DATASETS:
+            raise ConfigError("INCLR.PRETRAIN.TARGET_BN needs INCLR.PRETRAIN.TARGET_DATASETS, e.g. (\"Market1501\",).")
+        if c.CLUSTER.ENABLED:
+            raise ConfigError("INCLR.PRETRAIN.TARGET_BN is for source pretraining; adaptation runs "
+                              "(INCLR.CLUSTER.ENABLED True) already train on the target: turn it off.")
+        if cfg.TEST.PRECISE_BN.ENABLED:
+            raise ConfigError("TEST.PRECISE_BN recomputes the BN statistics on the source training set, undoing "
+                              "INCLR.PRETRAIN.TARGET_BN: enable one of the two.")
 
 
 def setup_cfg(config_file: str, opts: list | None = None, freeze: bool = True) -> CN:

@@ -1,7 +1,9 @@
 """INCLRTrainer: FastReID's DefaultTrainer, plus the clustering-UDA loop when ``INCLR.CLUSTER.ENABLED``.
 
-Supervised runs (source pretraining) are FastReID's own. In adaptation runs the target training
-set is unlabeled: iterations per epoch come from ``INCLR.ITERS_PER_EPOCH``, classifier rows are
+Supervised runs (source pretraining) are FastReID's own, plus, with ``INCLR.PRETRAIN.TARGET_BN``, a
+target batch forwarded without a loss after every source forward so the BN statistics describe the
+target (MMT's PreTrainer; :mod:`.target_bn`). In adaptation runs the target training set is
+unlabeled: iterations per epoch come from ``INCLR.ITERS_PER_EPOCH``, classifier rows are
 pre-allocated (DESIGN.md §9, so the true identity count never leaks), and the
 :class:`PseudoLabelHook` clusters before each epoch and swaps the train loader.
 
@@ -113,6 +115,13 @@ class INCLRTrainer(DefaultTrainer):
                 )
         model = self.build_model(cfg)
         optimizer, param_wrapper = self.build_optimizer(cfg, model)
+        self.target_bn = None
+        if not self.adapting and cfg.INCLR.PRETRAIN.TARGET_BN:
+            from .target_bn import TargetBatchNormHook, build_target_bn_loader
+
+            # Built after the model (same initialisation with or without it for a given seed) and
+            # before the source loader's prefetch thread starts (its seeds come from this thread).
+            self.target_bn = TargetBatchNormHook(build_target_bn_loader(cfg))
         if comm.get_world_size() > 1:
             from fastreid.engine import defaults
 
@@ -179,6 +188,8 @@ class INCLRTrainer(DefaultTrainer):
 
             # Right after the optimiser step, before evaluation and checkpointing read the teachers.
             ret.insert(1 if self.adapting else 0, EMAHook(self.cfg.INCLR.EMA_MOMENTUM))
+        if getattr(self, "target_bn", None) is not None:
+            ret.append(self.target_bn)
         return ret
 
     def run_step(self) -> None:
@@ -230,6 +241,7 @@ class INCLRTrainer(DefaultTrainer):
                 logger.warning("MODEL.WEIGHTS is empty: adapting from randomly initialised students.")
                 return
             model.load_pretrained(self.cfg.MODEL.WEIGHTS, self.cfg.INCLR.WEIGHTS2)
+            warn_if_students_start_identical(model, self.cfg.MODEL.WEIGHTS, self.cfg.INCLR.WEIGHTS2)
             return
         self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
 
@@ -250,6 +262,25 @@ class INCLRTrainer(DefaultTrainer):
 
 
 # ---------------------------------------------------------------------------------------------
+def warn_if_students_start_identical(model: torch.nn.Module, weights: str, weights2: str) -> bool:
+    """Log a warning (and return True) when both students (and so both teachers) start from the same
+    source weights: mutual teaching then has almost nothing to exchange (DESIGN.md §4.2). MMT starts
+    them from two source models pretrained with different seeds (``--init-1`` / ``--init-2``)."""
+    s1, s2 = model.student1.state_dict(), model.student2.state_dict()
+    same = all(torch.equal(v, s2[k]) for k, v in s1.items()
+               if not (k == "heads.weight" or k.startswith("heads.part_weights.")))  # rows: cluster centroids
+    if not same:
+        return False
+    if not weights2:
+        why = f"INCLR.WEIGHTS2 is empty, so student 2 and teacher 2 also start from MODEL.WEIGHTS ({weights})"
+    else:
+        why = f"MODEL.WEIGHTS ({weights}) and INCLR.WEIGHTS2 ({weights2}) hold the same weights"
+    logger.warning("%s: both students start identical, and mutual teaching has almost nothing to exchange. "
+                   "Pretrain a second source model with another INCLR.SEED and pass it as INCLR.WEIGHTS2 "
+                   "(MMT scripts/pretrain.sh, --init-1 / --init-2).", why)
+    return True
+
+
 _PSEUDO_BUFFERS = ("igmo_centroids", "credibility", "num_live_classes")
 
 
