@@ -248,3 +248,13 @@ def test_adaptation_warns_when_both_students_start_identical(tmp_path, fastreid_
         assert "both students start identical" in text and "INCLR.WEIGHTS2" in text
         assert ("INCLR.WEIGHTS2 is empty" in text) == (second == "")
         assert torch.equal(model.student1.backbone.conv1.weight, model.student2.backbone.conv1.weight)
+
+
+def test_a_missing_second_source_model_says_what_to_do(tmp_path):
+    from inclr_fastreid.io import CheckpointLoadError
+
+    cfg = _cfg(meta="INCLR", num_classes=8)
+    cfg.MODEL.WEIGHTS, cfg.INCLR.WEIGHTS2 = _save_source(tmp_path / "a.pth", 1), str(tmp_path / "seed2.pth")
+    fake = types.SimpleNamespace(cfg=cfg, unwrapped_model=build_model(cfg))
+    with pytest.raises(CheckpointLoadError, match="INCLR.WEIGHTS2 .*seed2.pth.* not found.*INCLR.SEED 2"):
+        INCLRTrainer.resume_or_load(fake, resume=False)

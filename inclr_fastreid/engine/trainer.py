@@ -240,7 +240,14 @@ class INCLRTrainer(DefaultTrainer):
             if not self.cfg.MODEL.WEIGHTS:
                 logger.warning("MODEL.WEIGHTS is empty: adapting from randomly initialised students.")
                 return
-            model.load_pretrained(self.cfg.MODEL.WEIGHTS, self.cfg.INCLR.WEIGHTS2)
+            weights2 = self.cfg.INCLR.WEIGHTS2
+            if weights2 and not os.path.isfile(weights2):
+                raise CheckpointLoadError(
+                    f"INCLR.WEIGHTS2 {weights2!r} not found: student 2 and teacher 2 start from a second source "
+                    "model, pretrained with another seed (README: 'Real data'; e.g. configs/Pretrain/<task>.yml "
+                    "INCLR.SEED 2 OUTPUT_DIR <dir>). Point INCLR.WEIGHTS2 to it, or set INCLR.WEIGHTS2 '' to start "
+                    "both students from MODEL.WEIGHTS.")
+            model.load_pretrained(self.cfg.MODEL.WEIGHTS, weights2)
             warn_if_students_start_identical(model, self.cfg.MODEL.WEIGHTS, self.cfg.INCLR.WEIGHTS2)
             return
         self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
