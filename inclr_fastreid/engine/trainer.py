@@ -119,8 +119,9 @@ class INCLRTrainer(DefaultTrainer):
         if not self.adapting and cfg.INCLR.PRETRAIN.TARGET_BN:
             from .target_bn import TargetBatchNormHook, build_target_bn_loader
 
-            # Built after the model (same initialisation with or without it for a given seed) and
-            # before the source loader's prefetch thread starts (its seeds come from this thread).
+            # Built after the model (the same initialisation with or without it for a given seed) and
+            # before the source loader's prefetch thread starts: its shuffling and worker seeds are
+            # drawn here, at a fixed point of this thread's random streams.
             self.target_bn = TargetBatchNormHook(build_target_bn_loader(cfg))
         if comm.get_world_size() > 1:
             from fastreid.engine import defaults
