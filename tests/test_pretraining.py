@@ -5,6 +5,9 @@ import copy
 import itertools
 import logging
 import os
+import socket
+import subprocess
+import sys
 import types
 
 import pytest
@@ -23,7 +26,7 @@ from inclr_fastreid.engine.target_bn import ShuffledForever, TargetBatchNormHook
 from inclr_fastreid.engine.trainer import INCLRTrainer
 
 from layouts import make_dukemtmc, make_market1501
-from tiny import ROOT, SMALL_NET, TINY
+from tiny import ROOT, SMALL_NET, TINY, TRAIN_NET
 
 PAIR_CFG = os.path.join(ROOT, "configs", "Pretrain", "duke2market.yml")
 
@@ -71,7 +74,8 @@ def test_target_forward_moves_bn_statistics_and_leaves_source_gradients_alone(ba
     target_before = target["images"].clone()
     with_target, without = copy.deepcopy(baseline).train(), copy.deepcopy(baseline).train()
     hook = TargetBatchNormHook(itertools.repeat(target))
-    hook.trainer = types.SimpleNamespace(model=types.SimpleNamespace(module=with_target))  # as under DDP
+    # what the hook reads of the trainer; the model wrapped as DDP wraps it
+    hook.trainer = types.SimpleNamespace(model=types.SimpleNamespace(module=with_target), iter=1, start_iter=0)
     hook.before_train()
 
     def step(model, armed):
@@ -210,6 +214,25 @@ def test_two_pretrainings_with_different_seeds_give_different_models(data, tmp_p
     differ = [k for k in seed1 if seed1[k].is_floating_point() and not torch.equal(seed1[k], seed2[k])]
     assert any(k.startswith("backbone.") and k.endswith(".weight") for k in differ)
     assert any(k.endswith("running_mean") for k in differ)
+
+
+def test_target_bn_pretraining_under_ddp_on_two_cpu_processes(data, tmp_path):
+    """Two ranks on gloo: every step of each rank forwards its own target batch, and a Baseline with
+    PartPoolHead (part branches outside its loss) trains under DDP at all."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "ddp"
+    env = dict(os.environ, FASTREID_DATASETS=str(data), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    res = subprocess.run([sys.executable, TRAIN_NET, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{port}",
+                          "--config-file", PAIR_CFG, *TINY, *SMALL_NET, "SOLVER.MAX_EPOCH", "2",
+                          "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "100", "OUTPUT_DIR", str(out)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    steps = 2 * (36 // 8)  # 2 epochs of the 36 Duke images at a global batch of 8
+    for log in ("log.txt", "log.txt.rank1"):
+        assert f"TARGET_BN: {steps} target batches forwarded in {steps} steps" in (out / log).read_text(), log
+    assert (out / "model_final.pth").is_file()
 
 
 # ------------------------------------------------------------------------------ WEIGHTS2 warning

@@ -129,6 +129,8 @@ class TargetBatchNormHook(HookBase):
         self._armed = False
 
     def after_train(self) -> None:
+        logger.info("INCLR.PRETRAIN.TARGET_BN: %d target batches forwarded in %d steps.", self.num_forwards,
+                    self.trainer.iter - getattr(self.trainer, "start_iter", 0))
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
