@@ -126,11 +126,12 @@ class INCLRTrainer(DefaultTrainer):
         if comm.get_world_size() > 1:
             from fastreid.engine import defaults
 
-            # A Baseline with PartPoolHead (configs/Pretrain) leaves the part branches out of its
-            # loss: DDP must be told, or it stops at the second step waiting for their gradients.
+            # FastReID's Baseline with PartPoolHead (configs/Pretrain, configs/UDA) leaves the part
+            # branches out of its loss: DDP must be told, or it stops at the second step waiting for
+            # their gradients. INCLR's losses reach every student parameter.
             model = defaults.DistributedDataParallel(
                 model, device_ids=[comm.get_local_rank()], broadcast_buffers=False,
-                find_unused_parameters=not self.adapting,
+                find_unused_parameters=not hasattr(model, "teacher1"),
             )
         self._trainer = (_CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else _CheckedSimpleTrainer)(
             model, data_loader, optimizer, param_wrapper
