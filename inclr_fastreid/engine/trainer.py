@@ -246,7 +246,8 @@ class INCLRTrainer(DefaultTrainer):
                 logger.warning("MODEL.WEIGHTS is empty: adapting from randomly initialised students.")
                 return
             weights2 = self.cfg.INCLR.WEIGHTS2
-            if weights2 and not os.path.isfile(weights2):
+            # (a missing MODEL.WEIGHTS gets its own error first, from load_pretrained)
+            if weights2 and not os.path.isfile(weights2) and os.path.isfile(self.cfg.MODEL.WEIGHTS):
                 raise CheckpointLoadError(
                     f"INCLR.WEIGHTS2 {weights2!r} not found: student 2 and teacher 2 start from a second source "
                     "model, pretrained with another seed (README: 'Real data'; e.g. configs/Pretrain/<task>.yml "
