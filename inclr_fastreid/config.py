@@ -24,7 +24,9 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.TEST_MODEL = "t1"
     # alpha_t = min(1 - 1/(t+1), EMA_MOMENTUM)
     _C.INCLR.EMA_MOMENTUM = 0.999
-    # Optional second source-pretrained checkpoint for student 2 ("" = MODEL.WEIGHTS, other seed)
+    # Second source-pretrained checkpoint, for student 2 and teacher 2 (MODEL.WEIGHTS fills student 1
+    # and teacher 1): MMT pretrains two source models with different seeds (scripts/pretrain.sh,
+    # --init-1 / --init-2). "" = MODEL.WEIGHTS for both, with a warning (the students start identical).
     _C.INCLR.WEIGHTS2 = ""
     # Iterations per adaptation epoch (MMT's fixed 400: the target set's size changes with K)
     _C.INCLR.ITERS_PER_EPOCH = 400
@@ -44,6 +46,17 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.MMT.SOFT_TRI = 0.8
     # Margin of the hard (batch-hard softmax) triplet; 0 = MMT's softmax-triplet without margin
     _C.INCLR.MMT.TRI_MARGIN = 0.0
+    # Label smoothing epsilon of the plain hard CE (MMT's CrossEntropyLabelSmooth, 0.1); not applied
+    # on top of LGMR's refined global target or agreement-aware part loss (PPLR applies none there)
+    _C.INCLR.MMT.LABEL_SMOOTH = 0.1
+
+    # Source pretraining (FastReID's Baseline run, INCLR.CLUSTER.ENABLED False)
+    _C.INCLR.PRETRAIN = CN()
+    # Forward one batch of the target training set (train mode, no loss, no gradient) after every
+    # source forward, so the BN running statistics describe the target (MMT's PreTrainer)
+    _C.INCLR.PRETRAIN.TARGET_BN = False
+    # Target datasets (DATASET_REGISTRY names) whose train split feeds TARGET_BN; labels unused
+    _C.INCLR.PRETRAIN.TARGET_DATASETS = ()
 
     # Clustering (docs/design.md §4.3)
     _C.INCLR.CLUSTER = CN()
@@ -129,6 +142,17 @@ def validate_inclr_config(cfg: CN) -> None:
         check_mixing_weights(c.MMT.SOFT_CE, c.MMT.SOFT_TRI)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if not 0.0 <= c.MMT.LABEL_SMOOTH < 1.0:
+        raise ConfigError(f"INCLR.MMT.LABEL_SMOOTH ({c.MMT.LABEL_SMOOTH}) must be in [0, 1).")
+    if c.PRETRAIN.TARGET_BN:
+        if not c.PRETRAIN.TARGET_DATASETS:
+            raise ConfigError("INCLR.PRETRAIN.TARGET_BN needs INCLR.PRETRAIN.TARGET_DATASETS, e.g. (\"Market1501\",).")
+        if c.CLUSTER.ENABLED:
+            raise ConfigError("INCLR.PRETRAIN.TARGET_BN is for source pretraining; adaptation runs "
+                              "(INCLR.CLUSTER.ENABLED True) already train on the target: turn it off.")
+        if cfg.TEST.PRECISE_BN.ENABLED:
+            raise ConfigError("TEST.PRECISE_BN recomputes the BN statistics on the source training set, undoing "
+                              "INCLR.PRETRAIN.TARGET_BN: enable one of the two.")
 
 
 def _check_registered(registry, key: str, names) -> None:

@@ -1,8 +1,8 @@
 """End to end through tools/train_net.py on tiny folders in the real on-disk layouts (CPU).
 
-Pretrain on DukeMTMC-reID with configs/Pretrain/duke.yml, adapt to Market-1501 with
-configs/INCLR/duke2market.yml, evaluate global / part / joint features (Table II rows), and mix
-the pseudo-label hook into FastReID's stock Baseline.
+Pretrain on DukeMTMC-reID with configs/Pretrain/duke2market.yml (Market's BN statistics), adapt to
+Market-1501 with configs/INCLR/duke2market.yml, evaluate global / part / joint features (Table II
+rows), and mix the pseudo-label hook into FastReID's stock Baseline.
 """
 import glob
 import itertools
@@ -50,8 +50,9 @@ def data_and_source(tmp_path_factory):
     counts = make_market1501(str(data), num_train=6, num_test=10, seed=2)
     noise_test_split(data / "Market-1501-v15.09.15", seed=3)
     pre = root / "pretrain"
-    run(["--config-file", os.path.join(ROOT, "configs/Pretrain/duke.yml"), *TINY, "SOLVER.MAX_EPOCH", "2",
-         "SOLVER.WARMUP_ITERS", "0", "OUTPUT_DIR", str(pre)], data, root)
+    log = run(["--config-file", os.path.join(ROOT, "configs/Pretrain/duke2market.yml"), *TINY, "SOLVER.MAX_EPOCH", "2",
+               "SOLVER.WARMUP_ITERS", "0", "OUTPUT_DIR", str(pre)], data, root)
+    assert "INCLR.PRETRAIN.TARGET_BN: a batch of Market1501" in log
     assert (pre / "model_final.pth").is_file()
     yield root, data, pre / "model_final.pth", counts
     for ckpt in root.rglob("*.pth"):  # logs and json stay for a look after a failure
@@ -62,9 +63,10 @@ def test_duke2market_adapts_through_train_net(data_and_source):
     root, data, source, counts = data_and_source
     out = root / "adapt"
     log = run(["--config-file", os.path.join(ROOT, "configs/INCLR/duke2market.yml"), *TINY, *TINY_CLUSTER,
-               "MODEL.WEIGHTS", str(source), "SOLVER.MAX_EPOCH", "2", "INCLR.ITERS_PER_EPOCH", "2",
-               "TEST.EVAL_PERIOD", "2", "OUTPUT_DIR", str(out)], data, root)
+               "MODEL.WEIGHTS", str(source), "INCLR.WEIGHTS2", "", "SOLVER.MAX_EPOCH", "2",
+               "INCLR.ITERS_PER_EPOCH", "2", "TEST.EVAL_PERIOD", "2", "OUTPUT_DIR", str(out)], data, root)
     assert "loss_kl" in log and "loss_soft_tri" in log
+    assert "both students start identical" in log  # one source model here (two in the real recipe)
     results = json.loads((out / "final_results.json").read_text())
     assert 0.0 <= results["mAP"] <= 100.0 and results["test_feature"] == "joint"
     rounds = [json.loads(line) for line in (out / "pseudo_labels.jsonl").read_text().splitlines()]

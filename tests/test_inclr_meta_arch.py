@@ -232,17 +232,86 @@ def test_ablation_switches_mmt_baseline(base_model):
     with torch.no_grad():
         losses = model(batch)
     assert set(losses) == {"loss_ce", "loss_soft_ce", "loss_tri", "loss_soft_tri"}
-    # without LGMR the hard CE is plain CE on the shared pseudo labels, mean over parts, for S1
-    # and S2 (same view here, different weights), weighted by 1 - SOFT_CE
+    # without LGMR the hard CE is label-smoothed CE (epsilon 0.1, MMT) on the shared pseudo labels,
+    # mean over parts, for S1 and S2 (same view here, different weights), weighted by 1 - SOFT_CE,
+    # summed over the two students (MMT)
     with torch.no_grad():
         images = (batch["images"] - model.pixel_mean) / model.pixel_std
         ce = []
         for s in (model.student1, model.student2):
             out = s(images, batch["targets"], K)
-            parts = sum(F.cross_entropy(z, batch["targets"]) for z in out["part_cls_outputs"]) / P
-            ce.append(F.cross_entropy(out["cls_outputs"], batch["targets"]) + parts)
-    assert losses["loss_ce"].item() == pytest.approx(0.5 * (ce[0] + ce[1]).item() / 2, rel=1e-4)
+            parts = sum(F.cross_entropy(z, batch["targets"], label_smoothing=0.1) for z in out["part_cls_outputs"]) / P
+            ce.append(F.cross_entropy(out["cls_outputs"], batch["targets"], label_smoothing=0.1) + parts)
+    assert losses["loss_ce"].item() == pytest.approx(0.5 * (ce[0] + ce[1]).item(), rel=1e-4)
     assert torch.isfinite(model.credibility[batch["index"]]).all()  # still measured
+
+
+def _hand_losses(model, batch, cents, *, soft_ce, soft_tri, lambda_kl, eps, lgmr, beta=0.5, temp=20.0):
+    """Every loss term of both students rebuilt from the four networks' own outputs with the pure
+    loss functions (DESIGN.md §4.2): S1 and T1 see view 1, S2 and T2 view 2; each student's soft
+    terms use the *other* pair's teacher, its IGMO term its *own* teacher; the students' terms are
+    summed (MMT)."""
+    from inclr_fastreid.modeling.losses import (
+        lgmr_global_ce, lgmr_part_loss, soft_cross_entropy, soft_softmax_triplet, softmax_triplet,
+        uncertainty_weighted_kl_loss)
+
+    y, agr = batch["targets"], batch["agreement"]
+    with torch.no_grad():
+        x1 = (batch["images"] - model.pixel_mean) / model.pixel_std
+        x2 = (batch["images2"] - model.pixel_mean) / model.pixel_std
+        s1, s2 = model.student1(x1, y, K), model.student2(x2, y, K)
+        t1, t2 = model.teacher1(x1, y, K), model.teacher2(x2, y, K)
+
+    def one(s, own_t, other_t):
+        if lgmr:
+            ce_g = lgmr_global_ce(s["cls_outputs"], y, s["part_pred_class_logits"], agr, beta)
+            ce_p = sum(lgmr_part_loss(s["part_cls_outputs"][j], y, agr[:, j]) for j in range(P)) / P
+        else:  # MMT's label-smoothed CE, written out: -(1-eps) log p_y - eps mean_c log p_c
+            def ls(z):
+                logp = F.log_softmax(z, 1)
+                return (-(1 - eps) * logp.gather(1, y[:, None]).squeeze(1) - eps * logp.mean(1)).mean()
+            ce_g = ls(s["cls_outputs"])
+            ce_p = sum(ls(z) for z in s["part_cls_outputs"]) / P
+        soft_g = soft_cross_entropy(s["pred_class_logits"], other_t["pred_class_logits"])
+        soft_p = sum(soft_cross_entropy(z, zt) for z, zt in
+                     zip(s["part_pred_class_logits"], other_t["part_pred_class_logits"])) / P
+        kl, _, _ = uncertainty_weighted_kl_loss(s["global_neck"], own_t["global_neck"], cents["global"], y, temp, True)
+        return {
+            "loss_ce": (1 - soft_ce) * (ce_g + ce_p),
+            "loss_soft_ce": soft_ce * (soft_g + soft_p),
+            "loss_tri": (1 - soft_tri) * softmax_triplet(s["global_pool"], y),
+            "loss_soft_tri": soft_tri * soft_softmax_triplet(s["global_pool"], y, other_t["global_pool"]),
+            "loss_kl": lambda_kl * kl,
+        }
+
+    a, b = one(s1, t1, t2), one(s2, t2, t1)
+    return {name: a[name] + b[name] for name in a}
+
+
+@pytest.mark.parametrize("lgmr,eps", [(True, 0.1), (False, 0.2)], ids=["lgmr_on", "lgmr_off_smoothed"])
+def test_every_loss_term_of_both_students_rebuilt_by_hand(base_model, lgmr, eps):
+    """Catches a swapped own/other teacher, a swapped view and a swapped weight: all four networks
+    differ, the views differ, and no two weights are equal or complementary."""
+    soft_ce, soft_tri, lambda_kl = 0.3, 0.8, 0.7
+    model = build_model(_cfg(MMT__SOFT_CE=soft_ce, MMT__SOFT_TRI=soft_tri, MMT__LABEL_SMOOTH=eps,
+                             IGMO__LAMBDA_KL=lambda_kl, LGMR__ENABLED=lgmr))
+    model.load_state_dict(base_model.state_dict())
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # teachers differ from their students too
+        for t in (model.teacher1, model.teacher2):
+            for prm in t.parameters():
+                prm.add_(0.05 * torch.randn(prm.shape, generator=g))
+    model.train()
+    cents = _centroids()
+    model.set_pseudo_classes(K, cents)
+    batch = _batch(3)
+    with torch.no_grad():
+        got = model(batch)
+    want = _hand_losses(model, batch, cents, soft_ce=soft_ce, soft_tri=soft_tri, lambda_kl=lambda_kl, eps=eps,
+                        lgmr=lgmr)
+    assert set(got) == set(want)
+    for name in want:
+        assert got[name].item() == pytest.approx(want[name].item(), abs=1e-5), name
 
 
 # ---------------------------------------------------------------- features, checkpoints, weights

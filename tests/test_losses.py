@@ -10,6 +10,7 @@ from inclr_fastreid.modeling.losses import (
     credibility,
     igmo_probabilities,
     inaccuracy,
+    label_smoothed_cross_entropy,
     lgmr_global_ce,
     lgmr_part_loss,
     soft_cross_entropy,
@@ -62,6 +63,32 @@ def test_soft_cross_entropy_value_and_gradients(gen):
     loss.backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
     assert target.grad is None  # the teacher's prediction is a fixed target
+
+
+def test_label_smoothed_cross_entropy_hand_computed():
+    """MMT's CrossEntropyLabelSmooth: target (1 - eps) onehot + eps / K over the K live classes."""
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], requires_grad=True)
+    labels = torch.tensor([0, 1])
+    eps = 0.1
+    ref = 0.0
+    for row, y in zip(logits.tolist(), labels.tolist()):
+        log_p = [math.log(v) for v in _softmax(row)]
+        q = [(1 - eps) * (c == y) + eps / 3 for c in range(3)]
+        ref += -sum(qc * lp for qc, lp in zip(q, log_p))
+    ref /= 2
+    # by hand: -log p = (0.16985, 2.16985, 3.16985) for row 1 (y = 0), (2.65201, 2.65201, 0.15201) for row 2 (y = 1)
+    assert ref == pytest.approx((0.9 * 0.16985 + 0.1 / 3 * (0.16985 + 2.16985 + 3.16985)
+                                 + 0.9 * 2.65201 + 0.1 / 3 * (2.65201 + 2.65201 + 0.15201)) / 2, abs=1e-4)
+    loss = label_smoothed_cross_entropy(logits, labels, eps)
+    assert loss.item() == pytest.approx(ref, rel=1e-6)
+    assert label_smoothed_cross_entropy(logits, labels, 0.0).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-6)
+    assert loss.item() == pytest.approx(  # the same as torch's own label smoothing
+        torch.nn.functional.cross_entropy(logits, labels, label_smoothing=eps).item(), rel=1e-6)
+    loss.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="LABEL_SMOOTH"):
+        label_smoothed_cross_entropy(logits, labels, 1.0)
 
 
 def _ref_softmax_triplet(feats, labels, margin):

@@ -36,16 +36,19 @@ def _main(mod, monkeypatch, *argv):
     mod.main()
 
 
+def _arg(args, key):
+    return args[args.index(key) + 1] if key in args else None
+
+
 def test_seed_and_opts_reach_every_stage(demo, monkeypatch, tmp_path):
     mod, calls = demo
     _main(mod, monkeypatch, "--output-dir", str(tmp_path), "--seed", "3", "--rows", "mmt", "inclr",
           "--opts", "INCLR.CLUSTER.CAMERA_NORM", "True")
     stages = [stage for stage, _ in calls]
-    assert stages == ["pretrain", "direct", "mmt", "inclr"] + ["features"] * len(mod.FEATURES)
+    assert stages == ["pretrain", "pretrain2", "direct", "mmt", "inclr"] + ["features"] * len(mod.FEATURES)
     for stage, args in calls:
-        i = args.index("INCLR.SEED")
-        assert args[i + 1] == "3", stage
-        if stage not in ("pretrain", "direct"):
+        assert _arg(args, "INCLR.SEED") == ("4" if stage == "pretrain2" else "3"), stage  # two source seeds
+        if stage not in ("pretrain", "pretrain2", "direct"):
             assert "INCLR.CLUSTER.CAMERA_NORM" in args, stage
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["seed"] == 3 and [r["method"] for r in results["rows"]] == [
@@ -55,9 +58,33 @@ def test_seed_and_opts_reach_every_stage(demo, monkeypatch, tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]  # atomic writes left no temporaries
 
 
+def test_students_adapt_from_two_source_models(demo, monkeypatch, tmp_path):
+    """MMT: student 1 / teacher 1 from the first source model, student 2 / teacher 2 from the second."""
+    mod, calls = demo
+    _main(mod, monkeypatch, "--output-dir", str(tmp_path), "--rows", "mmt", "inclr", "baseline_uda")
+    by_stage = dict(calls)
+    first, second = str(tmp_path / "pretrain" / "model_final.pth"), str(tmp_path / "pretrain2" / "model_final.pth")
+    assert _arg(by_stage["pretrain"], "--config-file") == _arg(by_stage["pretrain2"], "--config-file") == mod.PRETRAIN_CFG
+    assert _arg(by_stage["direct"], "MODEL.WEIGHTS") == first
+    for stage in ("mmt", "inclr"):
+        assert _arg(by_stage[stage], "MODEL.WEIGHTS") == first and _arg(by_stage[stage], "INCLR.WEIGHTS2") == second
+    assert _arg(by_stage["baseline_uda"], "MODEL.WEIGHTS") == first  # one network
+    assert "INCLR.WEIGHTS2" not in by_stage["baseline_uda"]
+    assert json.loads((tmp_path / "results.json").read_text())["source_models"] == [first, second]
+
+
+def test_pretrained_source_models_skip_pretraining(demo, monkeypatch, tmp_path):
+    mod, calls = demo
+    _main(mod, monkeypatch, "--output-dir", str(tmp_path), "--rows", "mmt", "--pretrained", "a.pth", "b.pth")
+    assert [stage for stage, _ in calls] == ["direct", "mmt"]
+    assert _arg(calls[1][1], "MODEL.WEIGHTS") == os.path.abspath("a.pth")
+    assert _arg(calls[1][1], "INCLR.WEIGHTS2") == os.path.abspath("b.pth")
+    assert "--pretrained a.pth b.pth" in (tmp_path / "results.md").read_text()
+
+
 def test_no_seed_leaves_fastreids_random_seed(demo, monkeypatch, tmp_path):
     mod, calls = demo
     _main(mod, monkeypatch, "--output-dir", str(tmp_path), "--rows", "mmt")
-    assert [stage for stage, _ in calls] == ["pretrain", "direct", "mmt"]
-    assert all("INCLR.SEED" not in args for _, args in calls)
+    assert [stage for stage, _ in calls] == ["pretrain", "pretrain2", "direct", "mmt"]
+    assert all("INCLR.SEED" not in args for _, args in calls)  # each pretraining draws its own seed
     assert json.loads((tmp_path / "results.json").read_text())["seed"] is None

@@ -187,7 +187,7 @@ def test_every_user_error_is_one_type_and_keeps_its_builtin_base():
     from inclr_fastreid.engine.trainer import NonFiniteLossError
     from inclr_fastreid.errors import (DatasetFormatError, DatasetNotFoundError, EmptyTargetSetError,
                                        TooManyClustersError, UserError)
-    from inclr_fastreid.data.synthetic import SyntheticDatasetError
+    from inclr_fastreid.data.synthetic.datasets import SyntheticDatasetError
     from inclr_fastreid.export import ExportError
     from inclr_fastreid.io import CheckpointLoadError, CheckpointMismatchError
 

@@ -1,14 +1,17 @@
 #!/usr/bin/env python
-"""The embedded demo (README's main command): on the synthetic domain-shift benchmark, pretrain on
-the source, then run the ablation rows of the paper's Table III and the feature rows of Table II,
+"""The embedded demo (README's main command): on the synthetic domain-shift benchmark, pretrain two
+source models with different seeds (with the target's BN statistics, as MMT), then run the ablation
+rows of the paper's Table III, each adapting student 1 / teacher 1 from the first source model and
+student 2 / teacher 2 from the second (MMT --init-1 / --init-2), and the feature rows of Table II,
 and print one results table (also written to OUTPUT_DIR/results.md and results.json).
 
 Every stage is an ordinary ``tools/train_net.py`` call, logged to OUTPUT_DIR/<stage>/log.txt:
 
-    python tools/run_demo.py                 # full demo (~15 min on 2 CPU cores)
+    python tools/run_demo.py                 # full demo (CPU, no download)
     python tools/run_demo.py --quick         # a first look: shorter schedules
     python tools/run_demo.py --reuse         # skip stages whose results already exist
-    python tools/run_demo.py --seed 0        # a fixed INCLR.SEED for every stage (default: drawn at random)
+    python tools/run_demo.py --seed 0        # INCLR.SEED 0 for every stage, 1 for the second source model
+                                             # (default: drawn at random, a new one per stage)
     python tools/run_demo.py --reuse --rows mmt lgmr igmo inclr undetached baseline_uda   # two extra rows
 
 All numbers are from the *synthetic* benchmark (docs/design.md §7), never a claim about real data.
@@ -103,39 +106,51 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="skip stages whose results already exist")
     ap.add_argument("--opts", nargs="*", default=[],
                     help="KEY VALUE overrides for every adaptation run, e.g. INCLR.CLUSTER.CAMERA_NORM True")
-    ap.add_argument("--pretrained", default="",
-                    help="reuse this source model instead of pretraining (e.g. output/demo/pretrain/model_final.pth)")
+    ap.add_argument("--pretrained", nargs="+", default=[], metavar="PATH",
+                    help="reuse these two source models (student 1, student 2) instead of pretraining, e.g. "
+                         "output/demo/pretrain/model_final.pth output/demo/pretrain2/model_final.pth; one path "
+                         "starts both students from it (the run logs a warning)")
     ap.add_argument("--seed", type=int, default=None,
-                    help="INCLR.SEED for every stage: fixes initialisation and sampling (default: random, as FastReID)")
+                    help="INCLR.SEED N for every stage (N + 1 for the second source model): fixes initialisation "
+                         "and sampling (default: random, as FastReID)")
     ap.add_argument("--rows", nargs="*", default=DEFAULT_ROWS, choices=[r[1] for r in ROWS],
                     help=f"rows to run (default: {' '.join(DEFAULT_ROWS)}; also undetached, baseline_uda)")
     args = ap.parse_args()
+    if len(args.pretrained) > 2:
+        ap.error("--pretrained takes one or two source models")
     seed = [] if args.seed is None else ["INCLR.SEED", str(args.seed)]
+    seed2 = [] if args.seed is None else ["INCLR.SEED", str(args.seed + 1)]  # another seed for source model 2
     out = os.path.abspath(args.output_dir)
     os.makedirs(out, exist_ok=True)
     t_start = time.perf_counter()
     timings: Dict[str, float] = {}
 
-    # 1. Source pretraining (SynthA), evaluated on the target SynthB.
-    pre_dir = os.path.join(out, "pretrain")
-    weights = os.path.abspath(args.pretrained) if args.pretrained else os.path.join(pre_dir, "model_final.pth")
-    if not args.pretrained and not (args.reuse and os.path.isfile(weights)):
-        timings["pretrain"] = _run("source pretraining (SynthA)", ["--config-file", PRETRAIN_CFG]
-                                   + (QUICK_PRETRAIN if args.quick else []) + seed, pre_dir)
-    # 2. Direct transfer row: the source model's joint feature on the target.
+    # 1. Two source pretrainings (SynthA, with SynthB's BN statistics) with different seeds, as MMT.
+    if args.pretrained:
+        weights = os.path.abspath(args.pretrained[0])
+        weights2 = os.path.abspath(args.pretrained[-1])
+    else:
+        weights, weights2 = (os.path.join(out, d, "model_final.pth") for d in ("pretrain", "pretrain2"))
+        for n, (stage, path, stage_seed) in enumerate((("pretrain", weights, seed), ("pretrain2", weights2, seed2)), 1):
+            if not (args.reuse and os.path.isfile(path)):
+                timings[stage] = _run(f"source pretraining {n} of 2 (SynthA)", ["--config-file", PRETRAIN_CFG]
+                                      + (QUICK_PRETRAIN if args.quick else []) + stage_seed, os.path.dirname(path))
+    # 2. Direct transfer row: the first source model's joint feature on the target.
     direct_dir = os.path.join(out, "direct")
     if not (args.reuse and _json(os.path.join(direct_dir, "eval_joint.json"))):
         timings["direct"] = _run("direct transfer (eval on SynthB)", ["--config-file", PRETRAIN_CFG, "--eval-only",
                                  "MODEL.WEIGHTS", weights, "INCLR.TEST_FEATURE", "joint"] + seed, direct_dir)
     table = [("Direct transfer (source only)", _json(os.path.join(direct_dir, "eval_joint.json")), {})]
 
-    # 3. Ablation rows (Table III): each adapts from the same source model.
+    # 3. Ablation rows (Table III): each adapts from the same two source models (the stock Baseline
+    #    row has one network: the first).
     for name, stage, cfg in ROWS:
         if stage not in args.rows:
             continue
         d = os.path.join(out, stage)
+        init = ["MODEL.WEIGHTS", weights] + (["INCLR.WEIGHTS2", weights2] if cfg.startswith("configs/INCLR/") else [])
         if not (args.reuse and _json(os.path.join(d, "final_results.json"))):
-            timings[stage] = _run(f"adaptation: {name}", ["--config-file", cfg, "MODEL.WEIGHTS", weights]
+            timings[stage] = _run(f"adaptation: {name}", ["--config-file", cfg] + init
                                   + (QUICK_ADAPT if args.quick else []) + seed + args.opts, d)
         table.append((name, _json(os.path.join(d, "final_results.json")), _label_quality(d)))
 
@@ -160,7 +175,7 @@ def main() -> None:
     payload = {
         "benchmark": "synthetic (SynthA -> SynthB), docs/design.md §7",
         "quick": args.quick, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
-        "seed": args.seed, "wall_seconds": round(total, 1), "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
+        "seed": args.seed, "source_models": [weights, weights2], "wall_seconds": round(total, 1), "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
         "rows": [{"method": n, "metrics": r, "pseudo_labels": q} for n, r, q in table],
         "features": [{"feature": f, "metrics": r} for f, r in feat_rows],
     }
@@ -175,7 +190,7 @@ def main() -> None:
 def _cmdline_extra(args) -> str:
     extra = ""
     if args.pretrained:
-        extra += f" --pretrained {args.pretrained}"
+        extra += " --pretrained " + " ".join(args.pretrained)
     if args.seed is not None:
         extra += f" --seed {args.seed}"
     if args.rows != DEFAULT_ROWS:

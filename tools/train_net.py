@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """FastReID's usual entry point, with the INCLR add-on's config keys and trainer.
 
-    python tools/train_net.py --config-file configs/INCLR/duke2market.yml MODEL.WEIGHTS <pretrained>
+    python tools/train_net.py --config-file configs/Pretrain/duke2market.yml [INCLR.SEED 2 OUTPUT_DIR <dir>]
+    python tools/train_net.py --config-file configs/INCLR/duke2market.yml MODEL.WEIGHTS <source 1> INCLR.WEIGHTS2 <source 2>
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS <model> INCLR.TEST_FEATURE part1
 
 A mistake in the command, config, data or files ends with one ``error: ...`` line on stderr and exit

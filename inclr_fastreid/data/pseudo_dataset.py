@@ -1,5 +1,6 @@
 """Training data of an adaptation epoch: pseudo-labelled target images, two augmented views each,
-and a P×K batch sampler over pseudo identities (MMT's 16 ids × 4 images by default)."""
+and a P×K batch sampler over pseudo identities (MMT's 16 ids × 4 images by default) that takes an
+identity's positives from other cameras where it can (MMT's ``RandomMultipleGallerySampler``)."""
 from __future__ import annotations
 
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
@@ -53,16 +54,26 @@ class PseudoLabelDataset(Dataset):
 
 
 class PseudoIdentityBatchSampler(Sampler):
-    """Infinite P×K batches of dataset indices over pseudo identities (labels ≥ 0).
+    """Infinite P×K batches of dataset indices over pseudo identities (labels ≥ 0), with an
+    identity's other K−1 images taken from other cameras where it has any.
 
-    Each batch holds ``min(P, K_clusters)`` identities × ``num_instances`` images (drawn with
-    replacement when a cluster is smaller). The order is a pure function of ``seed``, so a resumed
-    run replays the same batches; under DDP every rank draws the same global batch and keeps its
-    own contiguous slice of identities.
+    Per identity, as MMT's ``RandomMultipleGallerySampler`` (yxgeee/MMT ``mmt/utils/data/sampler.py``):
+    draw one anchor image at random; the K−1 others come from the identity's images in *another*
+    camera than the anchor's when there is at least one, otherwise from its other images (same
+    camera); without ``camids`` every image counts as one camera. Two deliberate differences, both
+    to keep every batch P×K: MMT draws without replacement only when the pool holds at least K
+    images, here when it holds at least K−1 (so an identity with exactly K−1 other-camera images
+    gives K distinct images); and where MMT emits a one-image identity alone (shifting every later
+    batch boundary), here its anchor is repeated K times. As MMT, a pool smaller than K−1 is drawn
+    with replacement and is not topped up with same-camera images.
+
+    Each batch holds ``min(P, K_clusters)`` identities. The order is a pure function of ``seed``,
+    so a resumed run replays the same batches; under DDP every rank draws the same global batch
+    and keeps its own contiguous slice of identities.
     """
 
     def __init__(self, labels: np.ndarray, batch_size: int, num_instances: int, seed: int,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, camids: Optional[Sequence[int]] = None):
         labels = np.asarray(labels)
         if batch_size % num_instances:
             raise ConfigError(f"SOLVER.IMS_PER_BATCH ({batch_size}) must be a multiple of "
@@ -70,11 +81,18 @@ class PseudoIdentityBatchSampler(Sampler):
         ids = np.unique(labels[labels >= 0])
         if len(ids) == 0:
             raise ValueError("No pseudo identity to sample: every target image is an outlier.")
+        if camids is None:
+            cams = np.zeros(len(labels), dtype=np.int64)
+        else:
+            cams = np.asarray(camids)
+            if cams.shape != labels.shape:
+                raise ValueError(f"{len(cams)} camera ids for {len(labels)} pseudo labels")
         order = np.argsort(labels, kind="stable")
         sorted_labels = labels[order]
         starts = np.searchsorted(sorted_labels, ids, side="left")
         ends = np.searchsorted(sorted_labels, ids, side="right")
         self.members: List[np.ndarray] = [order[s:e] for s, e in zip(starts, ends)]
+        self.member_cams: List[np.ndarray] = [cams[m] for m in self.members]
         self.num_instances = num_instances
         self.ids_per_batch = min(batch_size // num_instances, len(ids))
         self.seed, self.rank, self.world_size = int(seed), rank, world_size
@@ -83,6 +101,20 @@ class PseudoIdentityBatchSampler(Sampler):
         if self.ids_per_batch == 0:
             raise ValueError(f"{len(ids)} pseudo identities cannot fill one batch slice per rank "
                              f"({world_size} ranks).")
+
+    def _draw(self, rng: np.random.Generator, members: np.ndarray, cams: np.ndarray) -> np.ndarray:
+        """An anchor and K−1 positives of one identity (dataset indices), anchor first."""
+        a = int(rng.integers(len(members)))
+        others = np.delete(np.arange(len(members)), a)
+        other_cam = others[cams[others] != cams[a]]
+        pool = other_cam if len(other_cam) else others
+        k = self.num_instances - 1
+        if k == 0:
+            return members[[a]]
+        if len(pool) == 0:  # a one-image identity
+            return members[np.full(self.num_instances, a)]
+        picks = rng.choice(pool, size=k, replace=len(pool) < k)
+        return members[np.concatenate(([a], picks))]
 
     def __iter__(self) -> Iterator[List[int]]:
         rng = np.random.default_rng(self.seed)
@@ -94,9 +126,8 @@ class PseudoIdentityBatchSampler(Sampler):
                 chosen = perm[b:b + self.ids_per_batch]
                 batch = []
                 for j, cid in enumerate(chosen):
-                    members = self.members[cid]
-                    replace = len(members) < self.num_instances
-                    pick = rng.choice(members, size=self.num_instances, replace=replace)
+                    # every rank draws every identity (same random stream), keeps its own slice
+                    pick = self._draw(rng, self.members[cid], self.member_cams[cid])
                     if self.rank * per_rank <= j < (self.rank + 1) * per_rank:
                         batch.extend(int(i) for i in pick)
                 yield batch

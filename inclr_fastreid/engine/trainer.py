@@ -1,7 +1,9 @@
 """INCLRTrainer: FastReID's DefaultTrainer, plus the clustering-UDA loop when ``INCLR.CLUSTER.ENABLED``.
 
-Supervised runs (source pretraining) are FastReID's own. In adaptation runs the target training
-set is unlabeled: iterations per epoch come from ``INCLR.ITERS_PER_EPOCH``, classifier rows are
+Supervised runs (source pretraining) are FastReID's own, plus, with ``INCLR.PRETRAIN.TARGET_BN``, a
+target batch forwarded without a loss after every source forward so the BN statistics describe the
+target (MMT's PreTrainer; :mod:`.target_bn`). In adaptation runs the target training set is
+unlabeled: iterations per epoch come from ``INCLR.ITERS_PER_EPOCH``, classifier rows are
 pre-allocated (docs/design.md §9, so the true identity count never leaks), and the
 :class:`PseudoLabelHook` clusters before each epoch and swaps the train loader.
 
@@ -30,6 +32,7 @@ from ..errors import ConfigError, UserError
 from ..data.target import build_target_train_items
 from ..io import CheckpointLoadError, atomic_write_text, safe_torch_load
 from ..modeling.interface import MeanTeacherModel
+from ..modeling.pseudo_classes import is_classifier_key
 from .checkpoint import MatchingCheckpointer, model_state, remove_stale_temp_files, restore_best_metric
 from .distributed import seed_everything, unwrap
 from .ema_hook import EMAHook
@@ -119,11 +122,23 @@ class INCLRTrainer(DefaultTrainer):
                 )
         model = self.build_model(cfg)
         optimizer, param_wrapper = self.build_optimizer(cfg, model)
+        self.target_bn = None
+        if not self.adapting and cfg.INCLR.PRETRAIN.TARGET_BN:
+            from .target_bn import TargetBatchNormHook, build_target_bn_loader
+
+            # Built after the model (the same initialisation with or without it for a given seed) and
+            # before the source loader's prefetch thread starts: its shuffling and worker seeds are
+            # drawn here, at a fixed point of this thread's random streams.
+            self.target_bn = TargetBatchNormHook(build_target_bn_loader(cfg))
         if comm.get_world_size() > 1:
             from fastreid.engine import defaults
 
+            # FastReID's Baseline with PartPoolHead (configs/Pretrain, configs/UDA) leaves the part
+            # branches out of its loss: DDP must be told, or it stops at the second step waiting for
+            # their gradients. INCLR's losses reach every student parameter.
             model = defaults.DistributedDataParallel(
                 model, device_ids=[comm.get_local_rank()], broadcast_buffers=False,
+                find_unused_parameters=not isinstance(model, MeanTeacherModel),
             )
         self._trainer = (_CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else _CheckedSimpleTrainer)(
             model, data_loader, optimizer, param_wrapper
@@ -175,6 +190,8 @@ class INCLRTrainer(DefaultTrainer):
         if isinstance(self.unwrapped_model, MeanTeacherModel):
             # Right after the optimiser step, before evaluation and checkpointing read the teachers.
             ret.insert(1 if self.adapting else 0, EMAHook(self.cfg.INCLR.EMA_MOMENTUM))
+        if self.target_bn is not None:
+            ret.append(self.target_bn)
         return ret
 
     def run_step(self) -> None:
@@ -224,7 +241,16 @@ class INCLRTrainer(DefaultTrainer):
             if not self.cfg.MODEL.WEIGHTS:
                 logger.warning("MODEL.WEIGHTS is empty: adapting from randomly initialised students.")
                 return
-            model.load_pretrained(self.cfg.MODEL.WEIGHTS, self.cfg.INCLR.WEIGHTS2)
+            weights2 = self.cfg.INCLR.WEIGHTS2
+            # (a missing MODEL.WEIGHTS gets its own error first, from load_pretrained)
+            if weights2 and not os.path.isfile(weights2) and os.path.isfile(self.cfg.MODEL.WEIGHTS):
+                raise CheckpointLoadError(
+                    f"INCLR.WEIGHTS2 {weights2!r} not found: student 2 and teacher 2 start from a second source "
+                    "model, pretrained with another seed (README: 'Real data'; e.g. configs/Pretrain/<task>.yml "
+                    "INCLR.SEED 2 OUTPUT_DIR <dir>). Point INCLR.WEIGHTS2 to it, or set INCLR.WEIGHTS2 '' to start "
+                    "both students from MODEL.WEIGHTS.")
+            model.load_pretrained(self.cfg.MODEL.WEIGHTS, weights2)
+            warn_if_students_start_identical(model, self.cfg.MODEL.WEIGHTS, self.cfg.INCLR.WEIGHTS2)
             return
         self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
 
@@ -242,3 +268,22 @@ class INCLRTrainer(DefaultTrainer):
             return model
         MatchingCheckpointer(model).load(path)
         return model
+
+
+def warn_if_students_start_identical(model: torch.nn.Module, weights: str, weights2: str) -> bool:
+    """Log a warning (and return True) when both students (and so both teachers) start from the same
+    source weights: mutual teaching then has almost nothing to exchange (docs/design.md §4.2). MMT starts
+    them from two source models pretrained with different seeds (``--init-1`` / ``--init-2``)."""
+    s1, s2 = model.student1.state_dict(), model.student2.state_dict()
+    same = all(torch.equal(v, s2[k]) for k, v in s1.items()
+               if not is_classifier_key(k))  # rows: cluster centroids
+    if not same:
+        return False
+    if not weights2:
+        why = f"INCLR.WEIGHTS2 is empty, so student 2 and teacher 2 also start from MODEL.WEIGHTS ({weights})"
+    else:
+        why = f"MODEL.WEIGHTS ({weights}) and INCLR.WEIGHTS2 ({weights2}) hold the same weights"
+    logger.warning("%s: both students start identical, and mutual teaching has almost nothing to exchange. "
+                   "Pretrain a second source model with another INCLR.SEED and pass it as INCLR.WEIGHTS2 "
+                   "(MMT scripts/pretrain.sh, --init-1 / --init-2).", why)
+    return True

@@ -8,7 +8,14 @@ from .igmo import (
     uncertainty_weighted_kl_loss,
 )
 from .lgmr import lgmr_global_ce, lgmr_global_target, lgmr_part_loss
-from .mmt import batch_hard_pairs, pairwise_euclidean, soft_cross_entropy, soft_softmax_triplet, softmax_triplet
+from .mmt import (
+    batch_hard_pairs,
+    label_smoothed_cross_entropy,
+    pairwise_euclidean,
+    soft_cross_entropy,
+    soft_softmax_triplet,
+    softmax_triplet,
+)
 
 __all__ = [
     "batch_hard_pairs",
@@ -17,6 +24,7 @@ __all__ = [
     "igmo_log_probabilities",
     "igmo_probabilities",
     "inaccuracy",
+    "label_smoothed_cross_entropy",
     "lgmr_global_ce",
     "lgmr_global_target",
     "lgmr_part_loss",

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "label_smoothed_cross_entropy",
     "soft_cross_entropy",
     "softmax_triplet",
     "soft_softmax_triplet",
@@ -50,6 +51,21 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor, anchor: torch.Tensor)
     if not bool(mask.any()):  # one label in the batch: no triplet; keep the graph alive
         return anchor.sum() * 0.0
     return values[mask].mean()
+
+
+def label_smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, epsilon: float = 0.1) -> torch.Tensor:
+    """MMT's hard CE with label smoothing (``CrossEntropyLabelSmooth``, yxgeee/MMT ``mmt/loss/crossentropy.py``):
+    mean_i -sum_c q_ic log_softmax(logits_i)_c with q_i = (1 - epsilon) onehot(y_i) + epsilon / K,
+    K = the number of columns of ``logits`` (the live pseudo classes). ``epsilon`` = 0: plain CE.
+    """
+    if not 0.0 <= epsilon < 1.0:
+        raise ValueError(f"label smoothing epsilon (INCLR.MMT.LABEL_SMOOTH) must be in [0, 1), got {epsilon}")
+    if labels.dim() != 1 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(f"labels must be a vector of {logits.shape[0]}, got shape {tuple(labels.shape)}")
+    with _no_autocast(logits):
+        log_p = F.log_softmax(logits.float(), dim=1)
+        nll = -log_p.gather(1, labels[:, None]).squeeze(1)
+        return ((1.0 - epsilon) * nll - epsilon * log_p.mean(1)).mean()
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,8 @@ from ..interface import MeanTeacherModel
 from ..pseudo_classes import check_pseudo_classes, is_classifier_key, write_centroid_rows
 from ..losses import (
     credibility_weights,
+    igmo_log_probabilities,
+    label_smoothed_cross_entropy,
     lgmr_global_ce,
     lgmr_part_loss,
     soft_cross_entropy,
@@ -85,8 +87,9 @@ class INCLR(nn.Module, MeanTeacherModel):
     """Two students + two EMA teachers with MMT's mutual losses, LGMR and IGMO.
 
     Training ``forward`` returns ``loss_ce``, ``loss_soft_ce``, ``loss_tri``, ``loss_soft_tri`` and
-    (IGMO on) ``loss_kl``, each averaged over the two students. Eval ``forward`` returns the
-    ``INCLR.TEST_MODEL`` teacher's ``INCLR.TEST_FEATURE`` feature.
+    (IGMO on) ``loss_kl``, each the *sum* over the two students, as MMT's ``MMTTrainer`` sums them
+    (yxgeee/MMT ``mmt/trainers.py``). Eval ``forward`` returns the ``INCLR.TEST_MODEL`` teacher's
+    ``INCLR.TEST_FEATURE`` feature.
     """
 
     @configurable
@@ -103,6 +106,7 @@ class INCLR(nn.Module, MeanTeacherModel):
         soft_ce_weight: float = 0.5,
         soft_tri_weight: float = 0.8,
         tri_margin: float = 0.0,
+        label_smooth: float = 0.1,
         lgmr_enabled: bool = True,
         lgmr_beta: float = 0.5,
         igmo_enabled: bool = True,
@@ -138,6 +142,9 @@ class INCLR(nn.Module, MeanTeacherModel):
         self.soft_ce_weight = soft_ce_weight
         self.soft_tri_weight = soft_tri_weight
         self.tri_margin = tri_margin
+        if not 0.0 <= label_smooth < 1.0:
+            raise ValueError(f"INCLR.MMT.LABEL_SMOOTH must be in [0, 1), got {label_smooth}")
+        self.label_smooth = label_smooth
         self.lgmr_enabled = lgmr_enabled
         self.lgmr_beta = lgmr_beta
         self.igmo_enabled = igmo_enabled
@@ -171,6 +178,7 @@ class INCLR(nn.Module, MeanTeacherModel):
             "soft_ce_weight": inclr.MMT.SOFT_CE,
             "soft_tri_weight": inclr.MMT.SOFT_TRI,
             "tri_margin": inclr.MMT.TRI_MARGIN,
+            "label_smooth": inclr.MMT.LABEL_SMOOTH,
             "lgmr_enabled": inclr.LGMR.ENABLED,
             "lgmr_beta": inclr.LGMR.BETA,
             "igmo_enabled": inclr.IGMO.ENABLED,
@@ -279,17 +287,25 @@ class INCLR(nn.Module, MeanTeacherModel):
         l1, w1 = self._student_losses(s1, t1, t2, targets, agreement, k)
         l2, w2 = self._student_losses(s2, t2, t1, targets, agreement, k)
         self._record_credibility(batched_inputs.get("index"), (w1 + w2) / 2)
-        return {name: (l1[name] + l2[name]) / 2 for name in l1}
+        return {name: l1[name] + l2[name] for name in l1}  # summed over the students, as MMT
 
     def _student_losses(self, s: dict, own_t: dict, other_t: dict, targets, agreement, k: int):
-        """Losses of one student (its own mean teacher for IGMO, the other one for MMT's soft terms)."""
+        """Losses of one student (its own mean teacher for IGMO, the other one for MMT's soft terms).
+
+        Label smoothing (``label_smooth``, MMT's CrossEntropyLabelSmooth) applies where the reference
+        code uses it: the plain hard CE of the global and part branches (LGMR off; MMT
+        ``mmt/trainers.py``). With LGMR on, the global target is PPLR's refined target and the part
+        loss its agreement-aware label smoothing, both without a further epsilon, as PPLR's ``PGLR``
+        and ``AALS`` (yoonkicho/PPLR ``pplr/loss/loss.py``, ``pplr/trainers.py``).
+        """
         p = self.num_parts
         if self.lgmr_enabled:
             ce_g = lgmr_global_ce(s["cls_outputs"], targets, s["part_pred_class_logits"], agreement, self.lgmr_beta)
             ce_p = sum(lgmr_part_loss(s["part_cls_outputs"][j], targets, agreement[:, j]) for j in range(p)) / p
         else:
-            ce_g = F.cross_entropy(s["cls_outputs"].float(), targets)
-            ce_p = sum(F.cross_entropy(z.float(), targets) for z in s["part_cls_outputs"]) / p
+            eps = self.label_smooth
+            ce_g = label_smoothed_cross_entropy(s["cls_outputs"], targets, eps)
+            ce_p = sum(label_smoothed_cross_entropy(z, targets, eps) for z in s["part_cls_outputs"]) / p
         soft_g = soft_cross_entropy(s["pred_class_logits"], other_t["pred_class_logits"])
         soft_p = sum(
             soft_cross_entropy(z, zt) for z, zt in zip(s["part_pred_class_logits"], other_t["part_pred_class_logits"])
