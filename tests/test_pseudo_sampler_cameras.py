@@ -132,3 +132,28 @@ def test_camera_ids_must_match_the_labels():
     labels, cams = _layout()
     with pytest.raises(ValueError, match="camera ids"):
         PseudoIdentityBatchSampler(labels, 2 * K, K, seed=0, camids=cams[:-1])
+
+
+def test_the_adaptation_loader_samples_by_camera():
+    """engine.loader (what the pseudo-label hook installs) hands the target cameras to the sampler:
+    for identity 0 (cameras 0,0,0,1,1,2) a camera-0 anchor never gets a camera-0 positive."""
+    from fastreid.data.transforms import build_transforms
+
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.engine.loader import build_pseudo_label_loader, close_loader
+
+    labels, cams = _layout()
+    cfg = setup_cfg("", ["SOLVER.IMS_PER_BATCH", str(2 * K), "DATALOADER.NUM_INSTANCE", str(K),
+                         "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu"])
+    loader = build_pseudo_label_loader(cfg, [f"img{i}.png" for i in range(len(labels))], cams, labels, None,
+                                       build_transforms(cfg, is_train=True), 2, seed=5, epoch=0)
+    try:
+        checked = 0
+        for batch in _batches(loader.batch_sampler, 200):
+            for g in _groups(batch):
+                if labels[g[0]] == 0 and cams[g[0]] == 0:
+                    assert all(cams[i] != 0 for i in g[1:]), [int(cams[i]) for i in g]
+                    checked += 1
+        assert checked > 0
+    finally:
+        close_loader(loader)

@@ -24,12 +24,13 @@ __all__ = ["build_pseudo_label_loader", "install_train_loader", "close_loader"]
 def build_pseudo_label_loader(cfg: CfgNode, paths: Sequence[str], camids: np.ndarray, labels: np.ndarray,
                               agreement: Optional[np.ndarray], transform: Callable, num_views: int,
                               seed: int, epoch: int) -> DataLoaderX:
-    """A prefetching P×K loader over the pseudo identities (outliers never drawn), ``num_views``
-    augmented views per image, batches a pure function of ``seed``; checks that all ranks agree."""
+    """A prefetching P×K loader over the pseudo identities (outliers never drawn; an identity's other
+    K-1 images from other cameras where it has any, as MMT), ``num_views`` augmented views per image,
+    batches a pure function of ``seed``; checks that all ranks agree."""
     dataset = PseudoLabelDataset(list(paths), camids, labels, agreement, transform, two_views=num_views == 2)
     total, inst = int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.DATALOADER.NUM_INSTANCE)
     sampler = PseudoIdentityBatchSampler(labels, total, inst, seed=seed, rank=comm.get_rank(),
-                                         world_size=comm.get_world_size())
+                                         world_size=comm.get_world_size(), camids=camids)
     if sampler.ids_per_batch < total // inst:
         logger.warning("Epoch %d: only %d pseudo identities; batches hold %d x %d images instead of %d.",
                        epoch, len(sampler.members), sampler.ids_per_batch, inst, total)
