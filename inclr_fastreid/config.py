@@ -131,6 +131,7 @@ def validate_inclr_config(cfg: CN) -> None:
     Each check is the one its module applies when it is built (no second copy here), run early so
     a typo fails before data loading and feature extraction."""
     from .modeling.heads.part_pool_head import _check_test_feature
+    from .modeling.losses.mmt import check_label_smooth
     from .modeling.meta_arch.inclr import check_mixing_weights, check_test_model
     from .pseudo_labels.params import cluster_params_from_cfg
 
@@ -140,10 +141,9 @@ def validate_inclr_config(cfg: CN) -> None:
         _check_test_feature(c.TEST_FEATURE, cfg.MODEL.HEADS.NUM_PARTS)
         check_test_model(c.TEST_MODEL)
         check_mixing_weights(c.MMT.SOFT_CE, c.MMT.SOFT_TRI)
+        check_label_smooth(c.MMT.LABEL_SMOOTH)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if not 0.0 <= c.MMT.LABEL_SMOOTH < 1.0:
-        raise ConfigError(f"INCLR.MMT.LABEL_SMOOTH ({c.MMT.LABEL_SMOOTH}) must be in [0, 1).")
     if c.PRETRAIN.TARGET_BN:
         if not c.PRETRAIN.TARGET_DATASETS:
             raise ConfigError("INCLR.PRETRAIN.TARGET_BN needs INCLR.PRETRAIN.TARGET_DATASETS, e.g. (\"Market1501\",).")

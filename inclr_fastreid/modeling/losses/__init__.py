@@ -10,6 +10,7 @@ from .igmo import (
 from .lgmr import lgmr_global_ce, lgmr_global_target, lgmr_part_loss
 from .mmt import (
     batch_hard_pairs,
+    check_label_smooth,
     label_smoothed_cross_entropy,
     pairwise_euclidean,
     soft_cross_entropy,
@@ -19,6 +20,7 @@ from .mmt import (
 
 __all__ = [
     "batch_hard_pairs",
+    "check_label_smooth",
     "credibility",
     "credibility_weights",
     "igmo_log_probabilities",

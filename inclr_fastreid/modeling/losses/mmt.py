@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "check_label_smooth",
     "label_smoothed_cross_entropy",
     "soft_cross_entropy",
     "softmax_triplet",
@@ -53,13 +54,18 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor, anchor: torch.Tensor)
     return values[mask].mean()
 
 
+def check_label_smooth(epsilon: float) -> None:
+    """The label-smoothing epsilon (INCLR.MMT.LABEL_SMOOTH) lies in [0, 1)."""
+    if not 0.0 <= epsilon < 1.0:
+        raise ValueError(f"label smoothing epsilon (INCLR.MMT.LABEL_SMOOTH) must be in [0, 1), got {epsilon}")
+
+
 def label_smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, epsilon: float = 0.1) -> torch.Tensor:
     """MMT's hard CE with label smoothing (``CrossEntropyLabelSmooth``, yxgeee/MMT ``mmt/loss/crossentropy.py``):
     mean_i -sum_c q_ic log_softmax(logits_i)_c with q_i = (1 - epsilon) onehot(y_i) + epsilon / K,
     K = the number of columns of ``logits`` (the live pseudo classes). ``epsilon`` = 0: plain CE.
     """
-    if not 0.0 <= epsilon < 1.0:
-        raise ValueError(f"label smoothing epsilon (INCLR.MMT.LABEL_SMOOTH) must be in [0, 1), got {epsilon}")
+    check_label_smooth(epsilon)
     if labels.dim() != 1 or labels.shape[0] != logits.shape[0]:
         raise ValueError(f"labels must be a vector of {logits.shape[0]}, got shape {tuple(labels.shape)}")
     with _no_autocast(logits):

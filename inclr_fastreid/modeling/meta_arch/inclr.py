@@ -29,10 +29,11 @@ from ...registry import register_once
 from ..ema import ema_update
 from ..heads.part_pool_head import PartPoolHead, _check_test_feature, branch_names, join_eval_features
 from ..interface import MeanTeacherModel
-from ..pseudo_classes import check_pseudo_classes, is_classifier_key, write_centroid_rows
+from ..pretrained import read_source_state, source_weights_for
+from ..pseudo_classes import check_pseudo_classes, write_centroid_rows
 from ..losses import (
     credibility_weights,
-    igmo_log_probabilities,
+    check_label_smooth,
     label_smoothed_cross_entropy,
     lgmr_global_ce,
     lgmr_part_loss,
@@ -127,6 +128,7 @@ class INCLR(nn.Module, MeanTeacherModel):
         _check_test_feature(test_feature, networks["student1"].heads.num_parts)
         check_test_model(test_model)
         check_mixing_weights(soft_ce_weight, soft_tri_weight)
+        check_label_smooth(label_smooth)
         # Teachers start as copies of their students and are never optimised.
         for t, s in (("teacher1", "student1"), ("teacher2", "student2")):
             getattr(self, t).load_state_dict(getattr(self, s).state_dict())
@@ -142,8 +144,6 @@ class INCLR(nn.Module, MeanTeacherModel):
         self.soft_ce_weight = soft_ce_weight
         self.soft_tri_weight = soft_tri_weight
         self.tri_margin = tri_margin
-        if not 0.0 <= label_smooth < 1.0:
-            raise ValueError(f"INCLR.MMT.LABEL_SMOOTH must be in [0, 1), got {label_smooth}")
         self.label_smooth = label_smooth
         self.lgmr_enabled = lgmr_enabled
         self.lgmr_beta = lgmr_beta
@@ -366,9 +366,9 @@ class INCLR(nn.Module, MeanTeacherModel):
         classifiers get cluster centroids each epoch); any other missing, unexpected or
         mis-shaped key raises, listing them."""
         for path, (s_name, t_name) in ((path1, ("student1", "teacher1")), (path2 or path1, ("student2", "teacher2"))):
-            state = _read_baseline_state(path)
+            state = read_source_state(path)
             student = getattr(self, s_name)
-            filtered = _check_pretrained_keys(student.state_dict(), state, path)
+            filtered = source_weights_for(student.state_dict(), state, path, NETWORKS)
             student.load_state_dict(filtered, strict=False)
             getattr(self, t_name).load_state_dict(filtered, strict=False)
             logger.info("Loaded %s into %s and %s (classifier rows skipped)", path, s_name, t_name)
@@ -387,33 +387,3 @@ def _all_gather_pairs(index: torch.Tensor, weight: torch.Tensor) -> Tuple[torch.
     dist.all_gather(idx_list, index)
     dist.all_gather(w_list, weight)
     return torch.cat(idx_list), torch.cat(w_list)
-
-
-def _read_baseline_state(path: str) -> Dict[str, torch.Tensor]:
-    from ...io import CheckpointLoadError, safe_torch_load  # weights_only=True, errors that say what to do
-
-    if not path:
-        raise CheckpointLoadError("load_pretrained: empty checkpoint path (set MODEL.WEIGHTS)")
-
-    ckpt = safe_torch_load(path)
-    if isinstance(ckpt, Mapping) and "model" in ckpt:
-        state = ckpt["model"]
-    elif isinstance(ckpt, Mapping) and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        state = ckpt
-    else:
-        raise CheckpointLoadError(f"{path}: not a FastReID checkpoint (no 'model' state dict)")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-
-
-def _check_pretrained_keys(expected: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor], path: str):
-    """Non-classifier entries of ``state`` after checking they match ``expected`` exactly."""
-    from ...io import check_state_dict
-
-    unexpected = set(state) - set(expected)
-    hint = ""
-    if any(k.split(".")[0] in NETWORKS for k in unexpected):
-        hint = "This looks like an INCLR checkpoint: resume it with MODEL.WEIGHTS / --resume instead."
-    elif any(k.startswith("heads.") for k in set(expected) - set(state)):
-        hint = "Pretrain with MODEL.HEADS.NAME: PartPoolHead and the same NUM_PARTS/EMBEDDING_DIM."
-    check_state_dict(expected, state, f"load_pretrained({path})", ignore=is_classifier_key, hint=hint)
-    return {k: v for k, v in state.items() if not is_classifier_key(k)}
