@@ -527,16 +527,16 @@ def test_each_student_learns_from_the_right_teacher_and_view(small_model):
                for net in ("student1", "student2", "teacher1", "teacher2") for v in (1, 2)}
 
     def mutual(s1, s2, soft_t1, soft_t2, kl_t1, kl_t2):
-        """The three mutual terms and the credibility for a given pairing (averaged over students)."""
+        """The three mutual terms (summed over the students, as MMT) and the credibility (averaged)."""
         terms = {"loss_soft_ce": 0.0, "loss_soft_tri": 0.0, "loss_kl": 0.0}
         ws = []
         for s, soft_t, kl_t in ((s1, soft_t1, kl_t1), (s2, soft_t2, kl_t2)):
             parts = sum(_by_hand_soft_ce(z, zt) for z, zt in zip(s["part_pred_class_logits"],
                                                                   soft_t["part_pred_class_logits"])) / P
-            terms["loss_soft_ce"] += 0.5 * (_by_hand_soft_ce(s["pred_class_logits"], soft_t["pred_class_logits"]) + parts) / 2
-            terms["loss_soft_tri"] += 0.8 * soft_softmax_triplet(s["global_pool"], y, soft_t["global_pool"]) / 2
+            terms["loss_soft_ce"] += 0.5 * (_by_hand_soft_ce(s["pred_class_logits"], soft_t["pred_class_logits"]) + parts)
+            terms["loss_soft_tri"] += 0.8 * soft_softmax_triplet(s["global_pool"], y, soft_t["global_pool"])
             kl, w = _by_hand_igmo(s["global_neck"], kl_t["global_neck"], cents["global"], y)
-            terms["loss_kl"] += 0.5 * kl / 2
+            terms["loss_kl"] += 0.5 * kl
             ws.append(w)
         return terms, (ws[0] + ws[1]) / 2
 

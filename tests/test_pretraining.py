@@ -75,7 +75,7 @@ def test_target_forward_moves_bn_statistics_and_leaves_source_gradients_alone(ba
     with_target, without = copy.deepcopy(baseline).train(), copy.deepcopy(baseline).train()
     hook = TargetBatchNormHook(itertools.repeat(target))
     # what the hook reads of the trainer; the model wrapped as DDP wraps it
-    hook.trainer = types.SimpleNamespace(model=types.SimpleNamespace(module=with_target), iter=1, start_iter=0)
+    hook.trainer = types.SimpleNamespace(model=torch.nn.DataParallel(with_target), iter=1, start_iter=0)
     hook.before_train()
 
     def step(model, armed):
