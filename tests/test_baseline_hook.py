@@ -1,4 +1,4 @@
-"""FastReID's stock ``Baseline`` + the PseudoLabelHook (DESIGN.md §1 item 4, §9): after a clustering
+"""FastReID's stock ``Baseline`` + the PseudoLabelHook (docs/design.md §1 item 4, §9): after a clustering
 the classifier rows 0..K-1 of every branch are the L2-normalised cluster centroids of the features
 the hook clustered (recomputed here by hand from the images), training logits have exactly K live
 columns (rows >= K get no gradient: they never enter the softmax), and evaluation output is the

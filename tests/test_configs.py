@@ -26,7 +26,7 @@ TASKS = {"duke2market": ("DukeMTMC", "Market1501"), "market2duke": ("Market1501"
 
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_each_task_pretrains_two_source_models_with_target_bn_and_adapts_from_both(task):
-    """DESIGN.md §4.2: per-pair pretraining with the target's BN statistics, two seeds, and the
+    """docs/design.md §4.2: per-pair pretraining with the target's BN statistics, two seeds, and the
     task config reading the two source models as MODEL.WEIGHTS and INCLR.WEIGHTS2."""
     source, target = TASKS[task]
     pre = setup_cfg(os.path.join(ROOT, "configs", "Pretrain", f"{task}.yml"), ["MODEL.DEVICE", "cpu"])
@@ -60,7 +60,7 @@ def test_config_loads_and_builds(path):
 
 # ---------------------------------------------------------------- switches of every config (issue 11)
 # (META_ARCHITECTURE, HEADS.NAME, CLUSTER.ENABLED, LGMR.ENABLED, IGMO.ENABLED, IGMO.DETACH_WEIGHT),
-# written from DESIGN.md §4.4-4.5 / paper Table III, not read from the files.
+# written from docs/design.md §4.4-4.5 / paper Table III, not read from the files.
 INCLR_FULL = ("INCLR", "PartPoolHead", True, True, True, True)
 MMT_ONLY = ("INCLR", "PartPoolHead", True, False, False, True)
 PLUS_LGMR = ("INCLR", "PartPoolHead", True, True, False, True)
@@ -164,7 +164,7 @@ def test_stock_baseline_uda_configs_cluster_without_lgmr(name):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "DESIGN.md §4.4 (corrected 2026-11-30): samples no part supports are dropped 'max_p C_p(i) < "
+    "docs/design.md §4.4 (corrected 2026-11-30): samples no part supports are dropped 'max_p C_p(i) < "
     "INCLR.LGMR.MIN_AGREEMENT — 0 by default, as PPLR drops no sample'; config.py and Base-INCLR.yml "
     "set 0.1 (commit bed3cb9, before that correction)"))
 def test_lgmr_min_agreement_default_is_the_designs_zero():

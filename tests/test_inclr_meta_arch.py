@@ -248,7 +248,7 @@ def test_ablation_switches_mmt_baseline(base_model):
 
 def _hand_losses(model, batch, cents, *, soft_ce, soft_tri, lambda_kl, eps, lgmr, beta=0.5, temp=20.0):
     """Every loss term of both students rebuilt from the four networks' own outputs with the pure
-    loss functions (DESIGN.md §4.2): S1 and T1 see view 1, S2 and T2 view 2; each student's soft
+    loss functions (docs/design.md §4.2): S1 and T1 see view 1, S2 and T2 view 2; each student's soft
     terms use the *other* pair's teacher, its IGMO term its *own* teacher; the students' terms are
     summed (MMT)."""
     from inclr_fastreid.modeling.losses import (
@@ -507,7 +507,7 @@ def _by_hand_igmo(student_neck, teacher_neck, centroids, targets, temp=20.0):
 
 def test_each_student_learns_from_the_right_teacher_and_view(small_model):
     """MMT's soft CE / soft triplet of S1 use T2 (and of S2 use T1); IGMO of each student uses its own
-    teacher; view 1 feeds S1 and T1, view 2 feeds S2 and T2 (DESIGN.md §4.2, §4.5). The mutual terms
+    teacher; view 1 feeds S1 and T1, view 2 feeds S2 and T2 (docs/design.md §4.2, §4.5). The mutual terms
     and the recorded credibility are rebuilt by hand from the four networks' outputs; the wrong
     pairings give values far outside the tolerance (checked), so a swap cannot pass."""
     from inclr_fastreid.modeling.losses import soft_softmax_triplet

@@ -1,4 +1,4 @@
-"""Source pretraining as MMT does it (DESIGN.md §4.2): target-domain batch norm
+"""Source pretraining as MMT does it (docs/design.md §4.2): target-domain batch norm
 (INCLR.PRETRAIN.TARGET_BN, inclr_fastreid/engine/target_bn.py), two source models from two seeds,
 and the warning when an adaptation run starts both students from the same one."""
 import copy

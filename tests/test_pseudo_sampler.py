@@ -1,7 +1,7 @@
 """PseudoIdentityBatchSampler (the P x K loader of an adaptation epoch), checked against its
 contract: P pseudo identities x K images per batch, never an outlier, the same batches for the same
 seed (a resumed run replays them), and under DDP disjoint per-rank slices that together are the
-single-process batch (DESIGN.md §4.2, §6)."""
+single-process batch (docs/design.md §4.2, §6)."""
 import itertools
 from collections import Counter
 
