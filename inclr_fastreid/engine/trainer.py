@@ -134,8 +134,9 @@ class INCLRTrainer(DefaultTrainer):
             from fastreid.engine import defaults
 
             # FastReID's Baseline with PartPoolHead (configs/Pretrain, configs/UDA) leaves the part
-            # branches out of its loss: DDP must be told, or it stops at the second step waiting for
-            # their gradients. INCLR's losses reach every student parameter.
+            # branches out of its loss. They no longer require grad (freeze_unreached_part_branches),
+            # so DDP does not wait for them; find_unused_parameters stays on for stock Baselines
+            # (not re-checked without it). INCLR's losses reach every student parameter.
             model = defaults.DistributedDataParallel(
                 model, device_ids=[comm.get_local_rank()], broadcast_buffers=False,
                 find_unused_parameters=not isinstance(model, MeanTeacherModel),
@@ -161,9 +162,11 @@ class INCLRTrainer(DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module):
         """FastReID's optimizer; for a model of several networks (INCLR's students) its per-name
-        rules apply inside each network (frozen teachers are skipped by FastReID already)."""
+        rules apply inside each network (frozen teachers are skipped by FastReID already). The part
+        branches of a stock Baseline's PartPoolHead are left out (:func:`freeze_unreached_part_branches`)."""
         from fastreid.engine import defaults
 
+        freeze_unreached_part_branches(model)
         scoped = NetworkScopedNames(model)
         return defaults.build_optimizer(cfg, scoped if scoped.networks else model)
 
@@ -268,6 +271,34 @@ class INCLRTrainer(DefaultTrainer):
             return model
         MatchingCheckpointer(model).load(path)
         return model
+
+
+def freeze_unreached_part_branches(model: torch.nn.Module) -> bool:
+    """Under FastReID's stock ``Baseline`` (source pretraining, configs/UDA), ``Baseline.losses``
+    reads only the global branch of a :class:`PartPoolHead`: no loss reaches the part necks (BNNeck
+    and 1x1 embedding conv) or the part classifiers. FastReID's contiguous-buffer optimizer gives
+    them zero gradients, not None, so the optimiser's L2 weight decay alone would shrink them every
+    step, the part BNNecks' scale to ~0 over a full source schedule (docs/design.md §4.2.4). They
+    are therefore set ``requires_grad=False`` here, which keeps them out of FastReID's optimizer
+    (``get_default_optimizer_params`` skips them) and out of DDP's gradient reduction; they keep
+    their initial (or loaded) values. The part BNNecks' running statistics still update in train
+    mode (wanted, also for ``INCLR.PRETRAIN.TARGET_BN``). ``requires_grad`` is not in state dicts:
+    checkpoints are unchanged. INCLR (a :class:`MeanTeacherModel`) is left alone: its losses reach
+    every student parameter, and it builds its own networks when it loads a source model.
+    Returns whether anything was frozen."""
+    from ..modeling.heads.part_pool_head import PartPoolHead
+
+    model = unwrap(model)
+    heads = getattr(model, "heads", None)
+    if isinstance(model, MeanTeacherModel) or not isinstance(heads, PartPoolHead):
+        return False
+    heads.part_bottlenecks.requires_grad_(False)
+    for w in heads.part_weights:
+        w.requires_grad_(False)
+    logger.info("%s with PartPoolHead: its losses read the global branch only, so the %d part branches "
+                "(necks, classifiers) are not optimised (docs/design.md §4.2.4).",
+                type(model).__name__, heads.num_parts)
+    return True
 
 
 def warn_if_students_start_identical(model: torch.nn.Module, weights: str, weights2: str) -> bool:
