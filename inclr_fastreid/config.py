@@ -46,8 +46,9 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.MMT.SOFT_TRI = 0.8
     # Margin of the hard (batch-hard softmax) triplet; 0 = MMT's softmax-triplet without margin
     _C.INCLR.MMT.TRI_MARGIN = 0.0
-    # Label smoothing epsilon of the plain hard CE (MMT's CrossEntropyLabelSmooth, 0.1); not applied
-    # on top of LGMR's refined global target or agreement-aware part loss (PPLR applies none there)
+    # Label smoothing epsilon of the plain hard CE (MMT's CrossEntropyLabelSmooth, 0.1), also of the
+    # parts' CE during LGMR's AALS warm-up (PPLR's CrossEntropyLabelSmooth, same 0.1); not applied on
+    # top of LGMR's refined global target or agreement-aware part loss (PPLR applies none there)
     _C.INCLR.MMT.LABEL_SMOOTH = 0.1
 
     # Source pretraining (FastReID's Baseline run, INCLR.CLUSTER.ENABLED False)
@@ -80,14 +81,18 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.LGMR = CN()
     _C.INCLR.LGMR.ENABLED = True
     _C.INCLR.LGMR.K = 20
-    # Cross-agreement mode (pseudo_labels/agreement.py AGREEMENTS): mean = mean of the kNN-set and
-    # cluster overlaps; neighbour = the kNN-set overlap alone (PPLR examples/train_pplr.py)
-    _C.INCLR.LGMR.AGREEMENT = "mean"
+    # Cross-agreement mode (pseudo_labels/agreement.py AGREEMENTS): neighbour = the kNN-set overlap
+    # alone, as PPLR's compute_cross_agreement (examples/train_pplr.py); mean = its mean with the
+    # cluster overlap (an option)
+    _C.INCLR.LGMR.AGREEMENT = "neighbour"
     _C.INCLR.LGMR.BETA = 0.5
     # Samples whose global cluster no part supports (max_p C_p(i) < this) sit out the epoch.
-    # The paper gives no number; 0.1 reads "supported" as at least a 10% mean overlap of the
-    # kNN sets and clusters (0 keeps everyone). Not tuned on the synthetic benchmark.
-    _C.INCLR.LGMR.MIN_AGREEMENT = 0.1
+    # 0 keeps every clustered sample: PPLR drops no sample for its agreement (examples/train_pplr.py)
+    _C.INCLR.LGMR.MIN_AGREEMENT = 0.0
+    # Parts train with label-smoothed CE (INCLR.MMT.LABEL_SMOOTH) in epochs 0..AALS_EPOCH-1 and with
+    # the agreement-aware loss (AALS) from then on; the global branch uses the refined target from
+    # the start (PPLR pplr/trainers.py, --aals-epoch 5 in examples/train_pplr.py). 0 = AALS throughout
+    _C.INCLR.LGMR.AALS_EPOCH = 5
 
     # IGMO: inaccuracy-guided mutual optimisation (docs/design.md §4.5)
     _C.INCLR.IGMO = CN()

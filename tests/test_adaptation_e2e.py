@@ -73,11 +73,12 @@ def test_duke2market_adapts_through_train_net(data_and_source):
     assert [r["epoch"] for r in rounds] == [0, 1]
     for r in rounds:
         assert r["num_samples"] == counts["train"]
-        assert set(r) >= {"num_clusters", "num_outliers", "pairwise_fscore_after_lgmr", "nmi_after_lgmr",
-                          "ari_before_lgmr", "credibility_auroc"}
+        assert set(r) >= {"num_clusters", "num_outliers", "num_outliers_before_lgmr", "pairwise_fscore_after_lgmr",
+                          "nmi_after_lgmr", "ari_before_lgmr", "credibility_auroc"}
     # Classifier rows are pre-allocated per target image: the true identity count never leaks.
     state = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)
     assert state["model"]["student1.heads.weight"].shape[0] == counts["train"]
+    assert int(state["model"]["current_epoch"]) == 1  # the hook told INCLR the last epoch (AALS warm-up)
     assert "pseudo_labels" in state and state["pseudo_labels"]["labels"].shape == (counts["train"],)
 
     # Table II: the same checkpoint evaluated with each feature.

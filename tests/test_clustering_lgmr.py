@@ -118,7 +118,7 @@ def test_cross_agreement_is_mean_of_both_overlaps():
     parts = [g + s * np.random.default_rng(s).normal(size=g.shape).astype(np.float32) for s in (1, 2)]
     gl = np.asarray(lab)
     pls = [np.where(np.arange(200) % 7 == 0, -1, lab), (lab + 1) % 20]
-    a = cross_agreement(g, parts, gl, pls, k=12)
+    a = cross_agreement(g, parts, gl, pls, k=12, mode="mean")
     assert a.shape == (200, 2) and a.dtype == np.float32
     assert (a >= 0).all() and (a <= 1).all()
     for p in range(2):
@@ -254,9 +254,45 @@ def test_cluster_params_from_cfg_reads_every_key():
     cfg = setup_cfg("", ["INCLR.CLUSTER.EPS", "0.45", "INCLR.CLUSTER.MIN_SAMPLES", "3", "INCLR.CLUSTER.K1", "21",
                          "INCLR.CLUSTER.K2", "5", "INCLR.CLUSTER.MAX_DISTANCE", "0.8", "INCLR.CLUSTER.CAMERA_NORM", "True",
                          "INCLR.LGMR.ENABLED", "False", "INCLR.LGMR.K", "15", "INCLR.LGMR.MIN_AGREEMENT", "0.2",
-                         "INCLR.LGMR.AGREEMENT", "neighbour"])
+                         "INCLR.LGMR.AGREEMENT", "mean"])
     p = cluster_params_from_cfg(cfg)
     assert (p.method, p.eps, p.min_samples, p.k1, p.k2, p.max_distance, p.camera_norm) == \
         ("dbscan", 0.45, 3, 21, 5, 0.8, True)
-    assert (p.lgmr_enabled, p.lgmr_k, p.min_agreement, p.agreement) == (False, 15, 0.2, "neighbour")
+    assert (p.lgmr_enabled, p.lgmr_k, p.min_agreement, p.agreement) == (False, 15, 0.2, "mean")
     assert cluster_params_from_cfg(cfg, eps=0.3).eps == 0.3 and p.k_search == 21
+
+
+def test_lgmr_defaults_are_pplrs_neighbour_overlap_and_no_dropped_sample(four_spaces):
+    """docs/design.md §4.4: by default C_p(i) is the kNN-set overlap alone (PPLR's
+    compute_cross_agreement) all the way from the config through ClusterParams to cross_agreement,
+    and MIN_AGREEMENT 0 makes LGMR turn no clustered sample into an outlier; 'mean' stays an option."""
+    import inspect
+
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.engine.label_log import quality_record
+    from inclr_fastreid.pseudo_labels import ClusterParams, cluster_params_from_cfg
+
+    cfg = setup_cfg("", [])
+    p = cluster_params_from_cfg(cfg)
+    assert (cfg.INCLR.LGMR.AGREEMENT, p.agreement, ClusterParams().agreement) == ("neighbour",) * 3
+    assert inspect.signature(cross_agreement).parameters["mode"].default == "neighbour"
+    assert cfg.INCLR.LGMR.MIN_AGREEMENT == p.min_agreement == 0.0
+
+    (g, *parts), lab = four_spaces
+    r = generate_pseudo_labels(g, parts, p)
+    assert np.allclose(r.agreement, np.stack([knn_overlap(g, q, k=20) for q in parts], 1))
+    assert (r.agreement < 1).any() and (r.agreement.max(1) < 0.5).any()  # weak support is kept all the same
+    before = r.labels_before_lgmr
+    assert (before >= 0).sum() > 0.9 * len(before)
+    assert np.array_equal(r.labels, relabel_by_first_occurrence(before))  # no new outliers, only renumbered
+    mean = generate_pseudo_labels(g, parts, p, agreement="mean")
+    assert not np.allclose(mean.agreement, r.agreement)
+
+    # the label-quality log records the outliers before and after LGMR
+    dropped = generate_pseudo_labels(g, parts, p, min_agreement=0.3)
+    for res in (r, dropped):
+        rec = quality_record(0, res, lab, 0.0, 0.0)
+        assert rec["num_outliers_before_lgmr"] == int((res.labels_before_lgmr < 0).sum())
+        assert rec["num_outliers"] == int((res.labels < 0).sum())
+    rec = quality_record(0, dropped, lab, 0.0, 0.0)
+    assert rec["num_outliers"] > rec["num_outliers_before_lgmr"]

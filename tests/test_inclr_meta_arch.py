@@ -20,6 +20,8 @@ from inclr_fastreid.engine.ema_hook import EMAHook
 from inclr_fastreid.modeling.ema import ema_alpha, ema_update
 from inclr_fastreid.modeling.interface import MeanTeacherModel
 
+from test_degenerate_clustering import FakeTrainer, close, items  # noqa: F401  (items: module fixture, 18 images)
+
 ROWS, K, N, D, P = 12, 3, 20, 512, 3
 BRANCHES = ("global", "part1", "part2", "part3")
 
@@ -219,6 +221,13 @@ def test_training_input_errors(model):
     bad["targets"] = torch.tensor([0, 0, 0, 0, 3, 3, 3, 3])
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         model(bad)
+    from inclr_fastreid.modeling.meta_arch.inclr import check_aals_epoch
+
+    for bad_epoch in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="INCLR.LGMR.AALS_EPOCH"):
+            check_aals_epoch(bad_epoch)
+    with pytest.raises(ValueError, match="epoch"):
+        model.start_epoch(-1)
 
 
 def test_ablation_switches_mmt_baseline(base_model):
@@ -246,11 +255,12 @@ def test_ablation_switches_mmt_baseline(base_model):
     assert torch.isfinite(model.credibility[batch["index"]]).all()  # still measured
 
 
-def _hand_losses(model, batch, cents, *, soft_ce, soft_tri, lambda_kl, eps, lgmr, beta=0.5, temp=20.0):
+def _hand_losses(model, batch, cents, *, soft_ce, soft_tri, lambda_kl, eps, lgmr, aals=True, beta=0.5, temp=20.0):
     """Every loss term of both students rebuilt from the four networks' own outputs with the pure
     loss functions (docs/design.md §4.2): S1 and T1 see view 1, S2 and T2 view 2; each student's soft
     terms use the *other* pair's teacher, its IGMO term its *own* teacher; the students' terms are
-    summed (MMT)."""
+    summed (MMT). LGMR (§4.4, PPLR's PPLRTrainer): the global CE against the refined target always,
+    the parts' CE label-smoothed with ``eps`` in the warm-up (``aals`` False), agreement-aware after."""
     from inclr_fastreid.modeling.losses import (
         lgmr_global_ce, lgmr_part_loss, soft_cross_entropy, soft_softmax_triplet, softmax_triplet,
         uncertainty_weighted_kl_loss)
@@ -262,14 +272,18 @@ def _hand_losses(model, batch, cents, *, soft_ce, soft_tri, lambda_kl, eps, lgmr
         s1, s2 = model.student1(x1, y, K), model.student2(x2, y, K)
         t1, t2 = model.teacher1(x1, y, K), model.teacher2(x2, y, K)
 
+    def ls(z):  # MMT's / PPLR's label-smoothed CE, written out: -(1-eps) log p_y - eps mean_c log p_c
+        logp = F.log_softmax(z, 1)
+        return (-(1 - eps) * logp.gather(1, y[:, None]).squeeze(1) - eps * logp.mean(1)).mean()
+
     def one(s, own_t, other_t):
         if lgmr:
             ce_g = lgmr_global_ce(s["cls_outputs"], y, s["part_pred_class_logits"], agr, beta)
-            ce_p = sum(lgmr_part_loss(s["part_cls_outputs"][j], y, agr[:, j]) for j in range(P)) / P
-        else:  # MMT's label-smoothed CE, written out: -(1-eps) log p_y - eps mean_c log p_c
-            def ls(z):
-                logp = F.log_softmax(z, 1)
-                return (-(1 - eps) * logp.gather(1, y[:, None]).squeeze(1) - eps * logp.mean(1)).mean()
+            if aals:
+                ce_p = sum(lgmr_part_loss(s["part_cls_outputs"][j], y, agr[:, j]) for j in range(P)) / P
+            else:
+                ce_p = sum(ls(z) for z in s["part_cls_outputs"]) / P
+        else:
             ce_g = ls(s["cls_outputs"])
             ce_p = sum(ls(z) for z in s["part_cls_outputs"]) / P
         soft_g = soft_cross_entropy(s["pred_class_logits"], other_t["pred_class_logits"])
@@ -288,13 +302,14 @@ def _hand_losses(model, batch, cents, *, soft_ce, soft_tri, lambda_kl, eps, lgmr
     return {name: a[name] + b[name] for name in a}
 
 
-@pytest.mark.parametrize("lgmr,eps", [(True, 0.1), (False, 0.2)], ids=["lgmr_on", "lgmr_off_smoothed"])
+@pytest.mark.parametrize("lgmr,eps", [(True, 0.15), (False, 0.2)], ids=["lgmr_on", "lgmr_off_smoothed"])
 def test_every_loss_term_of_both_students_rebuilt_by_hand(base_model, lgmr, eps):
     """Catches a swapped own/other teacher, a swapped view and a swapped weight: all four networks
-    differ, the views differ, and no two weights are equal or complementary."""
+    differ, the views differ, and no two weights are equal or complementary. With LGMR on and
+    AALS_EPOCH 2, epochs 0 and 1 train the parts with label-smoothed CE and epoch 2 with AALS."""
     soft_ce, soft_tri, lambda_kl = 0.3, 0.8, 0.7
     model = build_model(_cfg(MMT__SOFT_CE=soft_ce, MMT__SOFT_TRI=soft_tri, MMT__LABEL_SMOOTH=eps,
-                             IGMO__LAMBDA_KL=lambda_kl, LGMR__ENABLED=lgmr))
+                             IGMO__LAMBDA_KL=lambda_kl, LGMR__ENABLED=lgmr, LGMR__AALS_EPOCH=2))
     model.load_state_dict(base_model.state_dict())
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():  # teachers differ from their students too
@@ -305,13 +320,23 @@ def test_every_loss_term_of_both_students_rebuilt_by_hand(base_model, lgmr, eps)
     cents = _centroids()
     model.set_pseudo_classes(K, cents)
     batch = _batch(3)
-    with torch.no_grad():
-        got = model(batch)
-    want = _hand_losses(model, batch, cents, soft_ce=soft_ce, soft_tri=soft_tri, lambda_kl=lambda_kl, eps=eps,
-                        lgmr=lgmr)
-    assert set(got) == set(want)
-    for name in want:
-        assert got[name].item() == pytest.approx(want[name].item(), abs=1e-5), name
+    ce = {}
+    for epoch in (0, 1, 2):
+        model.start_epoch(epoch)
+        with torch.no_grad():
+            got = model(batch)
+        want = _hand_losses(model, batch, cents, soft_ce=soft_ce, soft_tri=soft_tri, lambda_kl=lambda_kl, eps=eps,
+                            lgmr=lgmr, aals=epoch >= 2)
+        assert set(got) == set(want)
+        for name in want:
+            assert got[name].item() == pytest.approx(want[name].item(), abs=1e-5), (epoch, name)
+        ce[epoch] = got["loss_ce"].item()
+    if lgmr:  # the switch is visible: AALS differs from the warm-up's smoothed CE by far more than 1e-5
+        other = _hand_losses(model, batch, cents, soft_ce=soft_ce, soft_tri=soft_tri, lambda_kl=lambda_kl,
+                             eps=eps, lgmr=lgmr, aals=True)["loss_ce"].item()
+        assert ce[0] == ce[1] and abs(ce[2] - ce[0]) > 1e-3 and abs(other - ce[0]) > 1e-3
+    else:  # LGMR off: the epoch changes nothing
+        assert ce[0] == ce[1] == ce[2]
 
 
 # ---------------------------------------------------------------- features, checkpoints, weights
@@ -335,6 +360,7 @@ def test_branch_features_and_eval_outputs(model):
 
 def test_checkpoint_round_trip(model, tmp_path):
     model.set_pseudo_classes(K, _centroids())
+    model.start_epoch(7)  # the epoch (AALS warm-up) is checkpointed: a resume is exact
     with torch.no_grad():
         model(_batch())  # fills credibility, moves BN statistics
     model.update_teachers(0.5)
@@ -350,7 +376,7 @@ def test_checkpoint_round_trip(model, tmp_path):
     assert set(want) == set(got)
     for k in want:
         assert torch.equal(want[k], got[k]) or (want[k].is_floating_point() and torch.allclose(want[k], got[k], equal_nan=True) and torch.equal(torch.isnan(want[k]), torch.isnan(got[k]))), k
-    assert int(fresh.num_live_classes) == K
+    assert int(fresh.num_live_classes) == K and int(fresh.current_epoch) == 7
     assert torch.isfinite(fresh.credibility).sum() == 8
     assert torch.equal(fresh.igmo_centroids, model.igmo_centroids)
 
@@ -441,6 +467,7 @@ def test_models_are_seen_through_the_declared_interface(model):
     baseline = build_model(_cfg(meta="Baseline"))
     seen = as_pseudo_label_model(baseline)
     assert isinstance(seen, BaselineAdapter) and seen.num_views == 1 and seen.credibility_values() is None
+    assert seen.start_epoch(3) is None  # the default: no epoch-dependent loss
     baseline.eval()
     images = torch.rand(3, 3, 64, 32) * 255
     batch = {"images": images.clone()}
@@ -596,3 +623,35 @@ def test_from_config_test_feature_model_and_kappa_reach_inference(small_model):
         with torch.no_grad():
             got = built({"images": images})
         assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6), (feature, which, kappa)
+
+
+def test_the_pseudo_label_hook_tells_inclr_the_epoch(items):
+    """The hook's before_epoch starts every epoch on the model through the declared interface
+    (PseudoLabelModel.start_epoch, through DataParallel), clustering or not: INCLR's current_epoch
+    follows trainer.epoch, so the AALS warm-up of docs/design.md §4.4 ends at the right epoch."""
+    import os
+
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook
+    from inclr_fastreid.engine.state import PseudoLabelState
+    from tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER
+
+    cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR", "duke2market.yml"), TINY + SMALL_NET + TINY_CLUSTER + [
+        "MODEL.HEADS.NUM_CLASSES", str(len(items)), "MODEL.WEIGHTS", "", "OUTPUT_DIR", "", "INCLR.SEED", "3",
+        "INCLR.CLUSTER.PERIOD", "2", "INCLR.NUM_SAMPLES", str(len(items))])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    hook = PseudoLabelHook(cfg, items, PseudoLabelState())
+    hook.trainer = FakeTrainer()
+    hook.trainer.model = nn.DataParallel(model)
+    hook.before_train()
+    try:
+        for epoch, clusters in ((2, True), (3, False)):  # 2: clusters (PERIOD 2); 3: keeps the labels
+            hook.trainer.epoch = epoch
+            rounds = len(hook.state.history)
+            hook.before_epoch()
+            assert (len(hook.state.history) > rounds) == clusters
+            assert int(model.current_epoch) == epoch
+    finally:
+        close(hook)

@@ -17,12 +17,13 @@ logger = logging.getLogger("fastreid." + __name__)
 __all__ = ["MatchingCheckpointer", "check_state_matches", "model_state", "restore_best_metric",
            "remove_stale_temp_files"]
 
-_PSEUDO_BUFFERS = ("igmo_centroids", "credibility", "num_live_classes")
+_PSEUDO_BUFFERS = ("igmo_centroids", "credibility", "num_live_classes", "current_epoch")
 
 
 def _may_differ(key: str) -> bool:
     """Entries whose shape follows the data, not the architecture: classifier rows (number of
-    classes) and INCLR's pseudo-label buffers (number of target images)."""
+    classes) and INCLR's pseudo-label buffers (number of target images; ``current_epoch``, which
+    checkpoints written before it existed lack: the hook sets it before every epoch)."""
     return is_classifier_key(key) or key.split(".")[-1] in _PSEUDO_BUFFERS
 
 

@@ -30,6 +30,7 @@ def quality_record(epoch: int, result: PseudoLabels, true_ids: Optional[np.ndarr
         "num_outliers": int((labels < 0).sum()), "extract_seconds": round(extract_s, 3),
         "cluster_seconds": round(cluster_s, 3),
         "num_clusters_before_lgmr": int(before.max() + 1) if (before >= 0).any() else 0,
+        "num_outliers_before_lgmr": int((before < 0).sum()),
     }
     for tag, pred in (("before_lgmr", before), ("after_lgmr", labels)):
         q = label_quality(pred, true_ids) if true_ids is not None else None

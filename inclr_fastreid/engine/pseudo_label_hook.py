@@ -79,6 +79,7 @@ class PseudoLabelHook(HookBase):
             payload = on_main_then_broadcast(lambda: self._cluster(epoch, feats, t0), f"Epoch {epoch}: clustering")
             self._apply(epoch, payload)
         self._install_loader(epoch)
+        as_pseudo_label_model(unwrap(self.trainer.model)).start_epoch(epoch)
 
     def after_train(self) -> None:
         close_loader(self.trainer._trainer.data_loader)

@@ -32,6 +32,10 @@ class PseudoLabelModel(abc.ABC):
         """Start an epoch with K pseudo classes: classifier rows 0..K-1 become the cluster centroids
         (per branch) and only those rows take part in training."""
 
+    def start_epoch(self, epoch: int) -> None:
+        """The trainer starts epoch ``epoch`` (0-based); for losses that change with the epoch, e.g.
+        INCLR's AALS warm-up (docs/design.md §4.4). Default: nothing to do."""
+
     def credibility_values(self) -> Optional[torch.Tensor]:
         """Latest per-sample credibility of the pseudo labels (N,), NaN where unseen; None if the
         model does not estimate one (docs/design.md §4.6)."""

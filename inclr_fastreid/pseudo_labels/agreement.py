@@ -6,9 +6,9 @@ agree about sample i. Its evidence:
   global space and in part space p, as PPLR's ``compute_cross_agreement`` (yoonkicho/PPLR
   ``examples/train_pplr.py``: |N_g(i) ∩ N_p(i)| / |N_g(i) ∪ N_p(i)|);
 - the *cluster overlap*: Jaccard overlap of i's global cluster and its part-p cluster.
-How they combine is a mode (``INCLR.LGMR.AGREEMENT``, :data:`AGREEMENTS`): ``mean`` of both
-(the paper leaves it open) or ``neighbour`` alone (PPLR). A new mode is one function registered
-with :func:`agreement_mode`. The loss side lives in ``modeling/losses/lgmr.py``.
+How they combine is a mode (``INCLR.LGMR.AGREEMENT``, :data:`AGREEMENTS`): ``neighbour`` alone
+(PPLR; the default) or the ``mean`` of both (an option; the paper leaves it open). A new mode is
+one function registered with :func:`agreement_mode`. The loss side lives in ``modeling/losses/lgmr.py``.
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def _neighbour_overlap_only(global_knn: np.ndarray, part_knn: np.ndarray, global
 def cross_agreement(global_feats: Any, part_feats_list: Sequence[Any], global_labels: Any,
                     part_labels_list: Sequence[Any], k: int = 20, *,
                     global_knn: Optional[np.ndarray] = None,
-                    part_knn_list: Optional[Sequence[np.ndarray]] = None, mode: str = "mean") -> np.ndarray:
+                    part_knn_list: Optional[Sequence[np.ndarray]] = None, mode: str = "neighbour") -> np.ndarray:
     """(N, P) float32 in [0, 1]: C_p(i) for every part, combined per ``mode`` (docs/design.md §4.4).
 
     ``global_knn`` / ``part_knn_list``: optional precomputed (N, >=k) neighbour indices *without*

@@ -27,7 +27,7 @@ class ClusterParams:
     lgmr_enabled: bool = True
     lgmr_k: int = 20
     min_agreement: float = 0.0
-    agreement: str = "mean"
+    agreement: str = "neighbour"
 
     def __post_init__(self) -> None:
         from .agreement import AGREEMENTS

@@ -72,6 +72,12 @@ def check_test_model(test_model: str) -> None:
         raise ValueError(f"INCLR.TEST_MODEL={test_model!r}: expected t1, t2 or mean")
 
 
+def check_aals_epoch(aals_epoch: int) -> None:
+    """INCLR.LGMR.AALS_EPOCH: the first epoch whose part loss is AALS, an integer >= 0."""
+    if isinstance(aals_epoch, bool) or int(aals_epoch) != aals_epoch or aals_epoch < 0:
+        raise ValueError(f"INCLR.LGMR.AALS_EPOCH must be an integer >= 0, got {aals_epoch!r}")
+
+
 def check_mixing_weights(soft_ce: float, soft_tri: float) -> None:
     """INCLR.MMT.SOFT_CE / SOFT_TRI mix hard and soft terms: weights in [0, 1]."""
     for key, w in (("INCLR.MMT.SOFT_CE", soft_ce), ("INCLR.MMT.SOFT_TRI", soft_tri)):
@@ -110,6 +116,7 @@ class INCLR(nn.Module, MeanTeacherModel):
         label_smooth: float = 0.1,
         lgmr_enabled: bool = True,
         lgmr_beta: float = 0.5,
+        aals_epoch: int = 5,
         igmo_enabled: bool = True,
         igmo_temp: float = 20.0,
         lambda_kl: float = 0.5,
@@ -129,6 +136,7 @@ class INCLR(nn.Module, MeanTeacherModel):
         check_test_model(test_model)
         check_mixing_weights(soft_ce_weight, soft_tri_weight)
         check_label_smooth(label_smooth)
+        check_aals_epoch(aals_epoch)
         # Teachers start as copies of their students and are never optimised.
         for t, s in (("teacher1", "student1"), ("teacher2", "student2")):
             getattr(self, t).load_state_dict(getattr(self, s).state_dict())
@@ -147,6 +155,7 @@ class INCLR(nn.Module, MeanTeacherModel):
         self.label_smooth = label_smooth
         self.lgmr_enabled = lgmr_enabled
         self.lgmr_beta = lgmr_beta
+        self.aals_epoch = int(aals_epoch)
         self.igmo_enabled = igmo_enabled
         self.igmo_temp = igmo_temp
         self.lambda_kl = lambda_kl
@@ -160,6 +169,8 @@ class INCLR(nn.Module, MeanTeacherModel):
         self.register_buffer("igmo_centroids", torch.zeros(self.num_rows, self.feat_dim))
         # Latest IGMO credibility of each target training image (NaN = not seen yet)
         self.register_buffer("credibility", torch.full((int(num_samples),), float("nan")))
+        # The epoch being trained (start_epoch), checkpointed: decides the parts' loss (AALS warm-up)
+        self.register_buffer("current_epoch", torch.zeros((), dtype=torch.long))
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -181,6 +192,7 @@ class INCLR(nn.Module, MeanTeacherModel):
             "label_smooth": inclr.MMT.LABEL_SMOOTH,
             "lgmr_enabled": inclr.LGMR.ENABLED,
             "lgmr_beta": inclr.LGMR.BETA,
+            "aals_epoch": inclr.LGMR.AALS_EPOCH,
             "igmo_enabled": inclr.IGMO.ENABLED,
             "igmo_temp": inclr.IGMO.TEMP,
             "lambda_kl": inclr.IGMO.LAMBDA_KL,
@@ -226,6 +238,14 @@ class INCLR(nn.Module, MeanTeacherModel):
         self.igmo_centroids.zero_()
         self.igmo_centroids[:k].copy_(cents["global"].to(self.igmo_centroids.device, self.igmo_centroids.dtype))
         self.num_live_classes.fill_(k)
+
+    @torch.no_grad()
+    def start_epoch(self, epoch: int) -> None:
+        """The pseudo-label hook starts epoch ``epoch`` (0-based): parts train with label-smoothed CE
+        while it is < ``aals_epoch``, with AALS from then on (docs/design.md §4.4)."""
+        if int(epoch) != epoch or epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+        self.current_epoch.fill_(int(epoch))
 
     @torch.no_grad()
     def branch_features(self, batched_inputs) -> Dict[str, torch.Tensor]:
@@ -294,14 +314,19 @@ class INCLR(nn.Module, MeanTeacherModel):
 
         Label smoothing (``label_smooth``, MMT's CrossEntropyLabelSmooth) applies where the reference
         code uses it: the plain hard CE of the global and part branches (LGMR off; MMT
-        ``mmt/trainers.py``). With LGMR on, the global target is PPLR's refined target and the part
-        loss its agreement-aware label smoothing, both without a further epsilon, as PPLR's ``PGLR``
-        and ``AALS`` (yoonkicho/PPLR ``pplr/loss/loss.py``, ``pplr/trainers.py``).
+        ``mmt/trainers.py``). With LGMR on, the global target is PPLR's refined target (``PGLR``) from
+        the first epoch; the parts train with label-smoothed CE while ``current_epoch`` <
+        ``aals_epoch`` and with the agreement-aware loss (``AALS``, no further epsilon) from then on,
+        as ``PPLRTrainer`` (yoonkicho/PPLR ``pplr/trainers.py``, ``pplr/loss/loss.py``).
         """
         p = self.num_parts
         if self.lgmr_enabled:
             ce_g = lgmr_global_ce(s["cls_outputs"], targets, s["part_pred_class_logits"], agreement, self.lgmr_beta)
-            ce_p = sum(lgmr_part_loss(s["part_cls_outputs"][j], targets, agreement[:, j]) for j in range(p)) / p
+            if int(self.current_epoch) < self.aals_epoch:  # PPLR's warm-up
+                ce_p = sum(label_smoothed_cross_entropy(z, targets, self.label_smooth)
+                           for z in s["part_cls_outputs"]) / p
+            else:
+                ce_p = sum(lgmr_part_loss(s["part_cls_outputs"][j], targets, agreement[:, j]) for j in range(p)) / p
         else:
             eps = self.label_smooth
             ce_g = label_smoothed_cross_entropy(s["cls_outputs"], targets, eps)
