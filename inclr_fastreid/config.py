@@ -76,6 +76,13 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.CLUSTER.CAMERA_NORM = False
     # Images per batch when extracting features for clustering
     _C.INCLR.CLUSTER.BATCH_SIZE = 128
+    # kmeans (METHOD kmeans, MMT / P2LR): K in the global and every part space; 0 = unset (kmeans
+    # refuses it). The paper's K per target (§IV-B): Market 500, Duke 700, MSMT17 1500
+    _C.INCLR.CLUSTER.NUM_CLUSTERS = 0
+    # dbscan eps: fixed = EPS; mmt = MMT-DBSCAN (examples/mmt_train_dbscan.py): at the first clustering
+    # the mean of the smallest RHO of the pairwise Jaccard distances, then kept for the run (checkpointed)
+    _C.INCLR.CLUSTER.EPS_RULE = "fixed"
+    _C.INCLR.CLUSTER.RHO = 1.6e-3
 
     # LGMR: local/global mutual refinement (docs/design.md §4.4)
     _C.INCLR.LGMR = CN()

@@ -36,6 +36,7 @@ def quality_record(epoch: int, result: PseudoLabels, true_ids: Optional[np.ndarr
         q = label_quality(pred, true_ids) if true_ids is not None else None
         for key in _METRICS:
             record[f"{key}_{tag}"] = None if q is None else float(q[key])
+    record["eps"] = None if result.eps is None else round(float(result.eps), 6)  # DBSCAN's eps (EPS_RULE mmt: computed)
     return record
 
 

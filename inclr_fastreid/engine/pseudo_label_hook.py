@@ -88,8 +88,10 @@ class PseudoLabelHook(HookBase):
         """Rank 0: cluster the gathered features, refine with LGMR; what every rank needs to apply."""
         t1 = time.perf_counter()
         parts = sorted(k for k in feats if k.startswith("part"))
+        frozen = {} if self.state.eps is None else {"eps": self.state.eps}  # EPS_RULE mmt after the first round
         result = generate_pseudo_labels(feats["global"].numpy(), [feats[p].numpy() for p in parts], self.params,
-                                        lgmr_enabled=self.params.lgmr_enabled and bool(parts), camids=self.camids)
+                                        lgmr_enabled=self.params.lgmr_enabled and bool(parts), camids=self.camids,
+                                        **frozen)
         record = quality_record(epoch, result, self.true_ids, time.perf_counter() - t1, t1 - t0)
         dump = (os.path.join(self.cfg.OUTPUT_DIR, f"credibility_epoch{epoch:03d}.npz")
                 if self.cfg.OUTPUT_DIR else "")
@@ -98,11 +100,15 @@ class PseudoLabelHook(HookBase):
             self.true_ids, dump)
         return {"labels": torch.as_tensor(result.labels, dtype=torch.int64),
                 "agreement": torch.as_tensor(result.agreement, dtype=torch.float32) if parts else None,
-                "num_classes": int(result.num_classes), "record": record,
+                "num_classes": int(result.num_classes), "record": record, "eps": result.eps,
                 "centroids": {k: torch.as_tensor(v) for k, v in result.centroids.items()}}
 
     def _apply(self, epoch: int, payload: Dict[str, Any]) -> None:
         k, record = payload["num_classes"], payload["record"]
+        if self.params.eps_rule == "mmt" and self.state.eps is None and payload.get("eps") is not None:
+            self.state.eps = float(payload["eps"])  # MMT-DBSCAN: eps of the first clustering, kept for the run
+            logger.info("Epoch %d: INCLR.CLUSTER.EPS_RULE mmt: eps = %.4f (rho %g), kept for the run.", epoch,
+                        self.state.eps, self.params.rho)
         if k < 2:
             if self.state.labels is not None and self.state.num_classes >= 2:
                 logger.warning("Epoch %d: clustering gave %d cluster(s); reusing the labels of epoch %d. "

@@ -22,13 +22,14 @@ class PseudoLabelState:
         self.cluster_epoch = -1
         self.skip_epoch = False
         self.seed = -1
+        self.eps: Optional[float] = None  # DBSCAN eps frozen at the first round (EPS_RULE mmt); None: not yet / not used
         self.history: List[Dict[str, Any]] = []
 
     def state_dict(self) -> Dict[str, Any]:
         return {
             "labels": self.labels, "agreement": self.agreement, "num_classes": self.num_classes,
             "cluster_epoch": self.cluster_epoch, "skip_epoch": self.skip_epoch, "seed": self.seed,
-            "history": json.dumps(self.history),
+            "eps": self.eps, "history": json.dumps(self.history),
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -36,3 +37,5 @@ class PseudoLabelState:
         self.num_classes, self.cluster_epoch = int(state["num_classes"]), int(state["cluster_epoch"])
         self.skip_epoch, self.seed = bool(state["skip_epoch"]), int(state["seed"])
         self.history = json.loads(state["history"])
+        eps = state.get("eps")  # absent in checkpoints written before EPS_RULE existed
+        self.eps = None if eps is None else float(eps)

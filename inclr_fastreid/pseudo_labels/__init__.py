@@ -1,5 +1,5 @@
 """Pseudo-label engine (docs/design.md §4.3-4.6): sparse k-reciprocal Jaccard distance, clusterers
-(DBSCAN), LGMR cross-agreement and refinement, and label-quality metrics. Pure functions over
+(DBSCAN, k-means), LGMR cross-agreement and refinement, and label-quality metrics. Pure functions over
 numpy/torch arrays; no FastReID state.
 """
 from .agreement import (AGREEMENTS, agreement_mode, cluster_overlap, cross_agreement, knn_overlap,

@@ -8,6 +8,7 @@ its name becomes a value of ``INCLR.CLUSTER.METHOD``.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
@@ -20,8 +21,8 @@ from .knn import as_float32_features, l2_normalize
 if TYPE_CHECKING:
     from .params import ClusterParams
 
-__all__ = ["CLUSTERERS", "clusterer", "FeatureSpace", "cluster_dbscan", "relabel_by_first_occurrence",
-           "cluster_centroids"]
+__all__ = ["CLUSTERERS", "clusterer", "FeatureSpace", "cluster_dbscan", "cluster_kmeans", "kmeans_plus_plus", "mmt_eps",
+           "relabel_by_first_occurrence", "cluster_centroids"]
 
 
 class FeatureSpace:
@@ -108,6 +109,100 @@ def cluster_dbscan(dist: sp.spmatrix, eps: float = 0.6, min_samples: int = 4,
 def _dbscan_on_jaccard(space: FeatureSpace, params: "ClusterParams") -> np.ndarray:
     """DBSCAN on the sparse k-reciprocal Jaccard distance (SpCL / PPLR)."""
     return cluster_dbscan(space.jaccard(), params.eps, params.min_samples)
+
+
+def mmt_eps(dist: sp.spmatrix, n: int, rho: float = 1.6e-3) -> float:
+    """MMT-DBSCAN's eps (``examples/mmt_train_dbscan.py``): the mean of the smallest
+    m = round(rho * N(N-1)/2) upper-triangle (i < j) distances of the full N x N Jaccard matrix.
+
+    Exact from the sparse matrix, never densified: a pair the matrix does not store counts as
+    distance 1 (a stored pair is <= ``max_distance`` <= 1), so only the stored upper-triangle
+    entries are looked at and, when fewer than m are stored, the rest of the m smallest are 1.
+    Stored zeros are distances 0 (MMT's ``np.nonzero`` on the dense triangle also drops such exact
+    zeros; they need identical k-reciprocal supports and are counted here). m is NumPy-rounded
+    as MMT's ``np.round``; m = 0 is refused naming ``INCLR.CLUSTER.RHO``.
+    """
+    if not sp.issparse(dist) or dist.shape != (n, n):
+        raise ValueError(f"dist must be a sparse {n} x {n} matrix, got {type(dist).__name__} {getattr(dist, 'shape', None)}")
+    if not (0 < rho <= 1):
+        raise ValueError(f"INCLR.CLUSTER.RHO={rho}: must be in (0, 1]")
+    m = int(np.round(rho * (n * (n - 1) // 2)))
+    if m < 1:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"INCLR.CLUSTER.RHO={rho} selects no pair of the N={n} target images "
+                          "(round(RHO * N(N-1)/2) = 0); raise it or use INCLR.CLUSTER.EPS_RULE fixed")
+    upper = sp.triu(dist, k=1, format="coo").data.astype(np.float64, copy=False)
+    if upper.size > m:
+        upper = np.partition(upper, m - 1)[:m]
+    return float((upper.sum() + (m - upper.size) * 1.0) / m)
+
+
+def kmeans_plus_plus(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Greedy k-means++ seeding, as scikit-learn's ``KMeans`` (MMT's) initialises: each next centre is,
+    of 2 + floor(ln k) samples drawn with probability proportional to their squared distance to the
+    nearest centre so far, the one that leaves the smallest total squared distance.
+    ``x``: (N, D) float32 unit rows; returns (k, D) float32 centres (rows of ``x``)."""
+    rng = np.random.default_rng(seed)
+    n = x.shape[0]
+    trials = 2 + int(np.log(k))
+    chosen = np.empty(k, dtype=np.int64)
+    chosen[0] = rng.integers(n)
+    d2 = np.maximum(2.0 - 2.0 * (x @ x[chosen[0]]).astype(np.float64), 0.0)
+    for j in range(1, k):
+        total = d2.sum()
+        if total <= 0:  # every sample sits on a centre already
+            chosen[j:] = rng.integers(n, size=k - j)
+            break
+        cand = rng.choice(n, size=trials, p=d2 / total)
+        cand_d2 = np.minimum(d2[:, None], np.maximum(2.0 - 2.0 * (x @ x[cand].T).astype(np.float64), 0.0))
+        best = int(np.argmin(cand_d2.sum(axis=0)))
+        chosen[j], d2 = cand[best], cand_d2[:, best]
+    return np.ascontiguousarray(x[chosen])
+
+
+def cluster_kmeans(features: np.ndarray, k: int, *, seed: int = 1, niter: int = 100) -> np.ndarray:
+    """faiss k-means (Euclidean, on unit vectors) into exactly ``k`` clusters; (N,) int64 labels 0..k-1
+    by first occurrence, no outliers.
+
+    MMT (``examples/mmt_train_kmeans.py``) runs scikit-learn's ``KMeans`` (k-means++ init, up to 300
+    iterations, stop at tol 1e-4); here the same greedy k-means++ seeding (:func:`kmeans_plus_plus`)
+    instead of faiss's own start (k random samples), then Lloyd iterations in faiss for a fixed
+    ``niter`` (100, ours: faiss has no convergence test). k-means is a local method: the seeding
+    decides which minimum is found.
+    ``features``: (N, D), L2-normalised here. Every sample takes part (no faiss subsampling).
+    Fixed ``seed`` -> the same labels on the same machine. A faiss GPU build with a visible GPU
+    runs on the GPU (``faiss.get_num_gpus() > 0``), otherwise the CPU. A cluster left empty is
+    split by faiss during training, so all ``k`` ids occur; should the final assignment still leave
+    one empty (many identical features), the labels keep the clusters that have members, with a
+    warning. N < k is refused naming ``INCLR.CLUSTER.NUM_CLUSTERS``.
+    """
+    import faiss
+
+    x = np.ascontiguousarray(l2_normalize(as_float32_features(features)))
+    n = x.shape[0]
+    if int(k) != k or k < 1:
+        raise ValueError(f"INCLR.CLUSTER.NUM_CLUSTERS={k}: k-means needs a positive number of clusters")
+    if n < k:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"INCLR.CLUSTER.NUM_CLUSTERS={k} exceeds the N={n} target images; lower it")
+    km = faiss.Kmeans(x.shape[1], int(k), niter=int(niter), seed=int(seed), max_points_per_centroid=max(n, 1),
+                      gpu=faiss.get_num_gpus() > 0, verbose=False)
+    km.train(x, init_centroids=kmeans_plus_plus(x, int(k), seed))
+    _, assign = km.index.search(x, 1)
+    labels = relabel_by_first_occurrence(assign[:, 0].astype(np.int64))
+    if labels.max() + 1 != k:
+        logging.getLogger(__name__).warning("k-means left %d of INCLR.CLUSTER.NUM_CLUSTERS=%d clusters empty "
+                                            "(many identical features?)", k - labels.max() - 1, k)
+    return labels
+
+
+@clusterer("kmeans")
+def _kmeans_on_features(space: FeatureSpace, params: "ClusterParams") -> np.ndarray:
+    """k-means with K = ``INCLR.CLUSTER.NUM_CLUSTERS`` on the normalised features (MMT / P2LR); every
+    space (global and each part) with the same K."""
+    return cluster_kmeans(space.features, params.num_clusters, seed=params.seed)
 
 
 def cluster_centroids(features: Any, labels: Any) -> np.ndarray:

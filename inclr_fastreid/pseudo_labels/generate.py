@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .agreement import cross_agreement, refine_global_labels
-from .clustering import CLUSTERERS, FeatureSpace, cluster_centroids
+from .clustering import CLUSTERERS, FeatureSpace, cluster_centroids, mmt_eps
 from .knn import as_float32_features, is_cuda_tensor, knn_search, l2_normalize
 from .params import ClusterParams
 
@@ -33,6 +33,7 @@ class PseudoLabels:
     # wall seconds: knn_<space>, jaccard_<space>, dbscan_<space> (the clusterer; space = global, part1..),
     # lgmr, centroids, total
     timings: Dict[str, float] = field(default_factory=dict)
+    eps: Optional[float] = None  # DBSCAN's eps this round (computed by EPS_RULE mmt when not given); None: not dbscan
 
     @property
     def num_outliers(self) -> int:
@@ -80,8 +81,13 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     rows for the students' features). Features: (N, D) numpy arrays or torch tensors (CUDA tensors
     are searched on the GPU). Spaces are processed one at a time; already-normalised float32 input
     is not copied.
+
+    ``eps_rule="mmt"`` (dbscan): without an ``eps`` override, eps is computed from the global space's
+    sparse Jaccard distance (:func:`~.clustering.mmt_eps`) and used in every space; the caller keeps
+    ``result.eps`` and passes it back as ``eps=`` in later rounds (MMT fixes it at the first clustering).
     """
     p = replace(params or ClusterParams(), **overrides)
+    compute_eps = p.method == "dbscan" and p.eps_rule == "mmt" and "eps" not in overrides
     t_all = time.perf_counter()
     timings: Dict[str, float] = {}
     if p.camera_norm and camids is None:
@@ -115,6 +121,13 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
         del search_feats
         t1 = time.perf_counter()
         space = FeatureSpace(name, cpu_feats, sims, idx, p, n_threads=n_threads)
+        if compute_eps:  # the global space comes first: its eps serves every space
+            eps = mmt_eps(space.jaccard(), n, p.rho)
+            if eps > p.max_distance:
+                raise ConfigError(f"INCLR.CLUSTER.EPS_RULE mmt gave eps={eps:.4f} > INCLR.CLUSTER.MAX_DISTANCE="
+                                  f"{p.max_distance} (fewer than the RHO={p.rho} fraction of pairs are stored); "
+                                  "raise MAX_DISTANCE (<= 1)")
+            p, compute_eps = replace(p, eps=eps), False
         labels_by_space[name] = CLUSTERERS[p.method](space, p)
         t3 = time.perf_counter()
         if p.lgmr_enabled:
@@ -145,4 +158,5 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     timings["total"] = time.perf_counter() - t_all
     num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
     return PseudoLabels(labels=labels, num_classes=num_classes, agreement=agreement, centroids=centroids,
-                        part_labels=part_labels, labels_before_lgmr=before, timings=timings)
+                        part_labels=part_labels, labels_before_lgmr=before, timings=timings,
+                        eps=float(p.eps) if p.method == "dbscan" else None)

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ClusterParams", "cluster_params_from_cfg"]
+__all__ = ["ClusterParams", "cluster_params_from_cfg", "EPS_RULES"]
+
+#: values of INCLR.CLUSTER.EPS_RULE (dbscan): fixed = INCLR.CLUSTER.EPS; mmt = MMT-DBSCAN's rule
+#: (clustering.py: mmt_eps at the first round, then kept for the run)
+EPS_RULES = ("fixed", "mmt")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,10 @@ class ClusterParams:
     lgmr_k: int = 20
     min_agreement: float = 0.0
     agreement: str = "neighbour"
+    num_clusters: int = 0  # kmeans: K in every space (INCLR.CLUSTER.NUM_CLUSTERS)
+    eps_rule: str = "fixed"  # dbscan: fixed = eps; mmt = MMT-DBSCAN's eps from rho at the first round
+    rho: float = 1.6e-3  # MMT-DBSCAN's fraction of the pairwise distances (examples/mmt_train_dbscan.py)
+    seed: int = 1  # k-means initialisation (MMT's --seed default); fixed, so a round is reproducible
 
     def __post_init__(self) -> None:
         from .agreement import AGREEMENTS
@@ -37,6 +45,13 @@ class ClusterParams:
             raise ValueError(f"INCLR.CLUSTER.METHOD {self.method!r}: use one of {sorted(CLUSTERERS)}.")
         if self.agreement not in AGREEMENTS:
             raise ValueError(f"INCLR.LGMR.AGREEMENT {self.agreement!r}: use one of {sorted(AGREEMENTS)}.")
+        if self.eps_rule not in EPS_RULES:
+            raise ValueError(f"INCLR.CLUSTER.EPS_RULE {self.eps_rule!r}: use one of {list(EPS_RULES)}.")
+        if not (0 < self.rho <= 1):
+            raise ValueError(f"INCLR.CLUSTER.RHO={self.rho}: must be in (0, 1].")
+        if self.method == "kmeans" and int(self.num_clusters) < 1:
+            raise ValueError(f"INCLR.CLUSTER.METHOD kmeans needs INCLR.CLUSTER.NUM_CLUSTERS > 0 (got "
+                             f"{self.num_clusters}); the paper's K: Market 500, Duke 700, MSMT17 1500.")
         if self.max_distance < self.eps:
             raise ValueError(
                 f"max_distance={self.max_distance} (INCLR.CLUSTER.MAX_DISTANCE) must be >= eps={self.eps} "
@@ -56,7 +71,8 @@ def cluster_params_from_cfg(cfg: Any, **overrides: Any) -> ClusterParams:
         method=c.CLUSTER.METHOD, eps=c.CLUSTER.EPS, min_samples=c.CLUSTER.MIN_SAMPLES, k1=c.CLUSTER.K1,
         k2=c.CLUSTER.K2, max_distance=c.CLUSTER.MAX_DISTANCE, camera_norm=c.CLUSTER.CAMERA_NORM,
         lgmr_enabled=c.LGMR.ENABLED, lgmr_k=c.LGMR.K, min_agreement=c.LGMR.MIN_AGREEMENT,
-        agreement=c.LGMR.AGREEMENT,
+        agreement=c.LGMR.AGREEMENT, num_clusters=c.CLUSTER.NUM_CLUSTERS, eps_rule=c.CLUSTER.EPS_RULE,
+        rho=c.CLUSTER.RHO,
     )
     values.update(overrides)
     return ClusterParams(**values)
