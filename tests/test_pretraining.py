@@ -26,7 +26,7 @@ from inclr_fastreid.engine.target_bn import ShuffledForever, TargetBatchNormHook
 from inclr_fastreid.engine.trainer import INCLRTrainer
 
 from layouts import make_dukemtmc, make_market1501
-from tiny import ROOT, SMALL_NET, TINY, TRAIN_NET
+from tiny import ROOT, SMALL_NET, TINY, TRAIN_NET, run_main_in_process
 
 PAIR_CFG = os.path.join(ROOT, "configs", "Pretrain", "duke2market.yml")
 
@@ -165,29 +165,9 @@ def data(tmp_path_factory):
 
 def _pretrain(out, data, *opts):
     """tools/train_net.py's ``main`` in this process, on one intra-op thread (same arithmetic each run)."""
-    import fastreid.data.build as fr_build
-    from fastreid.engine import default_argument_parser
-
-    from inclr_fastreid.engine.launcher import main
-
     argv = ["--config-file", PAIR_CFG, *TINY, *SMALL_NET, "SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_ITERS", "0",
             "TEST.EVAL_PERIOD", "100", *opts, "OUTPUT_DIR", str(out)]
-    saved_root, saved_env = fr_build._root, os.environ.get("FASTREID_DATASETS")
-    fr_build._root = os.environ["FASTREID_DATASETS"] = str(data)  # FastReID reads it once at import
-    fr_logger = logging.getLogger("fastreid")
-    saved_handlers, saved_threads = list(fr_logger.handlers), torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        main(default_argument_parser().parse_args(argv))
-    finally:
-        torch.set_num_threads(saved_threads)
-        fr_build._root = saved_root
-        if saved_env is None:
-            os.environ.pop("FASTREID_DATASETS", None)
-        else:
-            os.environ["FASTREID_DATASETS"] = saved_env
-        for h in fr_logger.handlers[len(saved_handlers):]:
-            fr_logger.removeHandler(h)
+    run_main_in_process(argv, data, threads=1)
     return torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)["model"]
 
 

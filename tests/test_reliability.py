@@ -25,7 +25,7 @@ from inclr_fastreid.io import CheckpointLoadError, safe_torch_load
 
 from layouts import make_market1501
 
-from tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER, TRAIN_NET
+from tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER, TRAIN_NET, run_main_in_process
 
 CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
 RUN = TINY + SMALL_NET + TINY_CLUSTER + ["MODEL.WEIGHTS", "", "INCLR.SEED", "7", "SOLVER.MAX_EPOCH", "3",
@@ -59,30 +59,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 def train_in_process(out, data, *opts, resume=False, config=CFG):
     """tools/train_net.py's ``main`` in this process (single process, as ``launch`` runs it)."""
-    import fastreid.data.build as fr_build
-    from fastreid.engine import default_argument_parser
-
-    from inclr_fastreid.engine.launcher import main
-
     argv = ["--config-file", config] + (["--resume"] if resume else []) + [*RUN, *opts, "OUTPUT_DIR", str(out)]
-    args = default_argument_parser().parse_args(argv)
-    saved_root, saved_env = fr_build._root, os.environ.get("FASTREID_DATASETS")
-    fr_build._root = os.environ["FASTREID_DATASETS"] = str(data)  # FastReID reads it once at import
-    fr_logger = logging.getLogger("fastreid")
-    saved_handlers = list(fr_logger.handlers)
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
-        return main(args)
-    finally:
-        torch.set_num_threads(saved_threads)
-        fr_build._root = saved_root
-        if saved_env is None:
-            os.environ.pop("FASTREID_DATASETS", None)
-        else:
-            os.environ["FASTREID_DATASETS"] = saved_env
-        for h in fr_logger.handlers[len(saved_handlers):]:  # default_setup adds a file handler per run
-            fr_logger.removeHandler(h)
+    return run_main_in_process(argv, data, THREADS)
 
 
 class _LogRecorder(logging.Handler):

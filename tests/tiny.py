@@ -1,4 +1,6 @@
-"""Override lists for tiny CPU runs of tools/train_net.py in tests (shared by the end-to-end tests)."""
+"""Override lists for tiny CPU runs of tools/train_net.py in tests (shared by the end-to-end tests),
+and the one in-process runner of its ``main``."""
+import logging
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -13,3 +15,32 @@ TINY_CLUSTER = ["INCLR.CLUSTER.METHOD", "dbscan", "INCLR.CLUSTER.EPS_RULE", "fix
 # OSNet x0.25 instead of TINY's ResNet-18: 5.8 MB checkpoints instead of 360 MB (4 networks + Adam).
 SMALL_NET = ["MODEL.BACKBONE.NAME", "build_osnet_backbone", "MODEL.BACKBONE.DEPTH", "x0_25",
              "MODEL.BACKBONE.FEAT_DIM", "128"]
+
+
+def run_main_in_process(argv, data, threads):
+    """tools/train_net.py's ``main`` in this process (single process, as ``launch`` runs it), with
+    FASTREID_DATASETS = ``data`` and ``threads`` intra-op threads; the host's global state (datasets
+    root, logger handlers, thread count) is restored afterwards. Returns what ``main`` returns."""
+    import fastreid.data.build as fr_build
+    import torch
+    from fastreid.engine import default_argument_parser
+
+    from inclr_fastreid.engine.launcher import main
+
+    args = default_argument_parser().parse_args(argv)
+    saved_root, saved_env = fr_build._root, os.environ.get("FASTREID_DATASETS")
+    fr_build._root = os.environ["FASTREID_DATASETS"] = str(data)  # FastReID reads it once at import
+    fr_logger = logging.getLogger("fastreid")
+    saved_handlers, saved_threads = list(fr_logger.handlers), torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return main(args)
+    finally:
+        torch.set_num_threads(saved_threads)
+        fr_build._root = saved_root
+        if saved_env is None:
+            os.environ.pop("FASTREID_DATASETS", None)
+        else:
+            os.environ["FASTREID_DATASETS"] = saved_env
+        for h in fr_logger.handlers[len(saved_handlers):]:  # default_setup adds a file handler per run
+            fr_logger.removeHandler(h)
