@@ -7,7 +7,6 @@ hook with a fake trainer and crafted clustering payloads; one tiny run finds no 
 """
 import glob
 import json
-import logging
 import os
 import types
 
@@ -98,21 +97,11 @@ def close(hook):
     return loader
 
 
-@pytest.fixture
-def warnings_(caplog):
-    """The hook logs under 'fastreid.*', which does not propagate to the root logger."""
-    log = logging.getLogger("fastreid")
-    log.addHandler(caplog.handler)
-    caplog.set_level(logging.WARNING, logger="fastreid")
-    yield caplog
-    log.removeHandler(caplog.handler)
-
-
-def test_no_cluster_and_no_earlier_labels_skips_the_epoch(items, warnings_):
+def test_no_cluster_and_no_earlier_labels_skips_the_epoch(items, fastreid_warnings):
     hook = make_hook(items)
     hook._apply(0, payload([-1] * len(items)))
     assert hook.state.skip_epoch and hook.state.labels is None and hook.trainer.model.calls == []
-    assert "skipping this epoch's adaptation" in warnings_.text and "INCLR.CLUSTER.EPS" in warnings_.text
+    assert "skipping this epoch's adaptation" in fastreid_warnings.text and "INCLR.CLUSTER.EPS" in fastreid_warnings.text
     assert hook.state.history[-1]["action"] == "skipped_epoch"
     hook._install_loader(0)
     trainer = hook.trainer
@@ -122,7 +111,7 @@ def test_no_cluster_and_no_earlier_labels_skips_the_epoch(items, warnings_):
         next(trainer._trainer._data_loader_iter)
 
 
-def test_one_cluster_after_good_labels_reuses_them(items, warnings_):
+def test_one_cluster_after_good_labels_reuses_them(items, fastreid_warnings):
     hook = make_hook(items)
     good = true_labels(items) % 3  # 3 clusters
     hook._apply(0, payload(good))
@@ -131,7 +120,7 @@ def test_one_cluster_after_good_labels_reuses_them(items, warnings_):
     assert hook.state.cluster_epoch == 0 and not hook.state.skip_epoch
     assert hook.trainer.model.calls == [3]  # classifier rows not rewritten for the degenerate round
     assert [r["action"] for r in hook.state.history] == ["trained", "reused_last_labels"]
-    assert "reusing the labels of epoch 0" in warnings_.text
+    assert "reusing the labels of epoch 0" in fastreid_warnings.text
     hook._install_loader(1)
     batch = next(hook.trainer._trainer._data_loader_iter)
     assert torch.equal(batch["targets"], torch.as_tensor(good)[batch["index"]])
@@ -148,13 +137,13 @@ def test_more_clusters_than_classifier_rows_names_max_classes(items):
     assert hook.state.labels is None
 
 
-def test_fewer_clusters_than_identities_per_batch_gives_smaller_batches(items, warnings_):
+def test_fewer_clusters_than_identities_per_batch_gives_smaller_batches(items, fastreid_warnings):
     hook = make_hook(items)  # 8 images = 4 ids x 2 wanted, only 2 clusters
     labels = np.full(len(items), -1)
     labels[:5], labels[5:9] = 0, 1  # the rest are outliers
     hook._apply(0, payload(labels))
     hook._install_loader(0)
-    assert "only 2 pseudo identities; batches hold 2 x 2 images instead of 8" in warnings_.text
+    assert "only 2 pseudo identities; batches hold 2 x 2 images instead of 8" in fastreid_warnings.text
     for _ in range(4):
         batch = next(hook.trainer._trainer._data_loader_iter)
         targets = batch["targets"].tolist()

@@ -3,7 +3,6 @@
 and the warning when an adaptation run starts both students from the same one."""
 import copy
 import itertools
-import logging
 import os
 import socket
 import subprocess
@@ -220,16 +219,6 @@ def _save_source(path, seed):
     torch.manual_seed(seed)
     torch.save({"model": build_model(_cfg()).state_dict()}, path)
     return str(path)
-
-
-@pytest.fixture
-def fastreid_warnings(caplog):
-    """The trainer logs under 'fastreid.*', which does not propagate to the root logger."""
-    log = logging.getLogger("fastreid")
-    log.addHandler(caplog.handler)
-    caplog.set_level(logging.WARNING, logger="fastreid")
-    yield caplog
-    log.removeHandler(caplog.handler)
 
 
 @pytest.mark.parametrize("second", ["", "same_path", "same_weights", "other_seed"])

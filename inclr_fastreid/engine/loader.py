@@ -13,7 +13,7 @@ from fastreid.data.data_utils import BackgroundGenerator, DataLoaderX
 from fastreid.utils import comm
 from torch.utils.data import dataloader as torch_dataloader
 
-from ..data.pseudo_dataset import NoPseudoLabelsLoader, PseudoIdentityBatchSampler, PseudoLabelDataset
+from ..data.pseudo_dataset import PseudoIdentityBatchSampler, PseudoLabelDataset
 from .distributed import check_ranks_agree
 
 logger = logging.getLogger("fastreid." + __name__)
@@ -53,11 +53,6 @@ def install_train_loader(trainer: Any, loader: Any) -> None:
     inner._data_loader_iter = None  # never a batch of the old loader again
     inner.data_loader = loader
     inner._data_loader_iter = iter(loader)
-
-
-def no_labels_loader(reason: str) -> NoPseudoLabelsLoader:
-    """Placeholder train loader for an epoch without pseudo labels; iterating it says ``reason``."""
-    return NoPseudoLabelsLoader(reason)
 
 
 def close_loader(loader: Any) -> None:

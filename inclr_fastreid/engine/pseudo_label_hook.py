@@ -32,13 +32,14 @@ from fastreid.data.transforms import build_transforms
 from fastreid.engine.train_loop import HookBase
 from fastreid.utils import comm
 
+from ..data.pseudo_dataset import NoPseudoLabelsLoader
 from ..data.target import TargetItem
 from ..modeling.interface import as_pseudo_label_model
 from ..pseudo_labels import cluster_params_from_cfg, generate_pseudo_labels
 from .distributed import broadcast_object, on_main_then_broadcast, seed_everything, unwrap
 from .features import extract_features
 from .label_log import last_credibility_auroc, quality_record, write_log
-from .loader import build_pseudo_label_loader, close_loader, install_train_loader, no_labels_loader
+from .loader import build_pseudo_label_loader, close_loader, install_train_loader
 from .state import PseudoLabelState
 
 logger = logging.getLogger("fastreid." + __name__)
@@ -133,7 +134,7 @@ class PseudoLabelHook(HookBase):
         """Train this epoch on a fresh P×K loader of pseudo identities (or on nothing, see above)."""
         self.trainer.skip_steps = self.state.skip_epoch
         if self.state.labels is None:
-            loader: Any = no_labels_loader("This epoch has no pseudo labels to train on (see the warning above).")
+            loader: Any = NoPseudoLabelsLoader("This epoch has no pseudo labels to train on (see the warning above).")
         else:
             agreement: Optional[np.ndarray] = None if self.state.agreement is None else self.state.agreement.numpy()
             loader = build_pseudo_label_loader(

@@ -29,6 +29,7 @@ from fastreid.utils import comm
 from fastreid.utils.logger import setup_logger
 
 from ..errors import ConfigError, UserError
+from ..data.pseudo_dataset import NoPseudoLabelsLoader
 from ..data.target import build_target_train_items
 from ..io import CheckpointLoadError, atomic_write_text, safe_torch_load
 from ..modeling.interface import MeanTeacherModel
@@ -36,7 +37,6 @@ from ..modeling.pseudo_classes import is_classifier_key
 from .checkpoint import MatchingCheckpointer, model_state, remove_stale_temp_files, restore_best_metric
 from .distributed import seed_everything, unwrap
 from .ema_hook import EMAHook
-from .loader import no_labels_loader
 from .pseudo_label_hook import PseudoLabelHook
 from .state import PseudoLabelState
 
@@ -108,7 +108,7 @@ class INCLRTrainer(DefaultTrainer):
         if self.adapting:
             self.target_items = build_target_train_items(cfg)
             cfg = self.scale_for_adaptation(cfg, len(self.target_items))
-            data_loader = no_labels_loader(
+            data_loader = NoPseudoLabelsLoader(
                 "No pseudo labels yet: the PseudoLabelHook must run before the first step.")
             self.iters_per_epoch = int(cfg.INCLR.ITERS_PER_EPOCH)
         else:
