@@ -50,6 +50,11 @@ def add_inclr_config(cfg: CN) -> CN:
     # parts' CE during LGMR's AALS warm-up (PPLR's CrossEntropyLabelSmooth, same 0.1); not applied on
     # top of LGMR's refined global target or agreement-aware part loss (PPLR applies none there)
     _C.INCLR.MMT.LABEL_SMOOTH = 0.1
+    # P x K batches take an identity's other K-1 images from other cameras where it has any (MMT's
+    # RandomMultipleGallerySampler); False draws them camera-blind (for the per-change ablation)
+    _C.INCLR.MMT.CAMERA_SAMPLER = True
+    # The two students' losses summed (MMT's MMTTrainer); False averages them (for the ablation)
+    _C.INCLR.MMT.SUM_STUDENTS = True
 
     # Source pretraining (FastReID's Baseline run, INCLR.CLUSTER.ENABLED False)
     _C.INCLR.PRETRAIN = CN()

@@ -3,6 +3,7 @@ import glob
 import os
 
 import pytest
+import torch
 
 from inclr_fastreid.config import setup_cfg
 
@@ -204,3 +205,34 @@ def test_lgmr_min_agreement_default_is_the_designs_zero():
     for cfg in (setup_cfg("", []), setup_cfg(os.path.join(ROOT, "configs", "Base-INCLR.yml"), [])):
         lgmr = cfg.INCLR.LGMR
         assert (lgmr.MIN_AGREEMENT, lgmr.AGREEMENT, lgmr.AALS_EPOCH) == (0.0, "neighbour", 5)
+
+
+# ---------------------------------------------------------------- the embedded benchmark (issue 9, item 6)
+SYNTHETIC = ["Pretrain/synthetic.yml", "INCLR/synthetic.yml", "UDA/synthetic_baseline.yml"] + [
+    f"INCLR/ablation/synthetic_{a}.yml" for a in ("mmt", "lgmr", "igmo", "undetached")]
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+def test_synthetic_parts_each_pool_several_rows(name):
+    """The backbone's map at the configs' input size gives every part stripe at least 2 rows (the paper's
+    256x128 on ResNet-50: ~5), with pretraining and adaptation at the same size."""
+    from fastreid.modeling.backbones import build_backbone
+
+    from inclr_fastreid.modeling.heads.part_pool_head import stripe_bounds
+
+    cfg = setup_cfg(os.path.join(ROOT, "configs", name), ["MODEL.DEVICE", "cpu"])
+    assert list(cfg.INPUT.SIZE_TRAIN) == list(cfg.INPUT.SIZE_TEST) == [128, 64]
+    with torch.no_grad():
+        fmap = build_backbone(cfg).eval()(torch.zeros(1, 3, *cfg.INPUT.SIZE_TRAIN))
+    rows = [end - start for start, end in stripe_bounds(fmap.shape[2], cfg.MODEL.HEADS.NUM_PARTS)]
+    assert min(rows) >= 2, rows
+
+
+def test_synthetic_adaptation_follows_the_reference_recipe():
+    """Label-free clustering as MMT-DBSCAN (eps from rho, frozen; k1 20) and the AALS switch reached
+    within the 5-round schedule (PPLR: after a tenth of it)."""
+    for name in ("INCLR/synthetic.yml", "UDA/synthetic_baseline.yml"):
+        c = setup_cfg(os.path.join(ROOT, "configs", name), []).INCLR.CLUSTER
+        assert (c.METHOD, c.EPS_RULE, c.RHO, c.K1, c.MIN_SAMPLES) == ("dbscan", "mmt", 1.6e-3, 20, 4), name
+    cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR/synthetic.yml"), [])
+    assert 0 < cfg.INCLR.LGMR.AALS_EPOCH < cfg.SOLVER.MAX_EPOCH

@@ -655,3 +655,25 @@ def test_the_pseudo_label_hook_tells_inclr_the_epoch(items):
             assert int(model.current_epoch) == epoch
     finally:
         close(hook)
+
+
+def test_students_summed_as_mmt_or_averaged_by_the_switch(base_model):
+    """INCLR.MMT.SUM_STUDENTS (per-change ablation of issue 9 item 5): True gives the sum of the two
+    students' terms (MMT's MMTTrainer, rebuilt by hand), False exactly half of it."""
+    summed = build_model(_cfg())
+    averaged = build_model(_cfg(MMT__SUM_STUDENTS=False))
+    assert (summed.sum_students, averaged.sum_students) == (True, False)
+    cents = _centroids()
+    batch = _batch(4)
+    got = {}
+    for name, m in (("sum", summed), ("mean", averaged)):
+        m.load_state_dict(base_model.state_dict())
+        m.train()
+        m.set_pseudo_classes(K, cents)
+        with torch.no_grad():
+            got[name] = m(batch)
+    want = _hand_losses(summed, batch, cents, soft_ce=0.5, soft_tri=0.8, lambda_kl=0.5, eps=0.1, lgmr=True,
+                        aals=False)
+    for term in want:
+        assert got["sum"][term].item() == pytest.approx(want[term].item(), abs=1e-5), term
+        assert got["mean"][term].item() == pytest.approx(0.5 * want[term].item(), abs=1e-5), term

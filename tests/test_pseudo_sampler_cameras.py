@@ -157,3 +157,27 @@ def test_the_adaptation_loader_samples_by_camera():
         assert checked > 0
     finally:
         close_loader(loader)
+
+
+def test_camera_sampler_switch_off_draws_positives_camera_blind():
+    """INCLR.MMT.CAMERA_SAMPLER False (the per-change ablation): the loader's sampler gets no cameras,
+    so a camera-0 anchor of identity 0 sometimes has a camera-0 positive (never with the switch on)."""
+    from fastreid.data.transforms import build_transforms
+
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.engine.loader import build_pseudo_label_loader, close_loader
+
+    labels, cams = _layout()
+    same_camera = {}
+    for on in (True, False):
+        cfg = setup_cfg("", ["SOLVER.IMS_PER_BATCH", str(2 * K), "DATALOADER.NUM_INSTANCE", str(K),
+                             "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu", "INCLR.MMT.CAMERA_SAMPLER", str(on)])
+        loader = build_pseudo_label_loader(cfg, [f"img{i}.png" for i in range(len(labels))], cams, labels, None,
+                                           build_transforms(cfg, is_train=True), 2, seed=5, epoch=0)
+        try:
+            same_camera[on] = sum(any(cams[i] == 0 for i in g[1:])
+                                  for batch in _batches(loader.batch_sampler, 200) for g in _groups(batch)
+                                  if labels[g[0]] == 0 and cams[g[0]] == 0)
+        finally:
+            close_loader(loader)
+    assert same_camera[True] == 0 and same_camera[False] > 0

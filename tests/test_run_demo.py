@@ -14,6 +14,7 @@ from tiny import ROOT
 def demo(monkeypatch):
     spec = importlib.util.spec_from_file_location("run_demo", os.path.join(ROOT, "tools", "run_demo.py"))
     mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_demo", mod)  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     calls = []
 
@@ -47,7 +48,7 @@ def test_seed_and_opts_reach_every_stage(demo, monkeypatch, tmp_path):
     stages = [stage for stage, _ in calls]
     assert stages == ["pretrain", "pretrain2", "direct", "mmt", "inclr"] + ["features"] * len(mod.FEATURES)
     for stage, args in calls:
-        assert _arg(args, "INCLR.SEED") == ("4" if stage == "pretrain2" else "3"), stage  # two source seeds
+        assert _arg(args, "INCLR.SEED") == ("1003" if stage == "pretrain2" else "3"), stage  # two source seeds
         if stage not in ("pretrain", "pretrain2", "direct"):
             assert "INCLR.CLUSTER.CAMERA_NORM" in args, stage
     results = json.loads((tmp_path / "results.json").read_text())
@@ -88,3 +89,102 @@ def test_no_seed_leaves_fastreids_random_seed(demo, monkeypatch, tmp_path):
     assert [stage for stage, _ in calls] == ["pretrain", "pretrain2", "direct", "mmt"]
     assert all("INCLR.SEED" not in args for _, args in calls)  # each pretraining draws its own seed
     assert json.loads((tmp_path / "results.json").read_text())["seed"] is None
+
+
+def _fake_results(monkeypatch, mod, calls):
+    """Fake train_net: mAP = 10 * seed + (index of the stage's name in a fixed list), so every seed and row
+    differs and the aggregate can be computed by hand; the INCLR rows also write a two-round label log."""
+    names = ["direct", "mmt", "lgmr", "igmo", "inclr"] + ["change_" + c.key for c in mod.CHANGES]
+
+    def fake_run(stage, args, out_dir):
+        calls.append((out_dir, list(args)))
+        os.makedirs(out_dir, exist_ok=True)
+        name = os.path.basename(out_dir)
+        seed = int(os.path.basename(os.path.dirname(out_dir))[len("seed"):])
+        value = 10.0 * seed + (names.index(name) if name in names else 0)
+        fname = "eval_joint.json" if "--eval-only" in args else "final_results.json"
+        with open(os.path.join(out_dir, fname), "w") as f:
+            json.dump({"mAP": value, "Rank-1": value + 1, "Rank-5": 0.0, "Rank-10": 0.0}, f)
+        if "--eval-only" not in args:
+            with open(os.path.join(out_dir, "pseudo_labels.jsonl"), "w") as f:
+                for epoch, fs in ((0, 0.1 * seed), (1, 0.2 * seed)):
+                    f.write(json.dumps({"epoch": epoch, "pairwise_fscore_after_lgmr": fs, "nmi_after_lgmr": 0.5,
+                                        "num_clusters": 40 + seed, "num_outliers": 3}) + "\n")
+        return 1.0
+
+    monkeypatch.setattr(mod, "_run", fake_run)
+
+
+def test_seeds_write_mean_std_and_per_seed_figures(demo, monkeypatch, tmp_path):
+    import statistics
+
+    mod, _ = demo
+    calls = []
+    _fake_results(monkeypatch, mod, calls)
+    _main(mod, monkeypatch, "--output-dir", str(tmp_path), "--seeds", "1", "2", "4", "--rows", "all", "--no-features")
+    by_dir = {os.path.relpath(d, tmp_path): a for d, a in calls}
+    for s in (1, 2, 4):  # every seed: its own two source models (seeds s and s + 1000) and every row
+        assert _arg(by_dir[f"seed{s}/pretrain"], "INCLR.SEED") == str(s)
+        assert _arg(by_dir[f"seed{s}/pretrain2"], "INCLR.SEED") == str(s + 1000)
+        for row in ("mmt", "lgmr", "igmo", "inclr"):
+            assert _arg(by_dir[f"seed{s}/{row}"], "MODEL.WEIGHTS") == str(tmp_path / f"seed{s}" / "pretrain" / "model_final.pth")
+            assert _arg(by_dir[f"seed{s}/{row}"], "INCLR.SEED") == str(s)
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["seeds"] == [1, 2, 4] and [r["method"] for r in res["rows"]] == [
+        "Direct transfer (source only)", "MMT baseline", "+LGMR", "+IGMO", "INCLR (LGMR+IGMO)"]
+    for i, row in enumerate(res["rows"]):
+        want = [10.0 * s + i for s in (1, 2, 4)]
+        assert row["mAP"]["per_seed"] == want
+        assert row["mAP"]["mean"] == pytest.approx(statistics.mean(want))
+        assert row["mAP"]["std"] == pytest.approx(statistics.stdev(want))  # sample std over seeds
+        assert row["R1"]["mean"] == pytest.approx(statistics.mean(want) + 1)
+    inclr = res["rows"][-1]
+    assert inclr["F"]["per_seed"] == pytest.approx([20.0, 40.0, 80.0])  # last round, in percent
+    md = (tmp_path / "results.md").read_text()
+    assert "--seeds 1 2 4 --rows all --no-features" in md
+    assert f"| INCLR (LGMR+IGMO) | {statistics.mean([14, 24, 44]):.1f} ± {statistics.stdev([14, 24, 44]):.1f} |" in md
+    assert "14.0 / 24.0 / 44.0" in md
+    assert "| INCLR (LGMR+IGMO) | 23.3 (42) | 46.7 (42) |" in md  # per-round F (clusters), mean over seeds
+    assert os.path.isfile(tmp_path / "seed2" / "results.json")  # and each seed's own table
+
+
+def test_changes_undo_one_part_of_the_recipe_each(demo, monkeypatch, tmp_path):
+    """--changes: INCLR with each of issue 9's items undone alone, from the right source models, with
+    only its own overrides; the table's delta is the paired difference to INCLR in the same seed."""
+    mod, _ = demo
+    calls = []
+    _fake_results(monkeypatch, mod, calls)
+    _main(mod, monkeypatch, "--output-dir", str(tmp_path), "--seeds", "1", "2", "--changes", "--rows", "mmt",
+          "--no-features")
+    by_dir = {os.path.relpath(d, tmp_path): a for d, a in calls}
+    base = ["--config-file", mod.INCLR_CFG]
+    for s in (1, 2):
+        own = lambda stage: str(tmp_path / f"seed{s}" / stage / "model_final.pth")  # noqa: E731
+        inclr = by_dir[f"seed{s}/inclr"]
+        assert inclr[:2] == base and _arg(inclr, "INCLR.WEIGHTS2") == own("pretrain2")
+        for ch in mod.CHANGES:
+            args = by_dir[f"seed{s}/change_{ch.key}"]
+            assert args[:2] == base
+            extra = [a for a in args if a not in inclr]
+            if ch.key == "one_source":
+                assert _arg(args, "MODEL.WEIGHTS") == _arg(args, "INCLR.WEIGHTS2") == own("pretrain")
+            elif ch.pretrain is not None:  # its own two source models, pretrained with its overrides
+                assert _arg(args, "MODEL.WEIGHTS") == own(f"pretrain_{ch.key}")
+                assert _arg(args, "INCLR.WEIGHTS2") == own(f"pretrain2_{ch.key}")
+                for stage, seed in ((f"pretrain_{ch.key}", s), (f"pretrain2_{ch.key}", s + 1000)):
+                    pre = by_dir[f"seed{s}/{stage}"]
+                    assert all(o in pre for o in ch.pretrain) and _arg(pre, "INCLR.SEED") == str(seed)
+            else:
+                assert _arg(args, "MODEL.WEIGHTS") == own("pretrain") and _arg(args, "INCLR.WEIGHTS2") == own("pretrain2")
+            for key, value in zip(ch.adapt[::2], ch.adapt[1::2]):
+                assert _arg(args, key) == value, (ch.key, key)
+            assert set(extra) <= set(ch.adapt) | {own(f"pretrain_{ch.key}"), own(f"pretrain2_{ch.key}"),
+                                                  str(tmp_path / f"seed{s}" / f"change_{ch.key}")}, (ch.key, extra)
+    res = json.loads((tmp_path / "results.json").read_text())
+    names = ["direct", "mmt", "lgmr", "igmo", "inclr"]
+    for i, c in enumerate(res["changes"]):
+        # mAP = 10 s + 5 + i, INCLR's = 10 s + 4: the paired difference is i + 1 in both seeds, std 0
+        assert c["delta_mAP_vs_inclr"]["per_seed"] == [i + 1.0, i + 1.0] and c["delta_mAP_vs_inclr"]["std"] == 0
+        assert c["key"] == mod.CHANGES[i].key and len(names) + i == 5 + i
+    md = (tmp_path / "results.md").read_text()
+    assert "--seeds 1 2 --rows mmt --changes --no-features" in md and "| +1.0 ± 0.0 |" in md

@@ -10,9 +10,12 @@ Every stage is an ordinary ``tools/train_net.py`` call, logged to OUTPUT_DIR/<st
     python tools/run_demo.py                 # full demo (CPU, no download)
     python tools/run_demo.py --quick         # a first look: shorter schedules
     python tools/run_demo.py --reuse         # skip stages whose results already exist
-    python tools/run_demo.py --seed 0        # INCLR.SEED 0 for every stage, 1 for the second source model
+    python tools/run_demo.py --seed 0        # INCLR.SEED 0 for every stage, 1000 for the second source model
                                              # (default: drawn at random, a new one per stage)
-    python tools/run_demo.py --reuse --rows mmt lgmr igmo inclr undetached baseline_uda   # two extra rows
+    python tools/run_demo.py --rows all      # every ablation row of Table III (direct, MMT, +LGMR, +IGMO, INCLR)
+    python tools/run_demo.py --seeds 1 2 3 --rows all      # the README's multi-seed table: mean ± std
+    python tools/run_demo.py --seeds 1 2 --changes         # the per-change table: INCLR with each part of
+                                                           # the reference recipe undone alone
 
 All numbers are from the *synthetic* benchmark (docs/design.md §7), never a claim about real data.
 """
@@ -25,7 +28,8 @@ import platform
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -35,6 +39,7 @@ from inclr_fastreid.io import atomic_write_text  # noqa: E402  (after the sys.pa
 
 TRAIN_NET = os.path.join(HERE, "train_net.py")
 PRETRAIN_CFG = "configs/Pretrain/synthetic.yml"
+INCLR_CFG = "configs/INCLR/synthetic.yml"
 ROWS: List[Tuple[str, str, str]] = [  # (name, stage dir, config)
     ("MMT baseline", "mmt", "configs/INCLR/ablation/synthetic_mmt.yml"),
     ("+LGMR", "lgmr", "configs/INCLR/ablation/synthetic_lgmr.yml"),
@@ -44,7 +49,39 @@ ROWS: List[Tuple[str, str, str]] = [  # (name, stage dir, config)
     ("INCLR, IGMO weight not detached (UNRN)", "undetached", "configs/INCLR/ablation/synthetic_undetached.yml"),
     ("Stock Baseline + PseudoLabelHook", "baseline_uda", "configs/UDA/synthetic_baseline.yml"),
 ]
-DEFAULT_ROWS = ["mmt", "lgmr", "igmo", "inclr"]
+ABLATION_ROWS = ["mmt", "lgmr", "igmo", "inclr"]
+DEFAULT_ROWS = ["mmt", "inclr"]  # `make demo` (one seed, under 20 min on 2 cores); --rows all adds +LGMR, +IGMO
+
+
+@dataclass(frozen=True)
+class Change:
+    """One part of the reference recipe (issue 9, items 1-6) undone alone, for the per-change table.
+
+    ``pretrain``: overrides of both source pretrainings (None: the shared source models);
+    ``adapt``: overrides of the INCLR run; ``one_source``: both students start from source model 1."""
+
+    key: str
+    label: str
+    pretrain: Optional[Tuple[str, ...]] = None
+    adapt: Tuple[str, ...] = ()
+    one_source: bool = False
+
+
+LOW_RES = ("INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]", "INPUT.PADDING.SIZE", "4")
+CHANGES: List[Change] = [
+    Change("one_source", "1. one source model for both students", one_source=True),
+    Change("no_target_bn", "2. no target BN in source pretraining", pretrain=("INCLR.PRETRAIN.TARGET_BN", "False")),
+    Change("fixed_eps", "3. clustering: eps 0.6, k1 30 fixed (SpCL) instead of MMT-DBSCAN's rule",
+           adapt=("INCLR.CLUSTER.EPS_RULE", "fixed", "INCLR.CLUSTER.EPS", "0.6", "INCLR.CLUSTER.K1", "30")),
+    Change("lgmr_before_pplr", "4. LGMR before PPLR: mean agreement, MIN_AGREEMENT 0.1, AALS from round 0",
+           adapt=("INCLR.LGMR.AGREEMENT", "mean", "INCLR.LGMR.MIN_AGREEMENT", "0.1", "INCLR.LGMR.AALS_EPOCH", "0")),
+    Change("no_mmt_details", "5. no MMT details: camera-blind P×K, no label smoothing, students averaged",
+           adapt=("INCLR.MMT.CAMERA_SAMPLER", "False", "INCLR.MMT.LABEL_SMOOTH", "0.0",
+                  "INCLR.MMT.SUM_STUDENTS", "False")),
+    Change("low_res", "6. parts of 2/1/1 rows: 64×32 input (pretraining and adaptation)",
+           pretrain=LOW_RES, adapt=LOW_RES),
+]
+SECOND_SOURCE_OFFSET = 1000  # --seed N: source model 2 uses N + 1000, so --seeds 1 2 3 share no source model
 FEATURES = ["global", "part1", "part2", "part3", "joint"]
 QUICK_PRETRAIN = ["SOLVER.MAX_EPOCH", "4", "SOLVER.STEPS", "[3]", "TEST.EVAL_PERIOD", "4"]
 QUICK_ADAPT = ["SOLVER.MAX_EPOCH", "2", "INCLR.ITERS_PER_EPOCH", "15"]
@@ -77,10 +114,11 @@ def _json(path: str) -> Optional[dict]:
         return json.load(f)
 
 
-def _label_quality(stage_dir: str) -> Dict[str, Optional[float]]:
-    """Final round's pseudo-label F-score / NMI (after LGMR) and the last credibility AUROC."""
+def _label_quality(stage_dir: str) -> Dict[str, Any]:
+    """Final round's pseudo-label F-score / NMI (after LGMR), the last credibility AUROC, and every
+    round's F / NMI / clusters / outliers (for the per-round diagnosis)."""
     path = os.path.join(stage_dir, "pseudo_labels.jsonl")
-    out: Dict[str, Optional[float]] = {"fscore": None, "nmi": None, "auroc": None, "clusters": None}
+    out: Dict[str, Any] = {"fscore": None, "nmi": None, "auroc": None, "clusters": None, "rounds": []}
     if not os.path.isfile(path):
         return out
     with open(path) as f:
@@ -92,11 +130,219 @@ def _label_quality(stage_dir: str) -> Dict[str, Optional[float]]:
                clusters=last.get("num_clusters"))
     aurocs = [r["credibility_auroc"] for r in rounds if r.get("credibility_auroc") is not None]
     out["auroc"] = aurocs[-1] if aurocs else None
+    out["rounds"] = [{"epoch": r.get("epoch"), "fscore": r.get("pairwise_fscore_after_lgmr"),
+                      "precision": r.get("pairwise_precision_after_lgmr"),
+                      "recall": r.get("pairwise_recall_after_lgmr"), "nmi": r.get("nmi_after_lgmr"),
+                      "clusters": r.get("num_clusters"), "outliers": r.get("num_outliers"), "eps": r.get("eps")}
+                     for r in rounds]
     return out
 
 
 def _fmt(v: Optional[float], scale: float = 1.0, nd: int = 1) -> str:
     return "–" if v is None else f"{v * scale:.{nd}f}"
+
+
+def _seed_opts(seed: Optional[int], offset: int = 0) -> List[str]:
+    return [] if seed is None else ["INCLR.SEED", str(seed + offset)]
+
+
+def _pretrain_pair(out: str, suffix: str, extra: Sequence[str], seed: Optional[int], args,
+                   timings: Dict[str, float]) -> Tuple[str, str]:
+    """Two source pretrainings (SynthA, with SynthB's BN statistics) with different seeds, as MMT."""
+    paths = []
+    for n, (stage, offset) in enumerate((("pretrain", 0), ("pretrain2", SECOND_SOURCE_OFFSET)), 1):
+        stage += suffix
+        path = os.path.join(out, stage, "model_final.pth")
+        if not (args.reuse and os.path.isfile(path)):
+            timings[stage] = _run(f"source pretraining {n} of 2{suffix and ' (' + suffix[1:] + ')'} (SynthA)",
+                                  ["--config-file", PRETRAIN_CFG] + (QUICK_PRETRAIN if args.quick else [])
+                                  + list(extra) + _seed_opts(seed, offset), os.path.dirname(path))
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def _adapt(out: str, stage: str, name: str, cfg: str, weights: str, weights2: Optional[str], extra: Sequence[str],
+           seed: Optional[int], args, timings: Dict[str, float]) -> Tuple[Optional[dict], Dict[str, Any]]:
+    d = os.path.join(out, stage)
+    init = ["MODEL.WEIGHTS", weights] + (["INCLR.WEIGHTS2", weights2] if weights2 else [])
+    if not (args.reuse and _json(os.path.join(d, "final_results.json"))):
+        timings[stage] = _run(f"adaptation: {name}", ["--config-file", cfg] + init + (QUICK_ADAPT if args.quick else [])
+                              + list(extra) + _seed_opts(seed) + args.opts, d)
+    return _json(os.path.join(d, "final_results.json")), _label_quality(d)
+
+
+def run_seed(out: str, seed: Optional[int], args) -> Dict[str, Any]:
+    """Every stage of one demo run (one seed) into ``out``; returns its results (results.json's payload)."""
+    os.makedirs(out, exist_ok=True)
+    t_start = time.perf_counter()
+    timings: Dict[str, float] = {}
+    seed_opts = _seed_opts(seed)
+
+    # 1. Two source models (student 1 / teacher 1 from the first, student 2 / teacher 2 from the second).
+    if args.pretrained:
+        weights, weights2 = os.path.abspath(args.pretrained[0]), os.path.abspath(args.pretrained[-1])
+    else:
+        weights, weights2 = _pretrain_pair(out, "", [], seed, args, timings)
+    # 2. Direct transfer row: the first source model's joint feature on the target.
+    direct_dir = os.path.join(out, "direct")
+    if not (args.reuse and _json(os.path.join(direct_dir, "eval_joint.json"))):
+        timings["direct"] = _run("direct transfer (eval on SynthB)", ["--config-file", PRETRAIN_CFG, "--eval-only",
+                                 "MODEL.WEIGHTS", weights, "INCLR.TEST_FEATURE", "joint"] + seed_opts, direct_dir)
+    table = [("Direct transfer (source only)", _json(os.path.join(direct_dir, "eval_joint.json")), {})]
+
+    # 3. Ablation rows (Table III): each adapts from the same two source models (the stock Baseline
+    #    row has one network: the first).
+    for name, stage, cfg in ROWS:
+        if stage in args.rows:
+            two = cfg.startswith("configs/INCLR/")
+            table.append((name, *_adapt(out, stage, name, cfg, weights, weights2 if two else None, [], seed, args,
+                                        timings)))
+
+    # 4. Per-change rows: INCLR with one part of the reference recipe undone.
+    changes = []
+    for ch in (CHANGES if args.changes else []):
+        w1, w2 = weights, weights2
+        if ch.pretrain is not None:
+            w1, w2 = _pretrain_pair(out, "_" + ch.key, ch.pretrain, seed, args, timings)
+        res, q = _adapt(out, "change_" + ch.key, ch.label, INCLR_CFG, w1, w1 if ch.one_source else w2, ch.adapt,
+                        seed, args, timings)
+        changes.append({"key": ch.key, "change": ch.label, "metrics": res, "pseudo_labels": q})
+
+    # 5. Feature rows (Table II) on the INCLR model.
+    feat_rows = []
+    if "inclr" in args.rows and not args.no_features:
+        model = os.path.join(out, "inclr", "model_final.pth")
+        feat_dir = os.path.join(out, "features")
+        for feat in FEATURES:
+            res_path = os.path.join(feat_dir, f"eval_{feat}.json")
+            if not (args.reuse and _json(res_path)):
+                timings[f"eval_{feat}"] = _run(f"INCLR features: {feat}", ["--config-file", INCLR_CFG, "--eval-only",
+                                               "MODEL.WEIGHTS", model, "INCLR.TEST_FEATURE", feat]
+                                               + seed_opts + args.opts, feat_dir)
+            feat_rows.append((feat, _json(res_path)))
+
+    total = time.perf_counter() - t_start
+    payload = {
+        "benchmark": "synthetic (SynthA -> SynthB), docs/design.md §7",
+        "quick": args.quick, "machine": _machine(), "seed": seed, "source_models": [weights, weights2],
+        "wall_seconds": round(total, 1), "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
+        "rows": [{"method": n, "metrics": r, "pseudo_labels": q} for n, r, q in table],
+        "changes": changes,
+        "features": [{"feature": f, "metrics": r} for f, r in feat_rows],
+    }
+    md = render_markdown(table, feat_rows, args, total, seed)
+    print("\n" + md)
+    atomic_write_text(os.path.join(out, "results.md"), md)  # a kill never leaves half a table
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(payload, indent=2))
+    if "inclr" in args.rows:
+        inclr_dir = os.path.join(out, "inclr")
+        subprocess.run([sys.executable, os.path.join(HERE, "plot_run.py"), inclr_dir,
+                        "--direct", os.path.join(direct_dir, "eval_joint.json"), "--compare",
+                        *[os.path.join(out, s) for s in ("mmt", "lgmr", "igmo") if s in args.rows]],
+                       cwd=ROOT, check=False)
+    return payload
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def _device() -> str:
+    import torch
+
+    return "GPU " + torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+
+
+def mean_std(values: Sequence[Optional[float]]) -> Tuple[Optional[float], Optional[float]]:
+    """Mean and sample standard deviation (ddof 1; 0 for one value) of the values present."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, None
+    m = sum(vals) / len(vals)
+    sd = (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+    return m, sd
+
+
+METRICS = (("mAP", "metrics", "mAP", 1.0), ("R1", "metrics", "Rank-1", 1.0),
+           ("F", "pseudo_labels", "fscore", 100.0), ("NMI", "pseudo_labels", "nmi", 100.0))
+
+
+def _metric(row: Dict[str, Any], where: str, key: str, scale: float) -> Optional[float]:
+    v = (row.get(where) or {}).get(key)
+    return None if v is None else float(v) * scale
+
+
+def aggregate(payloads: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Per row (and per change): every seed's mAP / R1 / pseudo-label F / NMI and their mean ± std.
+    A change also gets its paired difference to INCLR in the same seed (mean ± std over seeds)."""
+    def summarise(rows_per_seed: List[Dict[str, Any]]) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for label, where, key, scale in METRICS:
+            vals = [_metric(r, where, key, scale) for r in rows_per_seed]
+            m, sd = mean_std(vals)
+            out[label] = {"per_seed": vals, "mean": m, "std": sd}
+        return out
+
+    seeds = [p["seed"] for p in payloads]
+    rows = []
+    for i, row in enumerate(payloads[0]["rows"]):
+        rows.append({"method": row["method"], **summarise([p["rows"][i] for p in payloads])})
+    inclr_map = [next((_metric(r, "metrics", "mAP", 1.0) for r in p["rows"] if r["method"].startswith("INCLR (")),
+                      None) for p in payloads]
+    changes = []
+    for i, ch in enumerate(payloads[0].get("changes", [])):
+        per = [p["changes"][i] for p in payloads]
+        diffs = [None if a is None or b is None else a - b
+                 for a, b in zip((_metric(r, "metrics", "mAP", 1.0) for r in per), inclr_map)]
+        d_mean, d_std = mean_std(diffs)
+        changes.append({"key": ch["key"], "change": ch["change"], **summarise(per),
+                        "delta_mAP_vs_inclr": {"per_seed": diffs, "mean": d_mean, "std": d_std}})
+    return {"seeds": seeds, "rows": rows, "changes": changes}
+
+
+def _pm(s: Dict[str, Any]) -> str:
+    return "–" if s["mean"] is None else f"{s['mean']:.1f} ± {s['std']:.1f}"
+
+
+def _per_seed(s: Dict[str, Any]) -> str:
+    return " / ".join(_fmt(v) for v in s["per_seed"])
+
+
+def render_multi_seed(agg: Dict[str, Any], payloads: Sequence[Dict[str, Any]], args, total: float) -> str:
+    seeds = " ".join(str(s) for s in agg["seeds"])
+    lines = [f"### Synthetic benchmark SynthA → SynthB, seeds {seeds}{' (quick mode)' if args.quick else ''}", "",
+             f"`python tools/run_demo.py{' --quick' if args.quick else ''}{_cmdline_extra(args)}` on {_device()}, "
+             f"{total / 60:.1f} min in all. Mean ± sample std over {len(agg['seeds'])} seeds (each seed: its own two "
+             "source models and adaptation runs); pseudo-label F / NMI of the last round. Synthetic data: not a "
+             "claim about Market/Duke/MSMT.", ""]
+    if agg["rows"]:
+        lines += ["| Method | mAP | R1 | pseudo-label F | NMI | mAP per seed |", "|---|---|---|---|---|---|"]
+        for r in agg["rows"]:
+            lines.append(f"| {r['method']} | {_pm(r['mAP'])} | {_pm(r['R1'])} | {_pm(r['F'])} | {_pm(r['NMI'])} | "
+                         f"{_per_seed(r['mAP'])} |")
+    if agg["changes"]:
+        lines += ["", "INCLR with one part of the reference recipe undone (issue 9, items 1–6); Δ = paired "
+                  "difference to INCLR with everything on, same seed:", "",
+                  "| Undone | mAP | Δ mAP | R1 | pseudo-label F | NMI | mAP per seed |", "|---|---|---|---|---|---|---|"]
+        for c in agg["changes"]:
+            d = c["delta_mAP_vs_inclr"]
+            delta = "–" if d["mean"] is None else f"{d['mean']:+.1f} ± {d['std']:.1f}"
+            lines.append(f"| {c['change']} | {_pm(c['mAP'])} | {delta} | {_pm(c['R1'])} | {_pm(c['F'])} | "
+                         f"{_pm(c['NMI'])} | {_per_seed(c['mAP'])} |")
+    # Per-round label quality (mean over seeds) of every adaptation row: the diagnosis behind the mAP.
+    round_rows = []
+    for i, row in enumerate(payloads[0]["rows"]):
+        per_seed_rounds = [(p["rows"][i].get("pseudo_labels") or {}).get("rounds") or [] for p in payloads]
+        n = min(len(r) for r in per_seed_rounds)
+        if n:
+            f = [mean_std([r[k]["fscore"] for r in per_seed_rounds])[0] for k in range(n)]
+            c = [mean_std([r[k]["clusters"] for r in per_seed_rounds])[0] for k in range(n)]
+            round_rows.append(f"| {row['method']} | " + " | ".join(f"{100 * a:.1f} ({b:.0f})" for a, b in zip(f, c)) + " |")
+    if round_rows:
+        n = max(r.count("|") - 2 for r in round_rows)
+        lines += ["", "Pseudo-label F per round (clusters), mean over seeds:", "",
+                  "| Method | " + " | ".join(f"round {k}" for k in range(n)) + " |", "|---" * (n + 1) + "|"] + round_rows
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -110,104 +356,76 @@ def main() -> None:
                     help="reuse these two source models (student 1, student 2) instead of pretraining, e.g. "
                          "output/demo/pretrain/model_final.pth output/demo/pretrain2/model_final.pth; one path "
                          "starts both students from it (the run logs a warning)")
-    ap.add_argument("--seed", type=int, default=None,
-                    help="INCLR.SEED N for every stage (N + 1 for the second source model): fixes initialisation "
-                         "and sampling (default: random, as FastReID)")
-    ap.add_argument("--rows", nargs="*", default=DEFAULT_ROWS, choices=[r[1] for r in ROWS],
-                    help=f"rows to run (default: {' '.join(DEFAULT_ROWS)}; also undetached, baseline_uda)")
+    seeding = ap.add_mutually_exclusive_group()
+    seeding.add_argument("--seed", type=int, default=None,
+                         help=f"INCLR.SEED N for every stage (N + {SECOND_SOURCE_OFFSET} for the second source model): "
+                              "fixes initialisation and sampling (default: random, as FastReID)")
+    seeding.add_argument("--seeds", type=int, nargs="+", default=None, metavar="N",
+                         help="one whole run per seed (OUTPUT_DIR/seed<N>/), then mean ± std and per-seed figures in "
+                              "OUTPUT_DIR/results.md and results.json")
+    ap.add_argument("--rows", nargs="*", default=DEFAULT_ROWS, choices=[r[1] for r in ROWS] + ["all"],
+                    help=f"rows to run (default: {' '.join(DEFAULT_ROWS)}; all = {' '.join(ABLATION_ROWS)}; "
+                         "also undetached, baseline_uda)")
+    ap.add_argument("--changes", action="store_true",
+                    help="also run INCLR with each part of the reference recipe undone alone (the per-change table; "
+                         "two of them pretrain their own source models)")
+    ap.add_argument("--no-features", action="store_true", help="skip the Table II feature rows")
     args = ap.parse_args()
     if len(args.pretrained) > 2:
         ap.error("--pretrained takes one or two source models")
-    seed = [] if args.seed is None else ["INCLR.SEED", str(args.seed)]
-    seed2 = [] if args.seed is None else ["INCLR.SEED", str(args.seed + 1)]  # another seed for source model 2
+    args.rows_given = list(args.rows)  # as typed, for the command line printed with the results
+    if "all" in args.rows:
+        args.rows = ABLATION_ROWS + [r for r in args.rows if r not in ABLATION_ROWS + ["all"]]
+    if args.changes and "inclr" not in args.rows:
+        args.rows = args.rows + ["inclr"]  # the per-change table's reference row
+    if args.changes and args.pretrained:
+        ap.error("--changes pretrains its own source models for items 2 and 6: leave out --pretrained")
     out = os.path.abspath(args.output_dir)
-    os.makedirs(out, exist_ok=True)
-    t_start = time.perf_counter()
-    timings: Dict[str, float] = {}
-
-    # 1. Two source pretrainings (SynthA, with SynthB's BN statistics) with different seeds, as MMT.
-    if args.pretrained:
-        weights = os.path.abspath(args.pretrained[0])
-        weights2 = os.path.abspath(args.pretrained[-1])
-    else:
-        weights, weights2 = (os.path.join(out, d, "model_final.pth") for d in ("pretrain", "pretrain2"))
-        for n, (stage, path, stage_seed) in enumerate((("pretrain", weights, seed), ("pretrain2", weights2, seed2)), 1):
-            if not (args.reuse and os.path.isfile(path)):
-                timings[stage] = _run(f"source pretraining {n} of 2 (SynthA)", ["--config-file", PRETRAIN_CFG]
-                                      + (QUICK_PRETRAIN if args.quick else []) + stage_seed, os.path.dirname(path))
-    # 2. Direct transfer row: the first source model's joint feature on the target.
-    direct_dir = os.path.join(out, "direct")
-    if not (args.reuse and _json(os.path.join(direct_dir, "eval_joint.json"))):
-        timings["direct"] = _run("direct transfer (eval on SynthB)", ["--config-file", PRETRAIN_CFG, "--eval-only",
-                                 "MODEL.WEIGHTS", weights, "INCLR.TEST_FEATURE", "joint"] + seed, direct_dir)
-    table = [("Direct transfer (source only)", _json(os.path.join(direct_dir, "eval_joint.json")), {})]
-
-    # 3. Ablation rows (Table III): each adapts from the same two source models (the stock Baseline
-    #    row has one network: the first).
-    for name, stage, cfg in ROWS:
-        if stage not in args.rows:
-            continue
-        d = os.path.join(out, stage)
-        init = ["MODEL.WEIGHTS", weights] + (["INCLR.WEIGHTS2", weights2] if cfg.startswith("configs/INCLR/") else [])
-        if not (args.reuse and _json(os.path.join(d, "final_results.json"))):
-            timings[stage] = _run(f"adaptation: {name}", ["--config-file", cfg] + init
-                                  + (QUICK_ADAPT if args.quick else []) + seed + args.opts, d)
-        table.append((name, _json(os.path.join(d, "final_results.json")), _label_quality(d)))
-
-    # 4. Feature rows (Table II) on the INCLR model.
-    feat_rows = []
-    inclr_dir = os.path.join(out, "inclr")
-    if "inclr" in args.rows:
-        model = os.path.join(inclr_dir, "model_final.pth")
-        feat_dir = os.path.join(out, "features")
-        for feat in FEATURES:
-            res_path = os.path.join(feat_dir, f"eval_{feat}.json")
-            if not (args.reuse and _json(res_path)):
-                timings[f"eval_{feat}"] = _run(f"INCLR features: {feat}", ["--config-file", "configs/INCLR/synthetic.yml",
-                                               "--eval-only", "MODEL.WEIGHTS", model, "INCLR.TEST_FEATURE", feat]
-                                               + seed + args.opts, feat_dir)
-            feat_rows.append((feat, _json(res_path)))
-
-    total = time.perf_counter() - t_start
-    md = render_markdown(table, feat_rows, args, total)
+    if args.seeds is None:
+        run_seed(out, args.seed, args)
+        print(f"[demo] results: {os.path.join(out, 'results.md')}  plots: {os.path.join(out, 'inclr', 'plots')}")
+        return
+    if len(set(args.seeds)) != len(args.seeds):
+        ap.error(f"--seeds must differ, got {args.seeds}")
+    t0 = time.perf_counter()
+    payloads = [run_seed(os.path.join(out, f"seed{s}"), s, args) for s in args.seeds]
+    total = time.perf_counter() - t0
+    agg = aggregate(payloads)
+    md = render_multi_seed(agg, payloads, args, total)
     print("\n" + md)
-    atomic_write_text(os.path.join(out, "results.md"), md)  # a kill never leaves half a table
-    payload = {
-        "benchmark": "synthetic (SynthA -> SynthB), docs/design.md §7",
-        "quick": args.quick, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
-        "seed": args.seed, "source_models": [weights, weights2], "wall_seconds": round(total, 1), "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
-        "rows": [{"method": n, "metrics": r, "pseudo_labels": q} for n, r, q in table],
-        "features": [{"feature": f, "metrics": r} for f, r in feat_rows],
-    }
-    atomic_write_text(os.path.join(out, "results.json"), json.dumps(payload, indent=2))
-    if "inclr" in args.rows:
-        subprocess.run([sys.executable, os.path.join(HERE, "plot_run.py"), inclr_dir,
-                        "--direct", os.path.join(direct_dir, "eval_joint.json"), "--compare", *[os.path.join(out, s) for s in ("mmt", "lgmr", "igmo") if s in args.rows]],
-                       cwd=ROOT, check=False)
-    print(f"[demo] results: {os.path.join(out, 'results.md')}  plots: {os.path.join(inclr_dir, 'plots')}")
+    atomic_write_text(os.path.join(out, "results.md"), md)
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(
+        {"benchmark": "synthetic (SynthA -> SynthB), docs/design.md §7", "quick": args.quick, "machine": _machine(),
+         "wall_seconds": round(total, 1), **agg, "runs": payloads}, indent=2))
+    print(f"[demo] results: {os.path.join(out, 'results.md')}")
 
 
 def _cmdline_extra(args) -> str:
     extra = ""
     if args.pretrained:
         extra += " --pretrained " + " ".join(args.pretrained)
-    if args.seed is not None:
+    if args.seeds is not None:
+        extra += " --seeds " + " ".join(str(s) for s in args.seeds)
+    elif args.seed is not None:
         extra += f" --seed {args.seed}"
-    if args.rows != DEFAULT_ROWS:
-        extra += " --rows " + " ".join(args.rows)
+    rows = getattr(args, "rows_given", args.rows)
+    if rows != DEFAULT_ROWS:
+        extra += " --rows " + " ".join(rows)
+    if args.changes:
+        extra += " --changes"
+    if args.no_features:
+        extra += " --no-features"
     if args.opts:
         extra += " --opts " + " ".join(args.opts)
     return extra
 
 
-def render_markdown(table, feat_rows, args, total: float) -> str:
-    import torch
-
-    device = "GPU " + torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+def render_markdown(table, feat_rows, args, total: float, seed: Optional[int] = None) -> str:
+    seed_arg = "" if seed is None or args.seeds is None else f" (seed {seed} of --seeds)"
     lines = [
-        f"### Synthetic benchmark SynthA → SynthB{' (quick mode)' if args.quick else ''}",
+        f"### Synthetic benchmark SynthA → SynthB{' (quick mode)' if args.quick else ''}{seed_arg}",
         "",
-        f"`python tools/run_demo.py{' --quick' if args.quick else ''}{_cmdline_extra(args)}` on {device}, "
+        f"`python tools/run_demo.py{' --quick' if args.quick else ''}{_cmdline_extra(args)}` on {_device()}, "
         f"{total / 60:.1f} min in all. "
         "Synthetic data: not a claim about Market/Duke/MSMT.",
         "",

@@ -30,7 +30,8 @@ def build_pseudo_label_loader(cfg: CfgNode, paths: Sequence[str], camids: np.nda
     dataset = PseudoLabelDataset(list(paths), camids, labels, agreement, transform, two_views=num_views == 2)
     total, inst = int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.DATALOADER.NUM_INSTANCE)
     sampler = PseudoIdentityBatchSampler(labels, total, inst, seed=seed, rank=comm.get_rank(),
-                                         world_size=comm.get_world_size(), camids=camids)
+                                         world_size=comm.get_world_size(),
+                                         camids=camids if cfg.INCLR.MMT.CAMERA_SAMPLER else None)
     if sampler.ids_per_batch < total // inst:
         logger.warning("Epoch %d: only %d pseudo identities; batches hold %d x %d images instead of %d.",
                        epoch, len(sampler.members), sampler.ids_per_batch, inst, total)

@@ -114,6 +114,7 @@ class INCLR(nn.Module, MeanTeacherModel):
         soft_tri_weight: float = 0.8,
         tri_margin: float = 0.0,
         label_smooth: float = 0.1,
+        sum_students: bool = True,
         lgmr_enabled: bool = True,
         lgmr_beta: float = 0.5,
         aals_epoch: int = 5,
@@ -153,6 +154,7 @@ class INCLR(nn.Module, MeanTeacherModel):
         self.soft_tri_weight = soft_tri_weight
         self.tri_margin = tri_margin
         self.label_smooth = label_smooth
+        self.sum_students = sum_students
         self.lgmr_enabled = lgmr_enabled
         self.lgmr_beta = lgmr_beta
         self.aals_epoch = int(aals_epoch)
@@ -190,6 +192,7 @@ class INCLR(nn.Module, MeanTeacherModel):
             "soft_tri_weight": inclr.MMT.SOFT_TRI,
             "tri_margin": inclr.MMT.TRI_MARGIN,
             "label_smooth": inclr.MMT.LABEL_SMOOTH,
+            "sum_students": inclr.MMT.SUM_STUDENTS,
             "lgmr_enabled": inclr.LGMR.ENABLED,
             "lgmr_beta": inclr.LGMR.BETA,
             "aals_epoch": inclr.LGMR.AALS_EPOCH,
@@ -307,7 +310,8 @@ class INCLR(nn.Module, MeanTeacherModel):
         l1, w1 = self._student_losses(s1, t1, t2, targets, agreement, k)
         l2, w2 = self._student_losses(s2, t2, t1, targets, agreement, k)
         self._record_credibility(batched_inputs.get("index"), (w1 + w2) / 2)
-        return {name: l1[name] + l2[name] for name in l1}  # summed over the students, as MMT
+        scale = 1.0 if self.sum_students else 0.5  # summed over the students, as MMT (or averaged)
+        return {name: scale * (l1[name] + l2[name]) for name in l1}
 
     def _student_losses(self, s: dict, own_t: dict, other_t: dict, targets, agreement, k: int):
         """Losses of one student (its own mean teacher for IGMO, the other one for MMT's soft terms).
