@@ -188,3 +188,13 @@ def test_changes_undo_one_part_of_the_recipe_each(demo, monkeypatch, tmp_path):
         assert c["key"] == mod.CHANGES[i].key and len(names) + i == 5 + i
     md = (tmp_path / "results.md").read_text()
     assert "--seeds 1 2 --rows mmt --changes --no-features" in md and "| +1.0 ± 0.0 |" in md
+
+
+def test_changes_can_be_picked_by_key(demo, monkeypatch, tmp_path):
+    mod, calls = demo
+    _main(mod, monkeypatch, "--output-dir", str(tmp_path), "--seed", "1", "--changes", "low_res", "one_source",
+          "--rows", "mmt", "--no-features")
+    stages = [stage for stage, _ in calls]
+    assert stages == ["pretrain", "pretrain2", "direct", "mmt", "inclr", "change_one_source", "pretrain_low_res",
+                      "pretrain2_low_res", "change_low_res"]  # CHANGES' order, only the named ones
+    assert [c["key"] for c in json.loads((tmp_path / "results.json").read_text())["changes"]] == ["one_source", "low_res"]

@@ -171,6 +171,13 @@ def _adapt(out: str, stage: str, name: str, cfg: str, weights: str, weights2: Op
     return _json(os.path.join(d, "final_results.json")), _label_quality(d)
 
 
+def _selected_changes(args) -> List[Change]:
+    """--changes: none (not given), every change (given without keys) or the named ones, in CHANGES' order."""
+    if args.changes is None:
+        return []
+    return [c for c in CHANGES if not args.changes or c.key in args.changes]
+
+
 def run_seed(out: str, seed: Optional[int], args) -> Dict[str, Any]:
     """Every stage of one demo run (one seed) into ``out``; returns its results (results.json's payload)."""
     os.makedirs(out, exist_ok=True)
@@ -200,7 +207,7 @@ def run_seed(out: str, seed: Optional[int], args) -> Dict[str, Any]:
 
     # 4. Per-change rows: INCLR with one part of the reference recipe undone.
     changes = []
-    for ch in (CHANGES if args.changes else []):
+    for ch in _selected_changes(args):
         w1, w2 = weights, weights2
         if ch.pretrain is not None:
             w1, w2 = _pretrain_pair(out, "_" + ch.key, ch.pretrain, seed, args, timings)
@@ -366,9 +373,10 @@ def main() -> None:
     ap.add_argument("--rows", nargs="*", default=DEFAULT_ROWS, choices=[r[1] for r in ROWS] + ["all"],
                     help=f"rows to run (default: {' '.join(DEFAULT_ROWS)}; all = {' '.join(ABLATION_ROWS)}; "
                          "also undetached, baseline_uda)")
-    ap.add_argument("--changes", action="store_true",
+    ap.add_argument("--changes", nargs="*", default=None, choices=[c.key for c in CHANGES], metavar="KEY",
                     help="also run INCLR with each part of the reference recipe undone alone (the per-change table; "
-                         "two of them pretrain their own source models)")
+                         "two of them pretrain their own source models); KEYs pick some of: "
+                         + ", ".join(c.key for c in CHANGES) + " (default: all)")
     ap.add_argument("--no-features", action="store_true", help="skip the Table II feature rows")
     args = ap.parse_args()
     if len(args.pretrained) > 2:
@@ -376,9 +384,9 @@ def main() -> None:
     args.rows_given = list(args.rows)  # as typed, for the command line printed with the results
     if "all" in args.rows:
         args.rows = ABLATION_ROWS + [r for r in args.rows if r not in ABLATION_ROWS + ["all"]]
-    if args.changes and "inclr" not in args.rows:
+    if args.changes is not None and "inclr" not in args.rows:
         args.rows = args.rows + ["inclr"]  # the per-change table's reference row
-    if args.changes and args.pretrained:
+    if args.changes is not None and args.pretrained:
         ap.error("--changes pretrains its own source models for items 2 and 6: leave out --pretrained")
     out = os.path.abspath(args.output_dir)
     if args.seeds is None:
@@ -411,8 +419,8 @@ def _cmdline_extra(args) -> str:
     rows = getattr(args, "rows_given", args.rows)
     if rows != DEFAULT_ROWS:
         extra += " --rows " + " ".join(rows)
-    if args.changes:
-        extra += " --changes"
+    if args.changes is not None:
+        extra += " --changes" + "".join(" " + k for k in args.changes)
     if args.no_features:
         extra += " --no-features"
     if args.opts:
