@@ -4,11 +4,11 @@ The right eps moves with the data and the model; a user adapting to new cameras 
 tune it. At a clustering round every feature space (global, part1..P) is clustered by DBSCAN at each
 eps of a grid on its own sparse Jaccard matrix (computed once per space and reused across the grid;
 nothing N x N is ever dense), and the eps is the one at which the *independent views agree most*:
-the mean adjusted Rand index between the global clustering and each part's clustering
-(:func:`cross_space_agreement`). Too small an eps leaves most images outliers (no pairs to agree
-on), too large chains identities in each space along different, noise-driven paths (the spaces'
-giant clusters do not coincide, which the chance correction of ARI scores near 0); the scale that
-the data plants is the one the views share. Without part spaces (LGMR off, a plain Baseline) the
+the global clustering at that eps agrees best (adjusted Rand index) with each part's clustering at
+the part's own best-matching grid eps (:func:`cross_space_agreement`). Too small an eps leaves most
+images outliers (few pairs to agree on), too large chains identities in each space along different,
+noise-driven paths (the spaces' giant clusters do not coincide, which the chance correction of ARI
+scores near 0); the identities the data plants are the clusters the views share. Without part spaces (LGMR off, a plain Baseline) the
 knee of the sorted k-distance curve (:func:`k_distance_knee`, the DBSCAN authors' heuristic) is used.
 """
 from __future__ import annotations
@@ -82,24 +82,48 @@ def labels_over_grid(dist: sp.spmatrix, grid: Sequence[float], min_samples: int)
         np.zeros((0, d.shape[0]), dtype=np.int64)
 
 
+def _pairs(counts: np.ndarray) -> float:
+    counts = counts.astype(np.float64)
+    return float((counts * (counts - 1.0)).sum() / 2.0)
+
+
+def _dense_ids(labels: np.ndarray) -> np.ndarray:
+    """Labels with each outlier a singleton, renumbered 0..K-1 (so joint codes fit in int64)."""
+    return np.unique(outliers_as_singletons(labels), return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _ari(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two dense-id clusterings (:func:`_dense_ids`), from the pair counts."""
+    n = a.shape[0]
+    joint = _pairs(np.unique(a * (int(b.max()) + 1) + b, return_counts=True)[1])
+    rows, cols = _pairs(np.bincount(a)), _pairs(np.bincount(b))
+    total = n * (n - 1) / 2.0
+    expected = rows * cols / total if total else 0.0
+    top = (rows + cols) / 2.0 - expected
+    if top == 0:  # both all singletons or both one cluster
+        return 1.0 if rows == cols else 0.0
+    return float((joint - expected) / top)
+
+
 def clustering_agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Adjusted Rand index of two clusterings of the same samples, each outlier a singleton.
 
     Chance-corrected, so two clusterings that each lump most samples together score near 0 unless
     they lump the *same* samples; all-outliers on both sides scores 0 (nothing to agree on), not 1.
     """
-    from sklearn.metrics import adjusted_rand_score
-
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"clusterings must be 1-D of the same length, got {a.shape} and {b.shape}")
     if not ((a >= 0).any() or (b >= 0).any()):
         return 0.0
-    return float(adjusted_rand_score(outliers_as_singletons(a), outliers_as_singletons(b)))
+    return _ari(_dense_ids(a), _dense_ids(b))
 
 
 def cross_space_agreement(grid_labels: Mapping[str, np.ndarray], reference: str = "global") -> np.ndarray:
-    """(G,) mean :func:`clustering_agreement` between ``reference``'s and every other space's labels, per eps.
+    """(G,) per eps of the grid: how well the ``reference`` space's clustering at that eps is corroborated
+    by every other space, each at the grid eps that suits it best: the mean over the other spaces of the
+    largest :func:`clustering_agreement` over their grid (the spaces' scales differ: a noisier part needs
+    a larger eps to form the same clusters, so comparing at one shared eps favours the parts' scale).
 
     ``grid_labels``: space name -> (G, N) labels from :func:`labels_over_grid` on the same grid.
     """
@@ -107,7 +131,14 @@ def cross_space_agreement(grid_labels: Mapping[str, np.ndarray], reference: str 
     others = [v for k, v in grid_labels.items() if k != reference]
     if not others:
         raise ValueError("cross_space_agreement needs a second feature space (parts)")
-    return np.array([np.mean([clustering_agreement(ref[g], o[g]) for o in others]) for g in range(ref.shape[0])])
+    ref_ids = [_dense_ids(r) if (r >= 0).any() else None for r in ref]
+    scores = np.zeros(ref.shape[0])
+    for other in others:
+        other_ids = [_dense_ids(o) if (o >= 0).any() else None for o in other]
+        for g, a in enumerate(ref_ids):
+            if a is not None:
+                scores[g] += max((_ari(a, b) for b in other_ids if b is not None), default=0.0)
+    return scores / len(others)
 
 
 def k_distance(dist: sp.spmatrix, k: int) -> np.ndarray:
