@@ -214,3 +214,36 @@ def test_auto_rule_holds_nothing_n_by_n_under_a_memory_limit():
     assert out.returncode == 0, out.stdout + out.stderr
     ok = out.stdout.split()
     assert ok[0] == "OK" and 0.5 <= float(ok[1]) < 0.6 and int(ok[3]) == 6000  # the 6,000 planted identities
+
+
+# ------------------------------------------------------------------------------- the tools
+def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_path, capsys):
+    """A feature file as ``cluster_quality.py --dump-features`` writes it feeds ``benchmark_eps_rule.py
+    --features``; ``cluster_quality``'s side-by-side table names every rule; the oracle is the best grid F."""
+    import types
+
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+    sys.path.insert(0, tools)
+    try:
+        import benchmark_eps_rule as bench
+        import cluster_quality
+    finally:
+        sys.path.remove(tools)
+    spaces, ids = identities(ids=40)
+    path = tmp_path / "feats.npz"
+    np.savez(path, ids=ids, camids=np.zeros_like(ids), **{k: v for k, v in zip(["global", "part1", "part2", "part3"],
+                                                                              spaces)})
+    loaded, loaded_ids = bench.load_features(str(path))
+    assert sorted(loaded) == ["global", "part1", "part2", "part3"] and np.array_equal(loaded_ids, ids)
+    r = bench.compare_eps_rules(loaded, loaded_ids, GRID, k1=20)
+    assert bench.f_of(r, "oracle") == pytest.approx(max(r["f_grid"])) >= bench.f_of(r, "auto")
+    assert r["oracle"]["eps"] in GRID and r["auto"]["eps"] == r["choice"]["eps"] and r["fixed"]["eps"] == 0.6
+    cluster = types.SimpleNamespace(EPS_GRID=list(GRID), K1=20, K2=6, MIN_SAMPLES=4, MAX_DISTANCE=0.9, EPS=0.6,
+                                    RHO=1.6e-3, CAMERA_NORM=False)
+    cfg = types.SimpleNamespace(INCLR=types.SimpleNamespace(CLUSTER=cluster, LGMR=types.SimpleNamespace(ENABLED=True)))
+    feats = {k: torch.from_numpy(v) for k, v in loaded.items()}
+    cluster_quality.print_eps_rules(cfg, feats, ["part1", "part2", "part3"], ids, np.zeros_like(ids))
+    out = capsys.readouterr().out
+    for row in ("| auto (no labels) |", "| fixed EPS | 0.600 |", "| mmt (RHO", "| oracle (grid, labels) |"):
+        assert row in out
+    assert "cross_space_agreement" in out
