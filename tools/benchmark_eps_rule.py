@@ -19,6 +19,7 @@ k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not c
 
     python tools/benchmark_eps_rule.py                       # synthetic cases
     python tools/benchmark_eps_rule.py --features out/weak_7.npz out/strong_18.npz
+    python tools/benchmark_eps_rule.py --overhead 2500 12936   # one round's seconds, fixed vs auto
 """
 from __future__ import annotations
 
@@ -126,6 +127,31 @@ def f_of(result: Dict[str, object], rule: str) -> float:
     return float(result[rule]["quality"]["pairwise_fscore"])  # type: ignore[index]
 
 
+def time_rounds(sizes: Sequence[int], dim: int, repeats: int = 2) -> None:
+    """Seconds of one whole clustering round (``generate_pseudo_labels``: kNN, Jaccard, DBSCAN in 4 spaces,
+    LGMR, centroids) under EPS_RULE fixed and auto (best of ``repeats``), on the features of
+    ``tools/benchmark_clustering.py``."""
+    from benchmark_clustering import synthetic_features
+
+    from inclr_fastreid.pseudo_labels import ClusterParams, generate_pseudo_labels
+
+    print("| N | D | round fixed s | round auto s | auto's grid + choice s | overhead | eps auto | Jaccard nnz/row |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in sizes:
+        spaces = [synthetic_features(n, dim, s, seed=0) for s in range(4)]
+        best: Dict[str, float] = {}
+        for rule in ("fixed", "auto"):
+            for _ in range(repeats):
+                r = generate_pseudo_labels(spaces[0], spaces[1:], ClusterParams(eps_rule=rule))
+                best[rule] = min(best.get(rule, np.inf), r.timings["total"])
+                if rule == "auto":
+                    grid_s, eps = r.timings["eps_auto"], r.eps
+        from inclr_fastreid.pseudo_labels import compute_jaccard_distance
+        nnz = compute_jaccard_distance(spaces[0], 30, 6, 0.9).nnz / n
+        print(f"| {n} | {dim} | {best['fixed']:.1f} | {best['auto']:.1f} | {grid_s:.2f} | "
+              f"{100 * (best['auto'] - best['fixed']) / best['fixed']:+.0f} % | {eps:.2f} | {nnz:.0f} |", flush=True)
+
+
 def main() -> None:
     from inclr_fastreid.pseudo_labels.eps_rule import DEFAULT_EPS_GRID
 
@@ -138,7 +164,14 @@ def main() -> None:
     ap.add_argument("--k1", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--candidates", action="store_true", help="also the other label-free criteria compared")
+    ap.add_argument("--overhead", type=int, nargs="+", default=None, metavar="N",
+                    help="instead: time one clustering round, fixed vs auto, at these sizes")
+    ap.add_argument("--dim", type=int, default=2048, help="--overhead: feature dimension")
     args = ap.parse_args()
+    if args.overhead:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        time_rounds(args.overhead, args.dim)
+        return
 
     cases: List[Tuple[str, Dict[str, np.ndarray], np.ndarray]] = []
     if args.features:
