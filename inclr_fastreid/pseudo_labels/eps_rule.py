@@ -8,8 +8,9 @@ the global clustering at that eps agrees best (adjusted Rand index) with each pa
 the part's own best-matching grid eps (:func:`cross_space_agreement`). Too small an eps leaves most
 images outliers (few pairs to agree on), too large chains identities in each space along different,
 noise-driven paths (the spaces' giant clusters do not coincide, which the chance correction of ARI
-scores near 0); the identities the data plants are the clusters the views share. Without part spaces (LGMR off, a plain Baseline) the
-knee of the sorted k-distance curve (:func:`k_distance_knee`, the DBSCAN authors' heuristic) is used.
+scores near 0); the identities the data plants are the clusters the views share. Without part
+spaces (LGMR off, a plain Baseline) the knee of the sorted k-distance curve (:func:`k_distance_knee`,
+the DBSCAN authors' heuristic) is used.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from .clustering import relabel_by_first_occurrence
 from .params import DEFAULT_EPS_GRID
 from .quality import outliers_as_singletons
 
-__all__ = ["DEFAULT_EPS_GRID", "EpsChoice", "dbscan_by_components", "labels_over_grid", "clustering_agreement", "cross_space_agreement",
+__all__ = ["DEFAULT_EPS_GRID", "EpsChoice", "dbscan_by_components", "labels_over_grid", "clustering_agreement",
+           "cross_space_agreement",
            "k_distance", "k_distance_knee", "choose_eps"]
 
 
