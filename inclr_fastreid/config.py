@@ -86,8 +86,14 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.CLUSTER.NUM_CLUSTERS = 0
     # dbscan eps: fixed = EPS; mmt = MMT-DBSCAN (examples/mmt_train_dbscan.py): at the first clustering
     # the mean of the smallest RHO of the pairwise Jaccard distances, then kept for the run (checkpointed)
+    # auto = chosen without labels at every clustering (docs/design.md §4.3.1): the eps of EPS_GRID at which
+    # the global and part spaces' DBSCAN clusterings agree most (ARI); without part spaces, the k-distance knee
     _C.INCLR.CLUSTER.EPS_RULE = "fixed"
     _C.INCLR.CLUSTER.RHO = 1.6e-3
+    # EPS_RULE auto: the eps values tried (each <= MAX_DISTANCE), and whether the first round's choice is
+    # kept for the run (checkpointed) instead of being re-chosen every round
+    _C.INCLR.CLUSTER.EPS_GRID = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8]
+    _C.INCLR.CLUSTER.EPS_FREEZE = False
 
     # LGMR: local/global mutual refinement (docs/design.md §4.4)
     _C.INCLR.LGMR = CN()

@@ -8,6 +8,15 @@ whether a source model is good enough for clustering-based adaptation before spe
 
     python tools/cluster_quality.py --config-file configs/UDA/synthetic_baseline.yml \
         --weights output/demo/pretrain/model_final.pth --eps 0.4 0.5 0.6 --camera-norm both
+
+``--eps-rules`` compares DBSCAN's eps rules side by side (docs/design.md §4.3.1) on one Jaccard matrix per
+space: ``auto`` (chosen without labels), the fixed ``INCLR.CLUSTER.EPS``, ``mmt`` (RHO rule) and the
+``oracle`` (the ``INCLR.CLUSTER.EPS_GRID`` eps of best pairwise F, chosen with the labels); labels of the
+global space before LGMR. ``--dump-features out.npz`` saves the extracted features (``global``,
+``part1``.., ``ids``, ``camids``) for ``tools/benchmark_eps_rule.py --features``.
+
+    python tools/cluster_quality.py --config-file configs/UDA/synthetic_baseline.yml \
+        --weights output/demo/pretrain/model_final.pth --eps-rules --dump-features output/feats_weak.npz
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)  # benchmark_eps_rule
 
 
 def main() -> None:
@@ -28,6 +38,10 @@ def main() -> None:
     ap.add_argument("--eps", type=float, nargs="+", default=None, help="DBSCAN eps values (default: config)")
     ap.add_argument("--k1", type=int, nargs="+", default=None, help="k-reciprocal k1 values (default: config)")
     ap.add_argument("--camera-norm", choices=["off", "on", "both"], default="off")
+    ap.add_argument("--eps-rules", action="store_true",
+                    help="F / NMI / ARI of EPS_RULE auto, the fixed EPS, mmt and the oracle grid eps, side by side")
+    ap.add_argument("--dump-features", default="", metavar="OUT.npz",
+                    help="save the features (global, part1.., ids, camids) for tools/benchmark_eps_rule.py --features")
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = ap.parse_args()
 
@@ -62,6 +76,15 @@ def main() -> None:
     print(f"features of {len(items)} images in {time.perf_counter() - t0:.1f}s: {sorted(feats)}")
     parts = sorted(k for k in feats if k.startswith("part"))
     c = cfg.INCLR
+    if args.dump_features:
+        from inclr_fastreid.io import atomic_savez
+
+        atomic_savez(args.dump_features, ids=true_ids, camids=camids, **{k: v.numpy() for k, v in feats.items()})
+        print(f"features written to {args.dump_features}")
+    if args.eps_rules:
+        print_eps_rules(cfg, feats, parts, true_ids, camids)
+        if args.eps is None and args.k1 is None:
+            return
     rows = []
     norms = {"off": [False], "on": [True], "both": [False, True]}[args.camera_norm]
     for eps, k1, cam in itertools.product(args.eps or [c.CLUSTER.EPS], args.k1 or [c.CLUSTER.K1], norms):
@@ -78,6 +101,34 @@ def main() -> None:
     for eps, k1, cam, k, out, q in rows:
         print(f"| {eps} | {k1} | {'on' if cam else 'off'} | {k} | {out} | {q['pairwise_precision']:.3f} | "
               f"{q['pairwise_recall']:.3f} | {q['pairwise_fscore']:.3f} | {q['nmi']:.3f} | {q['ari']:.3f} |")
+
+
+def print_eps_rules(cfg, feats, parts, true_ids, camids) -> None:
+    """One row per eps rule (auto / fixed / mmt / oracle): eps, K, outliers, P / R / F, NMI, ARI."""
+    import numpy as np
+
+    from benchmark_eps_rule import compare_eps_rules
+    from inclr_fastreid.pseudo_labels import camera_normalize
+
+    c = cfg.INCLR.CLUSTER
+    names = ["global"] + (parts if cfg.INCLR.LGMR.ENABLED else [])
+    spaces = {k: feats[k].numpy() for k in names}
+    if c.CAMERA_NORM:
+        spaces = {k: camera_normalize(v, camids) for k, v in spaces.items()}
+    r = compare_eps_rules(spaces, true_ids, c.EPS_GRID, k1=c.K1, k2=c.K2, min_samples=c.MIN_SAMPLES,
+                          max_distance=c.MAX_DISTANCE, default_eps=c.EPS, rho=c.RHO)
+    choice = r["choice"]
+    print(f"\nEPS_RULE auto ({choice['criterion']}, spaces {names}, K1 {c.K1}): grid {choice['grid']}\n"
+          f"  scores {choice['scores']}\n  F(grid) {[round(f, 3) for f in r['f_grid']]}")
+    print(f"\n{len(np.unique(true_ids))} true identities, {len(true_ids)} images; global space before LGMR\n")
+    print("| eps rule | eps | K | outliers | precision | recall | F | NMI | ARI |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for rule, label in (("auto", "auto (no labels)"), ("fixed", "fixed EPS"), ("mmt", f"mmt (RHO {c.RHO:g})"),
+                        ("oracle", "oracle (grid, labels)")):
+        q = r[rule]["quality"]
+        print(f"| {label} | {r[rule]['eps']:.3f} | {q['num_clusters']} | {q['num_outliers']} | "
+              f"{q['pairwise_precision']:.3f} | {q['pairwise_recall']:.3f} | {q['pairwise_fscore']:.3f} | "
+              f"{q['nmi']:.3f} | {q['ari']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ def quality_record(epoch: int, result: PseudoLabels, true_ids: Optional[np.ndarr
         for key in _METRICS:
             record[f"{key}_{tag}"] = None if q is None else float(q[key])
     record["eps"] = None if result.eps is None else round(float(result.eps), 6)  # DBSCAN's eps (EPS_RULE mmt: computed)
+    if result.eps_choice is not None:  # EPS_RULE auto chose eps this round: its grid, scores and criterion
+        record["eps_choice"] = result.eps_choice
     return record
 
 

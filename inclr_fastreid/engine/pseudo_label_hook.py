@@ -89,7 +89,8 @@ class PseudoLabelHook(HookBase):
         """Rank 0: cluster the gathered features, refine with LGMR; what every rank needs to apply."""
         t1 = time.perf_counter()
         parts = sorted(k for k in feats if k.startswith("part"))
-        frozen = {} if self.state.eps is None else {"eps": self.state.eps}  # EPS_RULE mmt after the first round
+        # EPS_RULE mmt, and auto with EPS_FREEZE, after the first round
+        frozen = {} if self.state.eps is None else {"eps": self.state.eps}
         result = generate_pseudo_labels(feats["global"].numpy(), [feats[p].numpy() for p in parts], self.params,
                                         lgmr_enabled=self.params.lgmr_enabled and bool(parts), camids=self.camids,
                                         **frozen)
@@ -106,10 +107,16 @@ class PseudoLabelHook(HookBase):
 
     def _apply(self, epoch: int, payload: Dict[str, Any]) -> None:
         k, record = payload["num_classes"], payload["record"]
-        if self.params.eps_rule == "mmt" and self.state.eps is None and payload.get("eps") is not None:
-            self.state.eps = float(payload["eps"])  # MMT-DBSCAN: eps of the first clustering, kept for the run
-            logger.info("Epoch %d: INCLR.CLUSTER.EPS_RULE mmt: eps = %.4f (rho %g), kept for the run.", epoch,
-                        self.state.eps, self.params.rho)
+        choice = record.get("eps_choice")
+        if choice is not None:
+            logger.info("Epoch %d: INCLR.CLUSTER.EPS_RULE auto: eps = %.4f by %s; grid %s, scores %s.", epoch,
+                        choice["eps"], choice["criterion"], choice["grid"], choice["scores"])
+        keep = self.params.eps_rule == "mmt" or (self.params.eps_rule == "auto" and self.params.eps_freeze)
+        if keep and self.state.eps is None and payload.get("eps") is not None:
+            self.state.eps = float(payload["eps"])  # eps of the first clustering, kept for the run (checkpointed)
+            logger.info("Epoch %d: INCLR.CLUSTER.EPS_RULE %s: eps = %.4f, kept for the run%s.", epoch,
+                        self.params.eps_rule, self.state.eps,
+                        f" (rho {self.params.rho:g})" if self.params.eps_rule == "mmt" else " (EPS_FREEZE)")
         if k < 2:
             if self.state.labels is not None and self.state.num_classes >= 2:
                 logger.warning("Epoch %d: clustering gave %d cluster(s); reusing the labels of epoch %d. "

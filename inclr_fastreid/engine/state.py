@@ -22,7 +22,8 @@ class PseudoLabelState:
         self.cluster_epoch = -1
         self.skip_epoch = False
         self.seed = -1
-        self.eps: Optional[float] = None  # DBSCAN eps frozen at the first round (EPS_RULE mmt); None: not yet / not used
+        # DBSCAN eps frozen at the first round (EPS_RULE mmt, auto with EPS_FREEZE); None: not yet / not used
+        self.eps: Optional[float] = None
         self.history: List[Dict[str, Any]] = []
 
     def state_dict(self) -> Dict[str, Any]:

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from .agreement import cross_agreement, refine_global_labels
-from .clustering import CLUSTERERS, FeatureSpace, cluster_centroids, mmt_eps
+from .clustering import CLUSTERERS, FeatureSpace, cluster_centroids, cluster_dbscan, mmt_eps
+from .eps_rule import choose_eps, labels_over_grid
 from .knn import as_float32_features, is_cuda_tensor, knn_search, l2_normalize
 from .params import ClusterParams
 
@@ -31,9 +32,10 @@ class PseudoLabels:
     part_labels: List[np.ndarray]  # clusterer's labels of each part space; [] when LGMR is off
     labels_before_lgmr: np.ndarray  # global clusterer's labels before refinement
     # wall seconds: knn_<space>, jaccard_<space>, dbscan_<space> (the clusterer; space = global, part1..),
-    # lgmr, centroids, total
+    # lgmr, centroids, total; eps_auto (EPS_RULE auto: the grid's clusterings and the choice)
     timings: Dict[str, float] = field(default_factory=dict)
     eps: Optional[float] = None  # DBSCAN's eps this round (computed by EPS_RULE mmt when not given); None: not dbscan
+    eps_choice: Optional[Dict[str, Any]] = None  # EPS_RULE auto, when chosen this round: grid, scores, criterion
 
     @property
     def num_outliers(self) -> int:
@@ -85,9 +87,14 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     ``eps_rule="mmt"`` (dbscan): without an ``eps`` override, eps is computed from the global space's
     sparse Jaccard distance (:func:`~.clustering.mmt_eps`) and used in every space; the caller keeps
     ``result.eps`` and passes it back as ``eps=`` in later rounds (MMT fixes it at the first clustering).
+    ``eps_rule="auto"`` (dbscan, docs/design.md §4.3.1): without an ``eps`` override, every clustered space
+    is clustered at each eps of ``eps_grid`` on its Jaccard matrix (graph components, cheap), the eps of
+    highest global/part agreement is chosen (:func:`~.eps_rule.choose_eps`; no labels) and every space
+    is then clustered at it as under ``fixed``; ``result.eps_choice`` holds the grid and its scores.
     """
     p = replace(params or ClusterParams(), **overrides)
     compute_eps = p.method == "dbscan" and p.eps_rule == "mmt" and "eps" not in overrides
+    choose_auto = p.method == "dbscan" and p.eps_rule == "auto" and "eps" not in overrides
     t_all = time.perf_counter()
     timings: Dict[str, float] = {}
     if p.camera_norm and camids is None:
@@ -107,6 +114,8 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     spaces = [("global", global_feats)] + [(f"part{i + 1}", f) for i, f in enumerate(part_feats)]
     labels_by_space: Dict[str, np.ndarray] = {}
     knn_others: Dict[str, np.ndarray] = {}
+    grid_labels: Dict[str, np.ndarray] = {}  # EPS_RULE auto: (G, N) labels per space
+    jaccards: Dict[str, Any] = {}  # EPS_RULE auto: the sparse matrices, kept until eps is chosen
     for name, raw in spaces if p.lgmr_enabled else spaces[:1]:
         t0 = time.perf_counter()
         cpu_feats = l2_normalize(as_float32_features(raw, name))
@@ -128,14 +137,33 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
                                   f"{p.max_distance} (fewer than the RHO={p.rho} fraction of pairs are stored); "
                                   "raise MAX_DISTANCE (<= 1)")
             p, compute_eps = replace(p, eps=eps), False
-        labels_by_space[name] = CLUSTERERS[p.method](space, p)
+        if choose_auto:
+            jaccards[name] = space.jaccard()
+            t2 = time.perf_counter()
+            grid_labels[name] = labels_over_grid(jaccards[name], p.eps_grid, p.min_samples)
+            timings["eps_auto"] = timings.get("eps_auto", 0.0) + time.perf_counter() - t2
+        else:
+            labels_by_space[name] = CLUSTERERS[p.method](space, p)
         t3 = time.perf_counter()
         if p.lgmr_enabled:
             knn_others[name] = np.ascontiguousarray(idx[:, 1:int(p.lgmr_k) + 1])
         timings[f"knn_{name}"] = t1 - t0
         timings[f"jaccard_{name}"] = space.jaccard_seconds
-        timings[f"dbscan_{name}"] = t3 - t1 - space.jaccard_seconds
+        if not choose_auto:  # auto: set below, at the chosen eps
+            timings[f"dbscan_{name}"] = t3 - t1 - space.jaccard_seconds
         del space, sims, idx, cpu_feats
+
+    eps_choice = None
+    if choose_auto:
+        t0 = time.perf_counter()
+        choice = choose_eps(grid_labels, p.eps_grid, global_dist=jaccards["global"], min_samples=p.min_samples)
+        p, eps_choice = replace(p, eps=choice.eps), choice.as_record()
+        timings["eps_auto"] += time.perf_counter() - t0
+        for name, dist in jaccards.items():  # the round's labels: DBSCAN at the chosen eps, as under fixed
+            t0 = time.perf_counter()
+            labels_by_space[name] = cluster_dbscan(dist, p.eps, p.min_samples)
+            timings[f"dbscan_{name}"] = time.perf_counter() - t0
+        del jaccards, grid_labels
 
     before = labels_by_space["global"]
     t0 = time.perf_counter()
@@ -159,4 +187,4 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
     return PseudoLabels(labels=labels, num_classes=num_classes, agreement=agreement, centroids=centroids,
                         part_labels=part_labels, labels_before_lgmr=before, timings=timings,
-                        eps=float(p.eps) if p.method == "dbscan" else None)
+                        eps=float(p.eps) if p.method == "dbscan" else None, eps_choice=eps_choice)

@@ -3,13 +3,16 @@ from a config's ``INCLR.CLUSTER.*`` / ``INCLR.LGMR.*`` keys to it (used by the h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Tuple
 
-__all__ = ["ClusterParams", "cluster_params_from_cfg", "EPS_RULES"]
+__all__ = ["ClusterParams", "cluster_params_from_cfg", "EPS_RULES", "DEFAULT_EPS_GRID"]
 
 #: values of INCLR.CLUSTER.EPS_RULE (dbscan): fixed = INCLR.CLUSTER.EPS; mmt = MMT-DBSCAN's rule
-#: (clustering.py: mmt_eps at the first round, then kept for the run)
-EPS_RULES = ("fixed", "mmt")
+#: (clustering.py: mmt_eps at the first round, then kept for the run); auto = the grid eps at which the
+#: global and part clusterings agree most, no labels (eps_rule.py, docs/design.md §4.3.1)
+EPS_RULES = ("fixed", "mmt", "auto")
+#: INCLR.CLUSTER.EPS_GRID's default (eps_rule.DEFAULT_EPS_GRID): 0.20, 0.25, ..., 0.80
+DEFAULT_EPS_GRID: Tuple[float, ...] = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class ClusterParams:
     num_clusters: int = 0  # kmeans: K in every space (INCLR.CLUSTER.NUM_CLUSTERS)
     eps_rule: str = "fixed"  # dbscan: fixed = eps; mmt = MMT-DBSCAN's eps from rho at the first round
     rho: float = 1.6e-3  # MMT-DBSCAN's fraction of the pairwise distances (examples/mmt_train_dbscan.py)
+    eps_grid: Tuple[float, ...] = DEFAULT_EPS_GRID  # EPS_RULE auto: the eps values tried
+    eps_freeze: bool = False  # EPS_RULE auto: keep the first round's choice for the run (else re-chosen every round)
     seed: int = 1  # k-means initialisation (MMT's --seed default); fixed, so a round is reproducible
 
     def __post_init__(self) -> None:
@@ -47,6 +52,12 @@ class ClusterParams:
             raise ValueError(f"INCLR.LGMR.AGREEMENT {self.agreement!r}: use one of {sorted(AGREEMENTS)}.")
         if self.eps_rule not in EPS_RULES:
             raise ValueError(f"INCLR.CLUSTER.EPS_RULE {self.eps_rule!r}: use one of {list(EPS_RULES)}.")
+        if self.eps_rule == "auto" and self.method == "dbscan":
+            grid = [float(e) for e in self.eps_grid]
+            if not grid or not all(0 < e <= self.max_distance for e in grid):
+                raise ValueError(f"INCLR.CLUSTER.EPS_GRID {list(self.eps_grid)}: EPS_RULE auto needs a non-empty list "
+                                 f"of eps values in (0, INCLR.CLUSTER.MAX_DISTANCE={self.max_distance}]; pairs farther "
+                                 "than MAX_DISTANCE are not stored. Lower the grid or raise MAX_DISTANCE (<= 1).")
         if not (0 < self.rho <= 1):
             raise ValueError(f"INCLR.CLUSTER.RHO={self.rho}: must be in (0, 1].")
         if self.method == "kmeans" and int(self.num_clusters) < 1:
@@ -72,7 +83,7 @@ def cluster_params_from_cfg(cfg: Any, **overrides: Any) -> ClusterParams:
         k2=c.CLUSTER.K2, max_distance=c.CLUSTER.MAX_DISTANCE, camera_norm=c.CLUSTER.CAMERA_NORM,
         lgmr_enabled=c.LGMR.ENABLED, lgmr_k=c.LGMR.K, min_agreement=c.LGMR.MIN_AGREEMENT,
         agreement=c.LGMR.AGREEMENT, num_clusters=c.CLUSTER.NUM_CLUSTERS, eps_rule=c.CLUSTER.EPS_RULE,
-        rho=c.CLUSTER.RHO,
+        rho=c.CLUSTER.RHO, eps_grid=tuple(float(e) for e in c.CLUSTER.EPS_GRID), eps_freeze=bool(c.CLUSTER.EPS_FREEZE),
     )
     values.update(overrides)
     return ClusterParams(**values)

@@ -1,0 +1,189 @@
+"""``INCLR.CLUSTER.EPS_RULE auto``: DBSCAN's eps chosen without identity labels (docs/design.md §4.3.1).
+
+The right eps moves with the data and the model; a user adapting to new cameras has no labels to
+tune it. At a clustering round every feature space (global, part1..P) is clustered by DBSCAN at each
+eps of a grid on its own sparse Jaccard matrix (computed once per space and reused across the grid;
+nothing N x N is ever dense), and the eps is the one at which the *independent views agree most*:
+the global clustering at that eps agrees best (adjusted Rand index) with each part's clustering at
+the part's own best-matching grid eps (:func:`cross_space_agreement`). Too small an eps leaves most
+images outliers (few pairs to agree on), too large chains identities in each space along different,
+noise-driven paths (the spaces' giant clusters do not coincide, which the chance correction of ARI
+scores near 0); the identities the data plants are the clusters the views share. Without part
+spaces (LGMR off, a plain Baseline) the knee of the sorted k-distance curve (:func:`k_distance_knee`,
+the DBSCAN authors' heuristic) is used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .clustering import relabel_by_first_occurrence
+from .params import DEFAULT_EPS_GRID
+from .quality import outliers_as_singletons
+
+__all__ = ["DEFAULT_EPS_GRID", "EpsChoice", "dbscan_by_components", "labels_over_grid", "clustering_agreement",
+           "cross_space_agreement",
+           "k_distance", "k_distance_knee", "choose_eps"]
+
+
+
+@dataclass
+class EpsChoice:
+    """What the auto rule chose and why: the grid, one score per eps, the criterion's name."""
+
+    eps: float
+    grid: List[float]
+    scores: List[float]
+    criterion: str
+    index: int  # position of ``eps`` in ``grid`` (-1 when the criterion picks off the grid)
+    labels: Dict[str, np.ndarray] = field(default_factory=dict)  # each space's labels at ``eps`` (when computed)
+
+    def as_record(self) -> Dict[str, object]:
+        """JSON-able summary for the log (no label arrays)."""
+        return {"eps": round(float(self.eps), 6), "criterion": self.criterion,
+                "grid": [round(float(e), 4) for e in self.grid], "scores": [round(float(s), 4) for s in self.scores]}
+
+
+def dbscan_by_components(dist: sp.spmatrix, eps: float, min_samples: int) -> np.ndarray:
+    """DBSCAN on a sparse distance as graph components: (N,) int64 labels, -1 = outlier.
+
+    Core points (>= ``min_samples`` stored neighbours within ``eps``, itself included, as
+    scikit-learn counts) joined by core-core edges within ``eps`` form the clusters, exactly as in
+    :func:`~.clustering.cluster_dbscan`; a border point joins the cluster of its first core
+    neighbour in column order (scikit-learn: of the first cluster that reaches it, so a border
+    point between two clusters may differ). Linear in the stored pairs, for scoring a grid cheaply.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    d = sp.csr_matrix(dist)
+    n = d.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(d.indptr))
+    keep = (d.data <= eps) & (d.indices != rows)
+    adj = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.int8), (rows[keep], d.indices[keep])), shape=(n, n))
+    core = np.diff(adj.indptr) + 1 >= int(min_samples)
+    labels = np.full(n, -1, dtype=np.int64)
+    core_idx = np.flatnonzero(core)
+    if core_idx.size == 0:
+        return labels
+    _, comp = connected_components(adj[core_idx][:, core_idx], directed=False)
+    labels[core_idx] = comp
+    border = adj[~core][:, core_idx]  # non-core rows, core columns
+    has = np.diff(border.indptr) > 0
+    border_idx = np.flatnonzero(~core)[has]
+    labels[border_idx] = comp[border.indices[border.indptr[:-1][has]]]
+    return relabel_by_first_occurrence(labels)
+
+
+def labels_over_grid(dist: sp.spmatrix, grid: Sequence[float], min_samples: int) -> np.ndarray:
+    """(G, N) int64: DBSCAN's clusters (:func:`dbscan_by_components`) of the sparse ``dist`` at each eps of ``grid``."""
+    d = sp.csr_matrix(dist)
+    return np.stack([dbscan_by_components(d, float(e), int(min_samples)) for e in grid]) if len(grid) else \
+        np.zeros((0, d.shape[0]), dtype=np.int64)
+
+
+def _pairs(counts: np.ndarray) -> float:
+    counts = counts.astype(np.float64)
+    return float((counts * (counts - 1.0)).sum() / 2.0)
+
+
+def _dense_ids(labels: np.ndarray) -> np.ndarray:
+    """Labels with each outlier a singleton, renumbered 0..K-1 (so joint codes fit in int64)."""
+    return np.unique(outliers_as_singletons(labels), return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _ari(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two dense-id clusterings (:func:`_dense_ids`), from the pair counts."""
+    n = a.shape[0]
+    joint = _pairs(np.unique(a * (int(b.max()) + 1) + b, return_counts=True)[1])
+    rows, cols = _pairs(np.bincount(a)), _pairs(np.bincount(b))
+    total = n * (n - 1) / 2.0
+    expected = rows * cols / total if total else 0.0
+    top = (rows + cols) / 2.0 - expected
+    if top == 0:  # both all singletons or both one cluster
+        return 1.0 if rows == cols else 0.0
+    return float((joint - expected) / top)
+
+
+def clustering_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two clusterings of the same samples, each outlier a singleton.
+
+    Chance-corrected, so two clusterings that each lump most samples together score near 0 unless
+    they lump the *same* samples; all-outliers on both sides scores 0 (nothing to agree on), not 1.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"clusterings must be 1-D of the same length, got {a.shape} and {b.shape}")
+    if not ((a >= 0).any() or (b >= 0).any()):
+        return 0.0
+    return _ari(_dense_ids(a), _dense_ids(b))
+
+
+def cross_space_agreement(grid_labels: Mapping[str, np.ndarray], reference: str = "global") -> np.ndarray:
+    """(G,) per eps of the grid: how well the ``reference`` space's clustering at that eps is corroborated
+    by every other space, each at the grid eps that suits it best: the mean over the other spaces of the
+    largest :func:`clustering_agreement` over their grid (the spaces' scales differ: a noisier part needs
+    a larger eps to form the same clusters, so comparing at one shared eps favours the parts' scale).
+
+    ``grid_labels``: space name -> (G, N) labels from :func:`labels_over_grid` on the same grid.
+    """
+    ref = grid_labels[reference]
+    others = [v for k, v in grid_labels.items() if k != reference]
+    if not others:
+        raise ValueError("cross_space_agreement needs a second feature space (parts)")
+    ref_ids = [_dense_ids(r) if (r >= 0).any() else None for r in ref]
+    scores = np.zeros(ref.shape[0])
+    for other in others:
+        other_ids = [_dense_ids(o) if (o >= 0).any() else None for o in other]
+        for g, a in enumerate(ref_ids):
+            if a is not None:
+                scores[g] += max((_ari(a, b) for b in other_ids if b is not None), default=0.0)
+    return scores / len(others)
+
+
+def k_distance(dist: sp.spmatrix, k: int) -> np.ndarray:
+    """(N,) distance of each sample to its k-th nearest *other* sample in the sparse ``dist``;
+    a pair not stored counts as 1 (the Jaccard distance's maximum)."""
+    d = sp.csr_matrix(dist)
+    n = d.shape[0]
+    out = np.ones(n, dtype=np.float64)
+    indptr, indices, data = d.indptr, d.indices, d.data
+    for i in range(n):
+        s, e = indptr[i], indptr[i + 1]
+        row = data[s:e][indices[s:e] != i]
+        if row.size >= k:
+            out[i] = np.partition(row, k - 1)[k - 1]
+    return out
+
+
+def k_distance_knee(dist: sp.spmatrix, min_samples: int) -> float:
+    """The DBSCAN authors' eps: the knee of the sorted (min_samples-1)-distance curve, taken as the
+    point farthest below the chord from its first to its last point (Kneedle), on the stored scale."""
+    kd = np.sort(k_distance(dist, max(1, int(min_samples) - 1)))
+    kd = kd[kd < 1.0] if (kd < 1.0).sum() >= 3 else kd
+    if kd.size < 3:
+        return float(kd[-1]) if kd.size else 1.0
+    x = np.linspace(0.0, 1.0, kd.size)
+    y = (kd - kd[0]) / max(kd[-1] - kd[0], 1e-12)
+    return float(kd[int(np.argmax(x - y))])
+
+
+def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
+               global_dist: Optional[sp.spmatrix] = None, min_samples: int = 4) -> EpsChoice:
+    """The auto rule: the grid eps of highest cross-space agreement (ties: the smaller eps); with a
+    single space, the k-distance knee of ``global_dist`` snapped to the grid."""
+    grid = [float(e) for e in grid]
+    if len(grid_labels) > 1:
+        scores = cross_space_agreement(grid_labels)
+        best = int(np.argmax(scores))  # argmax takes the first, i.e. smallest, of equal scores
+        return EpsChoice(eps=grid[best], grid=grid, scores=scores.tolist(), criterion="cross_space_agreement",
+                         index=best, labels={k: v[best] for k, v in grid_labels.items()})
+    if global_dist is None:
+        raise ValueError("choose_eps with one space needs global_dist for the k-distance knee")
+    knee = k_distance_knee(global_dist, min_samples)
+    best = int(np.argmin(np.abs(np.asarray(grid) - knee)))
+    scores = (-np.abs(np.asarray(grid) - knee)).tolist()
+    return EpsChoice(eps=grid[best], grid=grid, scores=scores, criterion="k_distance_knee", index=best,
+                     labels={k: v[best] for k, v in grid_labels.items()})

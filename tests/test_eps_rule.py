@@ -1,0 +1,249 @@
+"""INCLR.CLUSTER.EPS_RULE auto (docs/design.md §4.3.1): DBSCAN's eps chosen without labels, as the grid
+eps at which the global and part spaces' clusterings agree most; never an N x N dense array."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from inclr_fastreid.errors import ConfigError
+from inclr_fastreid.pseudo_labels import (ClusterParams, cluster_dbscan, compute_jaccard_distance,
+                                          generate_pseudo_labels, pairwise_prf)
+from inclr_fastreid.pseudo_labels.eps_rule import (choose_eps, clustering_agreement, dbscan_by_components,
+                                                   k_distance, k_distance_knee, labels_over_grid)
+
+from test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
+
+GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
+
+
+def identities(ids=120, per_id=7, spread=0.8, parts=3, dim=64, seed=0):
+    """Spaces (global, part1..) of Gaussian identities on the unit sphere, in look-alike groups of ~8 with a
+    camera offset; the parts see the same identities with their own centres and noisier (1.15 x) features."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(ids), per_id)
+    cam = rng.integers(0, 6, labels.size)
+    spaces = []
+    for s in range(1 + parts):
+        grp = rng.standard_normal((ids // 8, dim))
+        grp /= np.linalg.norm(grp, axis=1, keepdims=True)
+        ctr = rng.standard_normal((ids, dim))
+        ctr /= np.linalg.norm(ctr, axis=1, keepdims=True)
+        ctr = 0.8 * grp[rng.integers(0, ids // 8, ids)] + ctr
+        ctr /= np.linalg.norm(ctr, axis=1, keepdims=True)
+        off = rng.standard_normal((6, dim))
+        off *= 0.3 / np.linalg.norm(off, axis=1, keepdims=True)
+        x = ctr[labels] + off[cam] + rng.standard_normal((labels.size, dim)) * (spread * (1 + 0.15 * (s > 0)) / np.sqrt(dim))
+        spaces.append((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
+    return spaces, labels
+
+
+# ------------------------------------------------------------------------------- the pieces, by hand
+def test_clustering_agreement_by_hand():
+    # a = {01}{23}; b = {01}, 2 and 3 outliers -> singletons. Pairs: sum C(n_ij,2) = 1, rows 2, cols 1, C(4,2) = 6:
+    # expected 2*1/6 = 1/3, max (2+1)/2 = 3/2, ARI = (1 - 1/3) / (3/2 - 1/3) = 4/7
+    assert clustering_agreement(np.array([0, 0, 1, 1]), np.array([0, 0, -1, -1])) == pytest.approx(4 / 7)
+    assert clustering_agreement(np.array([0, 0, 1, 1]), np.array([5, 5, 2, 2])) == pytest.approx(1.0)
+    assert clustering_agreement(-np.ones(6, int), -np.ones(6, int)) == 0.0  # nothing to agree on: not 1
+    # two spaces that each lump nearly everything, but not the same samples, agree by chance only
+    rng = np.random.default_rng(0)
+    a, b = np.zeros(2000, int), np.zeros(2000, int)
+    a[rng.choice(2000, 200, replace=False)] = -1
+    b[rng.choice(2000, 200, replace=False)] = -1
+    assert abs(clustering_agreement(a, b)) < 0.05
+
+
+def test_k_distance_and_knee_by_hand():
+    # 0-1-2-3 a chain at 0.1; 4 joined to 3 at 0.7; 5 stored nowhere (distance 1)
+    rows, cols, vals = [0, 1, 2, 3], [1, 2, 3, 4], [0.1, 0.1, 0.1, 0.7]
+    d = sp.coo_matrix((vals + vals, (rows + cols, cols + rows)), shape=(6, 6)).tocsr()
+    d.setdiag(0.0)  # stored self-distances are skipped
+    assert np.allclose(k_distance(d, 1), [0.1, 0.1, 0.1, 0.1, 0.7, 1.0])
+    assert np.allclose(k_distance(d, 2), [1.0, 0.1, 0.1, 0.7, 1.0, 1.0])
+    # sorted curve (1-distance, < 1): 0.1 0.1 0.1 0.1 0.7; farthest below the chord: the last 0.1
+    assert k_distance_knee(d, min_samples=2) == pytest.approx(0.1)
+
+
+def test_dbscan_by_components_equals_scikit_learn_on_core_points():
+    spaces, _ = identities(ids=60, spread=1.2)
+    d = compute_jaccard_distance(spaces[0], 20, 6, 0.9)
+    for eps in (0.25, 0.45, 0.6, 0.8):
+        ours, ref = dbscan_by_components(d, eps, 4), cluster_dbscan(d, eps, 4)
+        within = d.tocoo()
+        keep = (within.data <= eps) & (within.row != within.col)
+        core = np.bincount(within.row[keep], minlength=d.shape[0]) + 1 >= 4  # itself included; structure of stored pairs <= eps
+        assert np.array_equal(ours < 0, ref < 0), eps  # the same outliers
+        assert clustering_agreement(ours[core], ref[core]) == pytest.approx(1.0), eps  # the same core partition
+        assert clustering_agreement(ours, ref) > 0.99, eps  # borders: scikit-learn takes the first cluster to reach them
+    assert labels_over_grid(d, GRID, 4).shape == (len(GRID), d.shape[0])
+
+
+# ------------------------------------------------------------------------------- the planted scale
+def test_auto_picks_the_planted_scale_without_labels():
+    """Compact identities (7 images each): eps 0.6 chains look-alikes (F ~0.5); the identities are
+    recovered (F > 0.95) only at eps <= 0.4. auto finds that scale from the spaces' agreement alone."""
+    spaces, ids = identities()
+    dists = {name: compute_jaccard_distance(x, 30, 6, 0.9)
+             for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
+    grid_labels = {k: labels_over_grid(d, GRID, 4) for k, d in dists.items()}
+    f = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
+    good = {e for e, fe in zip(GRID, f) if fe > 0.95}
+    assert f[GRID.index(0.6)] < 0.7 and good and max(good) <= 0.4  # the planted answer
+    choice = choose_eps(grid_labels, GRID)
+    assert choice.criterion == "cross_space_agreement" and len(choice.scores) == len(GRID)
+    assert choice.eps in good
+    # and a looser case (spread 1.2): the best eps moves up; auto follows it
+    spaces, ids = identities(spread=1.2, seed=1)
+    dists = {name: compute_jaccard_distance(x, 30, 6, 0.9)
+             for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
+    grid_labels = {k: labels_over_grid(d, GRID, 4) for k, d in dists.items()}
+    f = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
+    auto = choose_eps(grid_labels, GRID)
+    assert GRID[int(np.argmax(f))] >= 0.4 and f[auto.index] >= 0.9 * f.max()
+
+
+def test_generate_auto_clusters_every_space_at_the_chosen_eps_and_reports_the_grid():
+    spaces, ids = identities(ids=60)
+    p = ClusterParams(eps_rule="auto", eps_grid=GRID, k1=20, lgmr_k=10)
+    r = generate_pseudo_labels(spaces[0], spaces[1:], p)
+    assert r.eps_choice["criterion"] == "cross_space_agreement" and r.eps_choice["grid"] == list(GRID)
+    assert r.eps == r.eps_choice["eps"] and r.eps <= 0.4 and len(r.eps_choice["scores"]) == len(GRID)
+    fixed = generate_pseudo_labels(spaces[0], spaces[1:], p, eps=r.eps)  # an eps override is taken as is
+    assert fixed.eps_choice is None
+    assert np.array_equal(r.labels, fixed.labels) and np.array_equal(r.labels_before_lgmr, fixed.labels_before_lgmr)
+    assert "eps_auto" in r.timings and "eps_auto" not in fixed.timings
+    # without part spaces: the k-distance knee of the global space, snapped to the grid
+    one = generate_pseudo_labels(spaces[0], [], p, lgmr_enabled=False)
+    knee = k_distance_knee(compute_jaccard_distance(spaces[0], 20, 6, 0.9), 4)
+    assert one.eps_choice["criterion"] == "k_distance_knee"
+    assert one.eps == GRID[int(np.argmin(np.abs(np.array(GRID) - knee)))]
+
+
+def test_eps_grid_is_checked_against_max_distance_and_keys_reach_the_params():
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg
+
+    default = cluster_params_from_cfg(setup_cfg("", []))
+    assert (default.eps_rule, default.eps_freeze, default.eps_grid) == ("fixed", False, GRID)
+    p = cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[0.3, 0.5]",
+                                               "INCLR.CLUSTER.EPS_FREEZE", "True"]))
+    assert (p.eps_rule, p.eps_grid, p.eps_freeze) == ("auto", (0.3, 0.5), True)
+    with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_GRID.*MAX_DISTANCE"):
+        setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[0.5, 0.95]"])
+    with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_GRID"):
+        setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[]"])
+
+
+# ------------------------------------------------------------------------------- the hook: freeze and resume
+@pytest.mark.parametrize("freeze", [True, False])
+def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, monkeypatch, tmp_path, freeze):  # noqa: F811
+    import inclr_fastreid.engine.pseudo_label_hook as hook_mod
+    from test_degenerate_clustering import make_hook, payload
+
+    over = {"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "auto", "INCLR.CLUSTER.EPS_FREEZE": freeze}
+    hook = make_hook(items, **over)
+    labels = [i % 3 for i in range(len(items))]
+    first = payload(labels)
+    first["record"]["eps_choice"] = {"eps": 0.35, "criterion": "cross_space_agreement", "grid": [0.3, 0.35],
+                                     "scores": [0.5, 0.9]}
+    hook._apply(0, dict(first, eps=0.35))
+    hook._apply(1, dict(payload(labels, epoch=1), eps=0.55))
+    assert hook.state.eps == (0.35 if freeze else None)
+    torch.save(hook.state.state_dict(), tmp_path / "state.pth")  # checkpoint round trip, then a fresh hook
+    resumed = make_hook(items, **over)
+    resumed.state.load_state_dict(torch.load(tmp_path / "state.pth", weights_only=True))
+    assert resumed.state.history[0]["eps_choice"]["scores"] == [0.5, 0.9]
+    seen = {}
+
+    def fake_generate(*args, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(hook_mod, "generate_pseudo_labels", fake_generate)
+    feats = {"global": torch.zeros(len(items), 4), "part1": torch.zeros(len(items), 4)}
+    with pytest.raises(RuntimeError, match="stop here"):
+        resumed._cluster(2, feats, 0.0)
+    assert seen.get("eps") == (0.35 if freeze else None)
+
+
+# ------------------------------------------------------------------------------- no dense N x N
+def test_auto_rule_holds_nothing_n_by_n_under_a_memory_limit():
+    """N = 60,000 with 1.5 GB of address space to spare: a dense N x N array of even one byte (3.6 GB)
+    cannot be allocated there (checked first), yet the grid, the agreement and the knee all run."""
+    code = textwrap.dedent("""
+        import resource, numpy as np, scipy.sparse as sp
+        from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, k_distance_knee, labels_over_grid
+        n, size = 60000, 10
+        rng = np.random.default_rng(0)
+        def space(seed):
+            r = np.random.default_rng(seed)
+            ids = np.arange(n) // size
+            rows = np.repeat(np.arange(n), size)
+            cols = (ids[:, None] * size + np.arange(size)[None, :]).ravel()
+            vals = r.uniform(0.1, 0.5, rows.size)
+            link = r.integers(0, n, (n, 2))  # a few cross-identity pairs at 0.6-0.85
+            rows = np.concatenate([rows, np.repeat(np.arange(n), 2)])
+            cols = np.concatenate([cols, link.ravel()])
+            vals = np.concatenate([vals, r.uniform(0.6, 0.85, 2 * n)])
+            d = sp.coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr()
+            d = d.maximum(d.T).tocsr()
+            d.setdiag(0.0)
+            return d
+        dists = {"global": space(1), "part1": space(2)}
+        vm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize")) * 1024
+        limit = vm + int(1.5 * 2 ** 30)  # what the process maps already (imports, the matrices) + 1.5 GB
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        try:
+            np.ones((n, n), dtype=np.bool_)
+            raise SystemExit("the limit does not stop a dense N x N array")
+        except MemoryError:
+            pass
+        grid = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+        labels = {k: labels_over_grid(d, grid, 4) for k, d in dists.items()}
+        choice = choose_eps(labels, grid)
+        knee = k_distance_knee(dists["global"], 4)
+        print("OK", choice.eps, round(knee, 3), labels["global"][grid.index(choice.eps)].max() + 1)
+    """)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stdout + out.stderr
+    ok = out.stdout.split()
+    assert ok[0] == "OK" and 0.5 <= float(ok[1]) < 0.6 and int(ok[3]) == 6000  # the 6,000 planted identities
+
+
+# ------------------------------------------------------------------------------- the tools
+def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_path, capsys):
+    """A feature file as ``cluster_quality.py --dump-features`` writes it feeds ``benchmark_eps_rule.py
+    --features``; ``cluster_quality``'s side-by-side table names every rule; the oracle is the best grid F."""
+    import types
+
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+    sys.path.insert(0, tools)
+    try:
+        import benchmark_eps_rule as bench
+        import cluster_quality
+    finally:
+        sys.path.remove(tools)
+    spaces, ids = identities(ids=40)
+    path = tmp_path / "feats.npz"
+    np.savez(path, ids=ids, camids=np.zeros_like(ids), **{k: v for k, v in zip(["global", "part1", "part2", "part3"],
+                                                                              spaces)})
+    loaded, loaded_ids = bench.load_features(str(path))
+    assert sorted(loaded) == ["global", "part1", "part2", "part3"] and np.array_equal(loaded_ids, ids)
+    r = bench.compare_eps_rules(loaded, loaded_ids, GRID, k1=20)
+    assert bench.f_of(r, "oracle") == pytest.approx(max(r["f_grid"])) and bench.f_of(r, "oracle") >= bench.f_of(r, "auto")
+    assert r["oracle"]["eps"] in GRID and r["auto"]["eps"] == r["choice"]["eps"] and r["fixed"]["eps"] == 0.6
+    cluster = types.SimpleNamespace(EPS_GRID=list(GRID), K1=20, K2=6, MIN_SAMPLES=4, MAX_DISTANCE=0.9, EPS=0.6,
+                                    RHO=1.6e-3, CAMERA_NORM=False)
+    cfg = types.SimpleNamespace(INCLR=types.SimpleNamespace(CLUSTER=cluster, LGMR=types.SimpleNamespace(ENABLED=True)))
+    feats = {k: torch.from_numpy(v) for k, v in loaded.items()}
+    cluster_quality.print_eps_rules(cfg, feats, ["part1", "part2", "part3"], ids, np.zeros_like(ids))
+    out = capsys.readouterr().out
+    for row in ("| auto (no labels) |", "| fixed EPS | 0.600 |", "| mmt (RHO", "| oracle (grid, labels) |"):
+        assert row in out
+    assert "cross_space_agreement" in out

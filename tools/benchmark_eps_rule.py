@@ -1,0 +1,218 @@
+#!/usr/bin/env python
+"""How well ``INCLR.CLUSTER.EPS_RULE auto`` picks DBSCAN's eps without labels (docs/design.md §4.3.1).
+
+For each case: the sparse Jaccard distance of every feature space (global + parts) once, DBSCAN at
+each eps of the grid, then the pairwise F-score (against the true identities) of the global
+clustering at the eps each rule picks: ``auto`` (no labels), the ``oracle`` (best grid eps, chosen
+with the labels), the fixed default 0.6 and MMT-DBSCAN's rho rule (on the same Jaccard matrix).
+One table, one row per case, and the means.
+
+Cases:
+  * synthetic (default): Gaussian identities on the unit sphere in look-alike groups, with a camera
+    offset, for several images-per-identity and spreads (``--ids``, ``--per-id``, ``--spreads``); the
+    part spaces see the same identities with their own centres and noisier features;
+  * ``--features a.npz b.npz ...``: features of real models, as ``tools/cluster_quality.py
+    --dump-features`` writes them (arrays ``global``, ``part1``.., ``ids``).
+``--candidates`` also prints the other label-free criteria that were compared: ``knee`` (the sorted
+k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not chance-corrected),
+``sameEps`` (cross-space ARI with every space at the same eps), and each case's grid scores.
+
+    python tools/benchmark_eps_rule.py                       # synthetic cases
+    python tools/benchmark_eps_rule.py --features out/weak_7.npz out/strong_18.npz
+    python tools/benchmark_eps_rule.py --overhead 2500 12936   # one round's seconds, fixed vs auto
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, ROOT)
+
+
+def synthetic_case(ids: int, per_id: float, spread: float, *, parts: int = 3, dim: int = 128, cams: int = 6,
+                   seed: int = 0) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """Features of ``1 + parts`` spaces (name -> (N, dim) float32 unit rows) and the (N,) true ids.
+
+    Each identity has 1 + Poisson(per_id - 1) images, each from one of ``cams`` cameras. Per space:
+    centre = normalise(0.8 * group + own) (groups of ~8 look-alike identities), plus the camera's
+    offset (norm 0.3), plus isotropic noise of norm ~``spread`` (parts: 1.15 x), normalised.
+    """
+    rng = np.random.default_rng([seed, ids, int(per_id * 10)])
+    counts = 1 + rng.poisson(per_id - 1, ids)
+    labels = np.repeat(np.arange(ids), counts)
+    cam = rng.integers(0, cams, labels.size)
+    out = {}
+    for s in range(1 + parts):
+        srng = np.random.default_rng([seed, ids, int(per_id * 10), s + 1])
+        groups = max(1, ids // 8)
+        grp = srng.standard_normal((groups, dim))
+        grp /= np.linalg.norm(grp, axis=1, keepdims=True)
+        ctr = srng.standard_normal((ids, dim))
+        ctr /= np.linalg.norm(ctr, axis=1, keepdims=True)
+        ctr = 0.8 * grp[srng.integers(0, groups, ids)] + ctr
+        ctr /= np.linalg.norm(ctr, axis=1, keepdims=True)
+        off = srng.standard_normal((cams, dim))
+        off *= 0.3 / np.linalg.norm(off, axis=1, keepdims=True)
+        sigma = spread * (1.0 if s == 0 else 1.15)
+        x = ctr[labels] + off[cam] + srng.standard_normal((labels.size, dim)) * (sigma / np.sqrt(dim))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out["global" if s == 0 else f"part{s}"] = x.astype(np.float32)
+    return out, labels
+
+
+def load_features(path: str) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """Spaces and true ids of a ``--dump-features`` file (``global``, ``part1``.., ``ids``)."""
+    z = np.load(path)
+    if "global" not in z or "ids" not in z:
+        raise SystemExit(f"{path}: needs arrays 'global' and 'ids' (and part1..P), has {sorted(z.files)}")
+    spaces = {"global": z["global"]}
+    spaces.update({k: z[k] for k in sorted(z.files) if k.startswith("part")})
+    return spaces, z["ids"].astype(np.int64)
+
+
+def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequence[float], *, k1: int = 30,
+                      k2: int = 6, min_samples: int = 4, max_distance: float = 0.9, default_eps: float = 0.6,
+                      rho: float = 1.6e-3, candidates: bool = False) -> Dict[str, object]:
+    """DBSCAN's global-space labels at the eps of each rule, with their label quality (docs/design.md §4.6).
+
+    One sparse Jaccard matrix per space, reused by every rule: ``auto`` (no labels, every space's grid
+    clusterings), ``oracle`` (the grid eps of best pairwise F), ``fixed`` (``default_eps``) and ``mmt``
+    (MMT-DBSCAN's rho rule). Returns rule -> {"eps", "labels", "quality"} plus the auto rule's and the
+    Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``).
+    """
+    from inclr_fastreid.pseudo_labels import compute_jaccard_distance, label_quality, pairwise_prf
+    from inclr_fastreid.pseudo_labels.clustering import cluster_dbscan, mmt_eps
+    from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, k_distance_knee, labels_over_grid
+
+    n = ids.size
+    grid = [float(e) for e in grid]
+    t0 = time.perf_counter()
+    dists = {name: compute_jaccard_distance(x, k1, k2, max_distance=max_distance)
+             for name, x in spaces.items()}
+    t_jaccard = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    grid_labels = {name: labels_over_grid(d, grid, min_samples) for name, d in dists.items()}
+    choice = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples)
+    t_auto = time.perf_counter() - t0
+    f_grid = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
+    eps = {"auto": choice.eps, "oracle": grid[int(np.argmax(f_grid))], "fixed": float(default_eps),
+           "mmt": mmt_eps(dists["global"], n, rho)}
+    if candidates:
+        eps["knee"] = k_distance_knee(dists["global"], min_samples)
+        if len(grid_labels) > 1:  # cross-space agreement by pairwise F instead of ARI (not chance-corrected)
+            ref = grid_labels["global"]
+            pf = [np.mean([pairwise_prf(ref[g], grid_labels[s][g])[2] for s in grid_labels if s != "global"])
+                  for g in range(len(grid))]
+            eps["agreeF"] = grid[int(np.argmax(pf))]
+            from inclr_fastreid.pseudo_labels.eps_rule import clustering_agreement
+            same = [np.mean([clustering_agreement(ref[g], grid_labels[s][g]) for s in grid_labels if s != "global"])
+                    for g in range(len(grid))]  # agreement of the spaces at one shared eps
+            eps["sameEps"] = grid[int(np.argmax(same))]
+    out: Dict[str, object] = {"n": n, "auto_s": t_auto, "jaccard_s": t_jaccard, "choice": choice.as_record(),
+                              "f_grid": f_grid.tolist()}
+    for rule, e in eps.items():
+        # mmt can give exactly 0 (the m smallest pairs all have identical supports); DBSCAN needs eps > 0
+        labels = cluster_dbscan(dists["global"], max(e, 1e-9), min_samples)
+        out[rule] = {"eps": float(e), "labels": labels, "quality": label_quality(labels, ids)}
+    return out
+
+
+def f_of(result: Dict[str, object], rule: str) -> float:
+    return float(result[rule]["quality"]["pairwise_fscore"])  # type: ignore[index]
+
+
+def time_rounds(sizes: Sequence[int], dim: int, repeats: int = 2) -> None:
+    """Seconds of one whole clustering round (``generate_pseudo_labels``: kNN, Jaccard, DBSCAN in 4 spaces,
+    LGMR, centroids) under EPS_RULE fixed and auto (best of ``repeats``), on the features of
+    ``tools/benchmark_clustering.py``."""
+    from benchmark_clustering import synthetic_features
+
+    from inclr_fastreid.pseudo_labels import ClusterParams, generate_pseudo_labels
+
+    print("| N | D | round fixed s | round auto s | auto's grid + choice s | overhead | eps auto | Jaccard nnz/row |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in sizes:
+        spaces = [synthetic_features(n, dim, s, seed=0) for s in range(4)]
+        best: Dict[str, float] = {}
+        for rule in ("fixed", "auto"):
+            for _ in range(repeats):
+                r = generate_pseudo_labels(spaces[0], spaces[1:], ClusterParams(eps_rule=rule))
+                best[rule] = min(best.get(rule, np.inf), r.timings["total"])
+                if rule == "auto":
+                    grid_s, eps = r.timings["eps_auto"], r.eps
+        from inclr_fastreid.pseudo_labels import compute_jaccard_distance
+        nnz = compute_jaccard_distance(spaces[0], 30, 6, 0.9).nnz / n
+        print(f"| {n} | {dim} | {best['fixed']:.1f} | {best['auto']:.1f} | {grid_s:.2f} | "
+              f"{100 * (best['auto'] - best['fixed']) / best['fixed']:+.0f} % | {eps:.2f} | {nnz:.0f} |", flush=True)
+
+
+def main() -> None:
+    from inclr_fastreid.pseudo_labels.eps_rule import DEFAULT_EPS_GRID
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--features", nargs="+", default=None, help="npz files of real models' features")
+    ap.add_argument("--ids", type=int, default=250, help="synthetic identities per case")
+    ap.add_argument("--per-id", type=float, nargs="+", default=[7, 10, 18], help="synthetic images per identity")
+    ap.add_argument("--spreads", type=float, nargs="+", default=[0.8, 1.1, 1.4], help="synthetic noise norms")
+    ap.add_argument("--grid", type=float, nargs="+", default=list(DEFAULT_EPS_GRID))
+    ap.add_argument("--k1", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--candidates", action="store_true", help="also the other label-free criteria compared")
+    ap.add_argument("--overhead", type=int, nargs="+", default=None, metavar="N",
+                    help="instead: time one clustering round, fixed vs auto, at these sizes")
+    ap.add_argument("--dim", type=int, default=2048, help="--overhead: feature dimension")
+    args = ap.parse_args()
+    if args.overhead:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        time_rounds(args.overhead, args.dim)
+        return
+
+    cases: List[Tuple[str, Dict[str, np.ndarray], np.ndarray]] = []
+    if args.features:
+        for path in args.features:
+            spaces, ids = load_features(path)
+            cases.append((os.path.basename(path), spaces, ids))
+    else:
+        for per_id in args.per_id:
+            for spread in args.spreads:
+                spaces, ids = synthetic_case(args.ids, per_id, spread, seed=args.seed)
+                cases.append((f"synthetic {per_id:g}/id spread {spread:g}", spaces, ids))
+    head = ["case", "N", "F(auto)", "eps auto", "F(oracle)", "eps oracle", "F(0.6)", "F(mmt)", "eps mmt",
+            "auto/oracle", "auto s", "jaccard s"]
+    if args.candidates:
+        head += ["F(knee)", "eps knee", "F(agreeF)", "eps agreeF", "F(sameEps)", "eps sameEps"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    rows = []
+    for name, spaces, ids in cases:
+        r = compare_eps_rules(spaces, ids, args.grid, k1=args.k1, candidates=args.candidates)
+        rows.append(r)
+        cells = [name, r["n"], f"{f_of(r, 'auto'):.3f}", f"{r['auto']['eps']:.2f}", f"{f_of(r, 'oracle'):.3f}",
+                 f"{r['oracle']['eps']:.2f}", f"{f_of(r, 'fixed'):.3f}", f"{f_of(r, 'mmt'):.3f}",
+                 f"{r['mmt']['eps']:.3f}", f"{f_of(r, 'auto') / max(f_of(r, 'oracle'), 1e-12):.2f}",
+                 f"{r['auto_s']:.2f}", f"{r['jaccard_s']:.2f}"]
+        if args.candidates:
+            cells += [f"{f_of(r, 'knee'):.3f}", f"{r['knee']['eps']:.3f}"]
+            for c in ("agreeF", "sameEps"):
+                cells += [f"{f_of(r, c):.3f}", f"{r[c]['eps']:.2f}"] if c in r else ["-", "-"]
+        print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+        if args.candidates:
+            print("    grid:      " + " ".join(f"{e:.2f}" for e in r["choice"]["grid"]))
+            print("    agreement: " + " ".join(f"{s:.2f}" for s in r["choice"]["scores"]))
+            print("    F:         " + " ".join(f"{f:.2f}" for f in r["f_grid"]), flush=True)
+    mean = {k: float(np.mean([f_of(r, k) for r in rows])) for k in ("auto", "oracle", "fixed", "mmt")}
+    if args.candidates:
+        print("mean F of the candidates: " + ", ".join(f"{k} {np.mean([f_of(r, k) for r in rows]):.3f}"
+                                                      for k in ("knee", "agreeF", "sameEps") if k in rows[0]))
+    worst = min(f_of(r, "auto") / max(f_of(r, "oracle"), 1e-12) for r in rows)
+    print(f"\nmean F: auto {mean['auto']:.3f}, oracle {mean['oracle']:.3f}, 0.6 {mean['fixed']:.3f}, "
+          f"mmt {mean['mmt']:.3f}; worst F(auto)/F(oracle) {worst:.2f}")
+
+if __name__ == "__main__":
+    main()
