@@ -71,7 +71,7 @@ LOW_RES = ("INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]", "INPUT.P
 CHANGES: List[Change] = [
     Change("one_source", "1. one source model for both students", one_source=True),
     Change("no_target_bn", "2. no target BN in source pretraining", pretrain=("INCLR.PRETRAIN.TARGET_BN", "False")),
-    Change("fixed_eps", "3. clustering: eps 0.6, k1 30 fixed (SpCL) instead of MMT-DBSCAN's rule",
+    Change("fixed_eps", "3. clustering: eps 0.6, k1 30 fixed (SpCL) instead of eps chosen without labels",
            adapt=("INCLR.CLUSTER.EPS_RULE", "fixed", "INCLR.CLUSTER.EPS", "0.6", "INCLR.CLUSTER.K1", "30")),
     Change("lgmr_before_pplr", "4. LGMR before PPLR: mean agreement, MIN_AGREEMENT 0.1, AALS from round 0",
            adapt=("INCLR.LGMR.AGREEMENT", "mean", "INCLR.LGMR.MIN_AGREEMENT", "0.1", "INCLR.LGMR.AALS_EPOCH", "0")),
