@@ -234,6 +234,10 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     np.savez(path, ids=ids, camids=np.zeros_like(ids), **{k: v for k, v in zip(["global", "part1", "part2", "part3"],
                                                                               spaces)})
     loaded, loaded_ids = bench.load_features(str(path))
+    lower = np.repeat(np.arange(5), [2, 9, 4, 12, 7])  # --cap-per-id: at most N images of each identity
+    for cap in (3, 7):
+        keep = bench.cap_per_identity(lower, cap, seed=1)
+        assert np.all(np.diff(keep) > 0) and np.array_equal(np.bincount(lower[keep]), np.minimum([2, 9, 4, 12, 7], cap))
     assert sorted(loaded) == ["global", "part1", "part2", "part3"] and np.array_equal(loaded_ids, ids)
     r = bench.compare_eps_rules(loaded, loaded_ids, GRID, k1=20)
     assert bench.f_of(r, "oracle") == pytest.approx(max(r["f_grid"])) and bench.f_of(r, "oracle") >= bench.f_of(r, "auto")

@@ -76,6 +76,14 @@ def load_features(path: str) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
     return spaces, z["ids"].astype(np.int64)
 
 
+def cap_per_identity(ids: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most ``cap`` images per identity (drawn at random, seeded): the same target
+    at a lower density, e.g. ~7 or ~10 images per identity out of the rendered ~18."""
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(np.flatnonzero(ids == i))[:cap] for i in np.unique(ids)]
+    return np.sort(np.concatenate(keep))
+
+
 def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequence[float], *, k1: int = 30,
                       k2: int = 6, min_samples: int = 4, max_distance: float = 0.9, default_eps: float = 0.6,
                       rho: float = 1.6e-3, candidates: bool = False) -> Dict[str, object]:
@@ -157,6 +165,8 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--features", nargs="+", default=None, help="npz files of real models' features")
+    ap.add_argument("--cap-per-id", type=int, nargs="+", default=None, metavar="N",
+                    help="--features: also each file at most N images per identity (random subset), e.g. 7 10")
     ap.add_argument("--ids", type=int, default=250, help="synthetic identities per case")
     ap.add_argument("--per-id", type=float, nargs="+", default=[7, 10, 18], help="synthetic images per identity")
     ap.add_argument("--spreads", type=float, nargs="+", default=[0.8, 1.1, 1.4], help="synthetic noise norms")
@@ -177,7 +187,10 @@ def main() -> None:
     if args.features:
         for path in args.features:
             spaces, ids = load_features(path)
-            cases.append((os.path.basename(path), spaces, ids))
+            for cap in args.cap_per_id or []:
+                keep = cap_per_identity(ids, cap, args.seed)
+                cases.append((f"{os.path.basename(path)} <={cap}/id", {k: v[keep] for k, v in spaces.items()}, ids[keep]))
+            cases.append((f"{os.path.basename(path)} ({len(ids) / len(np.unique(ids)):.1f}/id)", spaces, ids))
     else:
         for per_id in args.per_id:
             for spread in args.spreads:
