@@ -174,8 +174,7 @@ def test_cluster_keys_reach_the_params_and_bad_values_name_the_key():
 def test_hook_freezes_the_first_rounds_eps_and_passes_it_back(items, monkeypatch):
     """EPS_RULE mmt: the eps of the first clustering goes into PseudoLabelState (checkpointed) and is
     the ``eps=`` override of every later round; a later round's eps does not replace it."""
-    import inclr_fastreid.engine.pseudo_label_hook as hook_mod
-    from test_degenerate_clustering import make_hook, payload
+    from test_degenerate_clustering import eps_passed_to_clustering, make_hook, payload
 
     hook = make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "mmt"})
     labels = [i % 3 for i in range(len(items))]
@@ -183,17 +182,7 @@ def test_hook_freezes_the_first_rounds_eps_and_passes_it_back(items, monkeypatch
     assert hook.state.eps == 0.4321
     hook._apply(1, dict(payload(labels, epoch=1), eps=0.55))
     assert hook.state.eps == 0.4321
-    seen = {}
-
-    def fake_generate(*args, **kwargs):
-        seen.update(kwargs)
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(hook_mod, "generate_pseudo_labels", fake_generate)
-    feats = {"global": torch.zeros(len(items), 4), "part1": torch.zeros(len(items), 4)}
-    with pytest.raises(RuntimeError, match="stop here"):
-        hook._cluster(2, feats, 0.0)
-    assert seen["eps"] == 0.4321
+    assert eps_passed_to_clustering(hook, items, monkeypatch) == 0.4321
     fixed = make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan"})  # EPS_RULE fixed: nothing is frozen
     fixed._apply(0, dict(payload(labels), eps=0.6))
     assert fixed.state.eps is None

@@ -87,6 +87,23 @@ def payload(labels, epoch=0):
             "centroids": centroids, "record": {"epoch": epoch, "num_clusters": k}}
 
 
+def eps_passed_to_clustering(hook, items, monkeypatch):
+    """The ``eps`` override the hook's next clustering round hands to generate_pseudo_labels (None: none)."""
+    import inclr_fastreid.engine.pseudo_label_hook as hook_mod
+
+    seen = {}
+
+    def fake_generate(*args, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(hook_mod, "generate_pseudo_labels", fake_generate)
+    feats = {"global": torch.zeros(len(items), 4), "part1": torch.zeros(len(items), 4)}
+    with pytest.raises(RuntimeError, match="stop here"):
+        hook._cluster(2, feats, 0.0)
+    return seen.get("eps")
+
+
 def true_labels(items):
     return np.unique([it.true_pid for it in items], return_inverse=True)[1]
 

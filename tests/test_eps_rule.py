@@ -141,8 +141,7 @@ def test_eps_grid_is_checked_against_max_distance_and_keys_reach_the_params():
 # ------------------------------------------------------------------------------- the hook: freeze and resume
 @pytest.mark.parametrize("freeze", [True, False])
 def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, monkeypatch, tmp_path, freeze):  # noqa: F811
-    import inclr_fastreid.engine.pseudo_label_hook as hook_mod
-    from test_degenerate_clustering import make_hook, payload
+    from test_degenerate_clustering import eps_passed_to_clustering, make_hook, payload
 
     over = {"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "auto", "INCLR.CLUSTER.EPS_FREEZE": freeze}
     hook = make_hook(items, **over)
@@ -157,17 +156,7 @@ def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, mon
     resumed = make_hook(items, **over)
     resumed.state.load_state_dict(torch.load(tmp_path / "state.pth", weights_only=True))
     assert resumed.state.history[0]["eps_choice"]["scores"] == [0.5, 0.9]
-    seen = {}
-
-    def fake_generate(*args, **kwargs):
-        seen.update(kwargs)
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(hook_mod, "generate_pseudo_labels", fake_generate)
-    feats = {"global": torch.zeros(len(items), 4), "part1": torch.zeros(len(items), 4)}
-    with pytest.raises(RuntimeError, match="stop here"):
-        resumed._cluster(2, feats, 0.0)
-    assert seen.get("eps") == (0.35 if freeze else None)
+    assert eps_passed_to_clustering(resumed, items, monkeypatch) == (0.35 if freeze else None)
 
 
 # ------------------------------------------------------------------------------- no dense N x N
