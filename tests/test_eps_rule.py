@@ -240,3 +240,18 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     for row in ("| auto (no labels) |", "| fixed EPS | 0.600 |", "| mmt (RHO", "| oracle (grid, labels) |"):
         assert row in out
     assert "cross_space_agreement" in out
+
+
+def test_camera_split_counts_pairs_by_hand():
+    """tools/camera_split.py: identity 0 = images on cameras (0, 0, 1), identity 1 = (2, 3); labels join
+    0's two camera-0 images and 1's pair, put 0's camera-1 image alone: same-camera pairs 1/1 joined,
+    cross-camera pairs 1 of 3 (0's two cross pairs apart, 1's joined); clusters: one single-camera of two."""
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+    sys.path.insert(0, tools)
+    try:
+        import camera_split
+    finally:
+        sys.path.remove(tools)
+    ids, cams, labels = np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, 2, 3]), np.array([5, 5, -1, 7, 7])
+    assert camera_split.camera_pair_recall(labels, ids, cams) == (1.0, pytest.approx(1 / 3))
+    assert camera_split.single_camera_share(labels, cams) == 0.5

@@ -319,7 +319,8 @@ def render_multi_seed(agg: Dict[str, Any], payloads: Sequence[Dict[str, Any]], a
     seeds = " ".join(str(s) for s in agg["seeds"])
     lines = [f"### Synthetic benchmark SynthA → SynthB, seeds {seeds}{' (quick mode)' if args.quick else ''}", "",
              f"`python tools/run_demo.py{' --quick' if args.quick else ''}{_cmdline_extra(args)}` on {_device()}, "
-             f"{total / 60:.1f} min in all. Mean ± sample std over {len(agg['seeds'])} seeds (each seed: its own two "
+             f"{total / 60:.1f} min in all{' (--reuse: stages run before were read, not rerun)' if args.reuse else ''}. "
+             f"Mean ± sample std over {len(agg['seeds'])} seeds (each seed: its own two "
              "source models and adaptation runs); pseudo-label F / NMI of the last round. Synthetic data: not a "
              "claim about Market/Duke/MSMT.", ""]
     if agg["rows"]:

@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""Do the pseudo labels split identities by camera? For features dumped by ``tools/cluster_quality.py
+--dump-features`` (arrays global, part1.., ids, camids): cluster as the synthetic configs do (DBSCAN,
+EPS_RULE auto, k1 20; with and without INCLR.CLUSTER.CAMERA_NORM) and print the share of clusters that
+hold a single camera and the recall of an identity's same-camera vs cross-camera image pairs.
+
+    python tools/camera_split.py output/seed1_src.npz
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Tuple
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from inclr_fastreid.pseudo_labels import generate_pseudo_labels  # noqa: E402
+from inclr_fastreid.pseudo_labels.params import ClusterParams  # noqa: E402
+
+
+def camera_pair_recall(labels: np.ndarray, ids: np.ndarray, camids: np.ndarray) -> Tuple[float, float]:
+    """Share of an identity's same-camera pairs, and of its cross-camera pairs, that share a pseudo label
+    (outliers share none)."""
+    got, tot = {True: 0, False: 0}, {True: 0, False: 0}
+    for u in np.unique(ids):
+        m = np.flatnonzero(ids == u)
+        c, lab = camids[m], labels[m]
+        iu = np.triu_indices(len(m), 1)
+        same_cam = (c[:, None] == c[None, :])[iu]
+        joined = ((lab[:, None] == lab[None, :]) & (lab[:, None] >= 0))[iu]
+        for sc in (True, False):
+            tot[sc] += int(same_cam.sum() if sc else (~same_cam).sum())
+            got[sc] += int(joined[same_cam == sc].sum())
+    return got[True] / max(tot[True], 1), got[False] / max(tot[False], 1)
+
+
+def single_camera_share(labels: np.ndarray, camids: np.ndarray) -> float:
+    """Share of the clusters whose images all come from one camera."""
+    ks = [k for k in np.unique(labels) if k >= 0]
+    return float(np.mean([len(np.unique(camids[labels == k])) == 1 for k in ks])) if ks else 0.0
+
+
+def main() -> None:
+    for path in sys.argv[1:]:
+        z = np.load(path)
+        ids, cams = z["ids"], z["camids"]
+        parts = [z[k] for k in sorted(z.files) if k.startswith("part")]
+        for norm in (False, True):
+            r = generate_pseudo_labels(z["global"], parts, ClusterParams(eps_rule="auto", k1=20, camera_norm=norm),
+                                       camids=cams)
+            lab = r.labels_before_lgmr
+            same, cross = camera_pair_recall(lab, ids, cams)
+            print(f"{os.path.basename(path)} CAMERA_NORM {norm}: eps {r.eps:.2f}, K {int(lab.max()) + 1}, outliers "
+                  f"{int((lab < 0).sum())}, single-camera clusters {single_camera_share(lab, cams):.2f}, recall of "
+                  f"same-camera pairs {same:.2f}, of cross-camera pairs {cross:.2f}")
+
+
+if __name__ == "__main__":
+    main()
