@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from .clustering import relabel_by_first_occurrence
 from .params import DEFAULT_EPS_GRID
-from .quality import outliers_as_singletons
+from .quality import count_pairs, outliers_as_singletons
 
 __all__ = ["DEFAULT_EPS_GRID", "EpsChoice", "dbscan_by_components", "labels_over_grid", "clustering_agreement",
            "cross_space_agreement",
@@ -84,11 +84,6 @@ def labels_over_grid(dist: sp.spmatrix, grid: Sequence[float], min_samples: int)
         np.zeros((0, d.shape[0]), dtype=np.int64)
 
 
-def _pairs(counts: np.ndarray) -> float:
-    counts = counts.astype(np.float64)
-    return float((counts * (counts - 1.0)).sum() / 2.0)
-
-
 def _dense_ids(labels: np.ndarray) -> np.ndarray:
     """Labels with each outlier a singleton, renumbered 0..K-1 (so joint codes fit in int64)."""
     return np.unique(outliers_as_singletons(labels), return_inverse=True)[1].reshape(-1).astype(np.int64)
@@ -97,8 +92,8 @@ def _dense_ids(labels: np.ndarray) -> np.ndarray:
 def _ari(a: np.ndarray, b: np.ndarray) -> float:
     """Adjusted Rand index of two dense-id clusterings (:func:`_dense_ids`), from the pair counts."""
     n = a.shape[0]
-    joint = _pairs(np.unique(a * (int(b.max()) + 1) + b, return_counts=True)[1])
-    rows, cols = _pairs(np.bincount(a)), _pairs(np.bincount(b))
+    joint = count_pairs(np.unique(a * (int(b.max()) + 1) + b, return_counts=True)[1])
+    rows, cols = count_pairs(np.bincount(a)), count_pairs(np.bincount(b))
     total = n * (n - 1) / 2.0
     expected = rows * cols / total if total else 0.0
     top = (rows + cols) / 2.0 - expected

@@ -33,7 +33,8 @@ def outliers_as_singletons(pred: Any) -> np.ndarray:
     return pred
 
 
-def _pairs(counts: np.ndarray) -> int:
+def count_pairs(counts: np.ndarray) -> int:
+    """Number of unordered pairs within groups of the given sizes: sum of C(c, 2)."""
     counts = counts.astype(np.int64)
     return int((counts * (counts - 1) // 2).sum())
 
@@ -47,11 +48,11 @@ def pairwise_prf(pred: Any, true: Any) -> Tuple[float, float, float]:
     pred, true = _check_pair(pred, true)
     keep = pred >= 0
     _, true_inv = np.unique(true, return_inverse=True)
-    true_pairs = _pairs(np.bincount(true_inv))
-    pred_pairs = _pairs(np.unique(pred[keep], return_counts=True)[1]) if keep.any() else 0
+    true_pairs = count_pairs(np.bincount(true_inv))
+    pred_pairs = count_pairs(np.unique(pred[keep], return_counts=True)[1]) if keep.any() else 0
     if keep.any():
         both = np.stack([pred[keep], true_inv.reshape(-1)[keep]], axis=1)
-        tp = _pairs(np.unique(both, axis=0, return_counts=True)[1])
+        tp = count_pairs(np.unique(both, axis=0, return_counts=True)[1])
     else:
         tp = 0
     precision = tp / pred_pairs if pred_pairs else 0.0
