@@ -94,6 +94,9 @@ def add_inclr_config(cfg: CN) -> CN:
     # kept for the run (checkpointed) instead of being re-chosen every round
     _C.INCLR.CLUSTER.EPS_GRID = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8]
     _C.INCLR.CLUSTER.EPS_FREEZE = False
+    # EPS_RULE auto: the agreement over all image pairs, or over cross-camera pairs only (cross_camera: a
+    # scale whose clusters never cross a camera scores nothing; docs/design.md §4.3.1)
+    _C.INCLR.CLUSTER.AUTO_PAIRS = "all"
 
     # LGMR: local/global mutual refinement (docs/design.md §4.4)
     _C.INCLR.LGMR = CN()

@@ -123,6 +123,15 @@ def test_eps_rule_mmt_with_too_low_max_distance_names_the_key():
                                                     lgmr_enabled=False, k1=20))
 
 
+def test_eps_rule_mmt_that_gives_zero_names_rho():
+    # 40 identities x 5 exact duplicates: 400 pairs at Jaccard distance 0, more than round(1.6e-3 * C(200, 2)) = 32
+    x, _ = blobs(n=40, d=24, ids=40, noise=0.7, seed=8)
+    dup = np.repeat(x, 5, axis=0)
+    assert mmt_eps(compute_jaccard_distance(dup, 20, 6, 0.9), 200, 1.6e-3) == 0.0
+    with pytest.raises(ConfigError, match="eps=0.*INCLR.CLUSTER.RHO"):
+        generate_pseudo_labels(dup, [], ClusterParams(eps_rule="mmt", lgmr_enabled=False, k1=20))
+
+
 def test_frozen_eps_survives_a_checkpoint_round_trip(tmp_path):
     from inclr_fastreid.engine.state import PseudoLabelState
 

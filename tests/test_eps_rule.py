@@ -57,6 +57,81 @@ def test_clustering_agreement_by_hand():
     assert abs(clustering_agreement(a, b)) < 0.05
 
 
+def _slow_cross_camera_ari(a, b, cams):
+    """The cross-camera agreement from its definition: loop over the pairs i < j of different cameras."""
+    same_a, same_b = [], []
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            if cams[i] != cams[j]:
+                same_a.append(a[i] >= 0 and a[i] == a[j])
+                same_b.append(b[i] >= 0 and b[i] == b[j])
+    x, y = np.array(same_a), np.array(same_b)
+    rows, cols, joint, total = x.sum(), y.sum(), (x & y).sum(), x.size
+    if rows == 0 or cols == 0:
+        return 0.0
+    expected = rows * cols / total
+    return (joint - expected) / ((rows + cols) / 2 - expected)
+
+
+def test_cross_camera_agreement_equals_the_pair_loop_and_ari_when_every_image_is_its_own_camera():
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        n = 40
+        a, b = rng.integers(-1, 6, n), rng.integers(-1, 4, n)
+        cams = rng.choice([3, 7, 11], n)  # any camera ids
+        assert clustering_agreement(a, b, camids=cams) == pytest.approx(_slow_cross_camera_ari(a, b, cams), abs=1e-12)
+        # one camera per image: every pair is a cross-camera pair, so it is the plain ARI (outliers singletons)
+        single = lambda lab: np.where(lab >= 0, lab, -np.arange(1, n + 1))  # noqa: E731
+        assert clustering_agreement(a, b, camids=np.arange(n)) == pytest.approx(
+            adjusted_rand_score(single(a), single(b)), abs=1e-12)
+    # clusters that never cross a camera: full agreement over all pairs, nothing to agree on across cameras
+    a = np.array([0, 0, 1, 1, 2, 2])
+    cams = np.array([0, 0, 1, 1, 0, 0])
+    assert clustering_agreement(a, a) == pytest.approx(1.0)
+    assert clustering_agreement(a, a, camids=cams) == 0.0
+    with pytest.raises(ValueError, match="one entry per sample"):
+        clustering_agreement(a, a, camids=cams[:4])
+
+
+def camera_looks(ids=100, per_id=16, cams=4, look=1.2, spread=0.5, parts=3, dim=64, seed=0):
+    """Identities whose images look different under each camera (an identity-specific offset per camera,
+    shared by nothing else): at a small eps each space finds the (identity, camera) groups and the spaces
+    agree on them; the identities only appear at a larger eps that joins the cameras."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(ids), per_id)
+    cam = rng.integers(0, cams, labels.size)
+    spaces = []
+    for s in range(1 + parts):
+        ctr = rng.standard_normal((ids, dim))
+        ctr /= np.linalg.norm(ctr, axis=1, keepdims=True)
+        off = rng.standard_normal((ids, cams, dim))
+        off *= look / np.linalg.norm(off, axis=2, keepdims=True)
+        x = ctr[labels] + off[labels, cam] + rng.standard_normal((labels.size, dim)) * (spread * (1 + 0.15 * (s > 0)) / np.sqrt(dim))
+        spaces.append((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
+    return spaces, labels, cam
+
+
+def test_cross_camera_pairs_find_the_identities_where_all_pairs_find_the_camera_groups():
+    spaces, ids, cam = camera_looks()
+    dists = {name: compute_jaccard_distance(x, 30, 6, 0.9)
+             for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
+    grid_labels = {k: labels_over_grid(d, GRID, 4) for k, d in dists.items()}
+    f = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
+    all_pairs = choose_eps(grid_labels, GRID)
+    cross = choose_eps(grid_labels, GRID, camids=cam)
+    assert cross.criterion == "cross_space_agreement_cross_camera" and all_pairs.criterion == "cross_space_agreement"
+    assert f[all_pairs.index] < 0.6 * f.max()  # the planted trap: the spaces agree on the camera groups
+    assert f[cross.index] >= 0.95 * f.max() and cross.eps > all_pairs.eps
+    # and through generate_pseudo_labels / the config key
+    p = ClusterParams(eps_rule="auto", eps_grid=GRID, auto_pairs="cross_camera")
+    r = generate_pseudo_labels(spaces[0], spaces[1:], p, camids=cam)
+    assert r.eps == cross.eps and r.eps_choice["criterion"] == "cross_space_agreement_cross_camera"
+    with pytest.raises(ValueError, match="AUTO_PAIRS cross_camera needs camids"):
+        generate_pseudo_labels(spaces[0], spaces[1:], p)
+
+
 def test_k_distance_and_knee_by_hand():
     # 0-1-2-3 a chain at 0.1; 4 joined to 3 at 0.7; 5 stored nowhere (distance 1)
     rows, cols, vals = [0, 1, 2, 3], [1, 2, 3, 4], [0.1, 0.1, 0.1, 0.7]
@@ -132,6 +207,10 @@ def test_eps_grid_is_checked_against_max_distance_and_keys_reach_the_params():
     p = cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[0.3, 0.5]",
                                                "INCLR.CLUSTER.EPS_FREEZE", "True"]))
     assert (p.eps_rule, p.eps_grid, p.eps_freeze) == ("auto", (0.3, 0.5), True)
+    assert default.auto_pairs == "all"
+    assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_PAIRS", "cross_camera"])).auto_pairs == "cross_camera"
+    with pytest.raises(ConfigError, match="AUTO_PAIRS"):
+        setup_cfg("", ["INCLR.CLUSTER.AUTO_PAIRS", "cross_cam"])
     with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_GRID.*MAX_DISTANCE"):
         setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[0.5, 0.95]"])
     with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_GRID"):

@@ -89,38 +89,67 @@ def _dense_ids(labels: np.ndarray) -> np.ndarray:
     return np.unique(outliers_as_singletons(labels), return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
-def _ari(a: np.ndarray, b: np.ndarray) -> float:
-    """Adjusted Rand index of two dense-id clusterings (:func:`_dense_ids`), from the pair counts."""
+def _co_clustered(codes: np.ndarray, cams: Optional[np.ndarray]) -> int:
+    """Pairs of samples sharing a code (a cluster id, or a joint id); with ``cams``, only the pairs whose
+    two samples come from different cameras (all pairs minus the same-camera ones)."""
+    pairs = count_pairs(np.unique(codes, return_counts=True)[1])
+    if cams is None:
+        return pairs
+    return pairs - count_pairs(np.unique(codes * (int(cams.max()) + 1) + cams, return_counts=True)[1])
+
+
+def _ari(a: np.ndarray, b: np.ndarray, cams: Optional[np.ndarray] = None) -> float:
+    """Adjusted Rand index of two dense-id clusterings (:func:`_dense_ids`), from the pair counts.
+
+    With ``cams`` (dense camera ids), every count is restricted to the cross-camera pairs: the index
+    of agreement on which images of *different* cameras belong together (the chance term then treats
+    the cross-camera pairs as the population: an approximation of the permutation model, exact when
+    each image is its own camera)."""
     n = a.shape[0]
-    joint = count_pairs(np.unique(a * (int(b.max()) + 1) + b, return_counts=True)[1])
-    rows, cols = count_pairs(np.bincount(a)), count_pairs(np.bincount(b))
-    total = n * (n - 1) / 2.0
-    expected = rows * cols / total if total else 0.0
+    joint = _co_clustered(a * (int(b.max()) + 1) + b, cams)
+    rows, cols = _co_clustered(a, cams), _co_clustered(b, cams)
+    total = n * (n - 1) / 2.0 - (count_pairs(np.bincount(cams)) if cams is not None else 0)
+    if rows == 0 or cols == 0:  # one side joins no (cross-camera) pair: nothing to agree on
+        return 0.0
+    expected = rows * cols / total
     top = (rows + cols) / 2.0 - expected
-    if top == 0:  # both all singletons or both one cluster
-        return 1.0 if rows == cols else 0.0
+    if top == 0:  # both one cluster holding everything
+        return 1.0
     return float((joint - expected) / top)
 
 
-def clustering_agreement(a: np.ndarray, b: np.ndarray) -> float:
+def _dense_cams(camids: Optional[np.ndarray], n: int) -> Optional[np.ndarray]:
+    if camids is None:
+        return None
+    cams = np.asarray(camids).reshape(-1)
+    if cams.shape[0] != n:
+        raise ValueError(f"camids must have one entry per sample ({n}), got {cams.shape[0]}")
+    return np.unique(cams, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def clustering_agreement(a: np.ndarray, b: np.ndarray, camids: Optional[np.ndarray] = None) -> float:
     """Adjusted Rand index of two clusterings of the same samples, each outlier a singleton.
 
     Chance-corrected, so two clusterings that each lump most samples together score near 0 unless
     they lump the *same* samples; all-outliers on both sides scores 0 (nothing to agree on), not 1.
+    With ``camids``, only cross-camera pairs count (:func:`_ari`): clusters that never cross a camera
+    add nothing to agree on.
     """
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"clusterings must be 1-D of the same length, got {a.shape} and {b.shape}")
     if not ((a >= 0).any() or (b >= 0).any()):
         return 0.0
-    return _ari(_dense_ids(a), _dense_ids(b))
+    return _ari(_dense_ids(a), _dense_ids(b), _dense_cams(camids, a.shape[0]))
 
 
-def cross_space_agreement(grid_labels: Mapping[str, np.ndarray], reference: str = "global") -> np.ndarray:
+def cross_space_agreement(grid_labels: Mapping[str, np.ndarray], reference: str = "global",
+                          camids: Optional[np.ndarray] = None) -> np.ndarray:
     """(G,) per eps of the grid: how well the ``reference`` space's clustering at that eps is corroborated
     by every other space, each at the grid eps that suits it best: the mean over the other spaces of the
     largest :func:`clustering_agreement` over their grid (the spaces' scales differ: a noisier part needs
     a larger eps to form the same clusters, so comparing at one shared eps favours the parts' scale).
+    With ``camids`` the agreement counts cross-camera pairs only (``INCLR.CLUSTER.AUTO_PAIRS cross_camera``).
 
     ``grid_labels``: space name -> (G, N) labels from :func:`labels_over_grid` on the same grid.
     """
@@ -128,13 +157,14 @@ def cross_space_agreement(grid_labels: Mapping[str, np.ndarray], reference: str 
     others = [v for k, v in grid_labels.items() if k != reference]
     if not others:
         raise ValueError("cross_space_agreement needs a second feature space (parts)")
+    cams = _dense_cams(camids, ref.shape[1])
     ref_ids = [_dense_ids(r) if (r >= 0).any() else None for r in ref]
     scores = np.zeros(ref.shape[0])
     for other in others:
         other_ids = [_dense_ids(o) if (o >= 0).any() else None for o in other]
         for g, a in enumerate(ref_ids):
             if a is not None:
-                scores[g] += max((_ari(a, b) for b in other_ids if b is not None), default=0.0)
+                scores[g] += max((_ari(a, b, cams) for b in other_ids if b is not None), default=0.0)
     return scores / len(others)
 
 
@@ -166,14 +196,17 @@ def k_distance_knee(dist: sp.spmatrix, min_samples: int) -> float:
 
 
 def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
-               global_dist: Optional[sp.spmatrix] = None, min_samples: int = 4) -> EpsChoice:
-    """The auto rule: the grid eps of highest cross-space agreement (ties: the smaller eps); with a
-    single space, the k-distance knee of ``global_dist`` snapped to the grid."""
+               global_dist: Optional[sp.spmatrix] = None, min_samples: int = 4,
+               camids: Optional[np.ndarray] = None) -> EpsChoice:
+    """The auto rule: the grid eps of highest cross-space agreement (ties: the smaller eps), over
+    cross-camera pairs only when ``camids`` are given; with a single space, the k-distance knee of
+    ``global_dist`` snapped to the grid."""
     grid = [float(e) for e in grid]
     if len(grid_labels) > 1:
-        scores = cross_space_agreement(grid_labels)
+        scores = cross_space_agreement(grid_labels, camids=camids)
         best = int(np.argmax(scores))  # argmax takes the first, i.e. smallest, of equal scores
-        return EpsChoice(eps=grid[best], grid=grid, scores=scores.tolist(), criterion="cross_space_agreement",
+        criterion = "cross_space_agreement" + ("" if camids is None else "_cross_camera")
+        return EpsChoice(eps=grid[best], grid=grid, scores=scores.tolist(), criterion=criterion,
                          index=best, labels={k: v[best] for k, v in grid_labels.items()})
     if global_dist is None:
         raise ValueError("choose_eps with one space needs global_dist for the k-distance knee")

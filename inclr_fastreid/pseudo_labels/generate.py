@@ -91,6 +91,7 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     is clustered at each eps of ``eps_grid`` on its Jaccard matrix (graph components, cheap), the eps of
     highest global/part agreement is chosen (:func:`~.eps_rule.choose_eps`; no labels) and every space
     is then clustered at it as under ``fixed``; ``result.eps_choice`` holds the grid and its scores.
+    ``auto_pairs="cross_camera"`` counts that agreement on cross-camera pairs of ``camids`` only.
     """
     p = replace(params or ClusterParams(), **overrides)
     compute_eps = p.method == "dbscan" and p.eps_rule == "mmt" and "eps" not in overrides
@@ -99,6 +100,9 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     timings: Dict[str, float] = {}
     if p.camera_norm and camids is None:
         raise ValueError("camera_norm=True needs camids (one camera id per image)")
+    if choose_auto and p.auto_pairs == "cross_camera" and np.shape(camids) != (_num_rows(global_feats, "global_feats"),):
+        raise ValueError("INCLR.CLUSTER.AUTO_PAIRS cross_camera needs camids (one camera id per image), got "
+                         f"{None if camids is None else np.shape(camids)}")
     n = _num_rows(global_feats, "global_feats")
     for i, part in enumerate(part_feats):
         if _num_rows(part, f"part_feats[{i}]") != n:
@@ -136,6 +140,10 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
                 raise ConfigError(f"INCLR.CLUSTER.EPS_RULE mmt gave eps={eps:.4f} > INCLR.CLUSTER.MAX_DISTANCE="
                                   f"{p.max_distance} (fewer than the RHO={p.rho} fraction of pairs are stored); "
                                   "raise MAX_DISTANCE (<= 1)")
+            if eps <= 0:
+                raise ConfigError(f"INCLR.CLUSTER.EPS_RULE mmt gave eps=0: the smallest RHO={p.rho} fraction of the "
+                                  "pairs are all at Jaccard distance 0 (images with identical neighbourhoods, e.g. "
+                                  "duplicates); raise INCLR.CLUSTER.RHO or use EPS_RULE fixed or auto")
             p, compute_eps = replace(p, eps=eps), False
         if choose_auto:
             jaccards[name] = space.jaccard()
@@ -156,7 +164,8 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     eps_choice = None
     if choose_auto:
         t0 = time.perf_counter()
-        choice = choose_eps(grid_labels, p.eps_grid, global_dist=jaccards["global"], min_samples=p.min_samples)
+        choice = choose_eps(grid_labels, p.eps_grid, global_dist=jaccards["global"], min_samples=p.min_samples,
+                            camids=camids if p.auto_pairs == "cross_camera" else None)
         p, eps_choice = replace(p, eps=choice.eps), choice.as_record()
         timings["eps_auto"] += time.perf_counter() - t0
         for name, dist in jaccards.items():  # the round's labels: DBSCAN at the chosen eps, as under fixed
