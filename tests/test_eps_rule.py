@@ -310,6 +310,13 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     r = bench.compare_eps_rules(loaded, loaded_ids, GRID, k1=20)
     assert bench.f_of(r, "oracle") == pytest.approx(max(r["f_grid"])) and bench.f_of(r, "oracle") >= bench.f_of(r, "auto")
     assert r["oracle"]["eps"] in GRID and r["auto"]["eps"] == r["choice"]["eps"] and r["fixed"]["eps"] == 0.6
+    assert "auto_xcam" not in r and "cross_cam_recall" not in r["auto"]
+    cams = np.arange(ids.size) % 3
+    rx = bench.compare_eps_rules(loaded, loaded_ids, GRID, k1=20, camids=cams)  # --cross-camera
+    grid_labels = {k: labels_over_grid(compute_jaccard_distance(v, 20, 6, 0.9), GRID, 4) for k, v in loaded.items()}
+    assert rx["auto_xcam"]["eps"] == choose_eps(grid_labels, GRID, camids=cams).eps
+    for rule in ("auto", "auto_xcam", "fixed", "oracle", "mmt"):
+        assert rx[rule]["cross_cam_recall"] == bench.camera_pair_recall(rx[rule]["labels"], ids, cams)[1]
     cluster = types.SimpleNamespace(EPS_GRID=list(GRID), K1=20, K2=6, MIN_SAMPLES=4, MAX_DISTANCE=0.9, EPS=0.6,
                                     RHO=1.6e-3, CAMERA_NORM=False)
     cfg = types.SimpleNamespace(INCLR=types.SimpleNamespace(CLUSTER=cluster, LGMR=types.SimpleNamespace(ENABLED=True)))

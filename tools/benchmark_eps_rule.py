@@ -16,9 +16,12 @@ Cases:
 ``--candidates`` also prints the other label-free criteria that were compared: ``knee`` (the sorted
 k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not chance-corrected),
 ``sameEps`` (cross-space ARI with every space at the same eps), and each case's grid scores.
+``--cross-camera`` (with ``--features``) adds ``auto`` with ``INCLR.CLUSTER.AUTO_PAIRS cross_camera`` and
+each rule's recall of the identities' cross-camera image pairs (the joins a single-camera cluster misses).
 
     python tools/benchmark_eps_rule.py                       # synthetic cases
     python tools/benchmark_eps_rule.py --features out/weak_7.npz out/strong_18.npz
+    python tools/benchmark_eps_rule.py --features out/seed1_src.npz --cross-camera
     python tools/benchmark_eps_rule.py --overhead 2500 12936   # one round's seconds, fixed vs auto
 """
 from __future__ import annotations
@@ -27,12 +30,15 @@ import argparse
 import os
 import sys
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from camera_split import camera_pair_recall  # noqa: E402  (tools/, after the sys.path lines)
 
 
 def synthetic_case(ids: int, per_id: float, spread: float, *, parts: int = 3, dim: int = 128, cams: int = 6,
@@ -76,6 +82,15 @@ def load_features(path: str) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
     return spaces, z["ids"].astype(np.int64)
 
 
+def load_camids(path: str) -> np.ndarray:
+    """The (N,) camera ids of a ``--dump-features`` file (for ``--cross-camera``)."""
+    z = np.load(path)
+    if "camids" not in z:
+        raise SystemExit(f"{path}: --cross-camera needs an array 'camids' (tools/cluster_quality.py --dump-features "
+                         "writes it), has {sorted(z.files)}")
+    return z["camids"].astype(np.int64)
+
+
 def cap_per_identity(ids: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
     """Sorted indices of at most ``cap`` images per identity (drawn at random, seeded): the same target
     at a lower density, e.g. ~7 or ~10 images per identity out of the rendered ~18."""
@@ -86,13 +101,16 @@ def cap_per_identity(ids: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
 
 def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequence[float], *, k1: int = 30,
                       k2: int = 6, min_samples: int = 4, max_distance: float = 0.9, default_eps: float = 0.6,
-                      rho: float = 1.6e-3, candidates: bool = False) -> Dict[str, object]:
+                      rho: float = 1.6e-3, candidates: bool = False,
+                      camids: Optional[np.ndarray] = None) -> Dict[str, object]:
     """DBSCAN's global-space labels at the eps of each rule, with their label quality (docs/design.md §4.6).
 
     One sparse Jaccard matrix per space, reused by every rule: ``auto`` (no labels, every space's grid
     clusterings), ``oracle`` (the grid eps of best pairwise F), ``fixed`` (``default_eps``) and ``mmt``
     (MMT-DBSCAN's rho rule). Returns rule -> {"eps", "labels", "quality"} plus the auto rule's and the
-    Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``).
+    Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``);
+    ``camids`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera) and, per rule, the recall of the
+    identities' same- and cross-camera pairs (``tools/camera_split.py``).
     """
     from inclr_fastreid.pseudo_labels import compute_jaccard_distance, label_quality, pairwise_prf
     from inclr_fastreid.pseudo_labels.clustering import cluster_dbscan, mmt_eps
@@ -111,6 +129,9 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
     f_grid = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
     eps = {"auto": choice.eps, "oracle": grid[int(np.argmax(f_grid))], "fixed": float(default_eps),
            "mmt": mmt_eps(dists["global"], n, rho)}
+    if camids is not None:
+        eps["auto_xcam"] = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples,
+                                      camids=camids).eps
     if candidates:
         eps["knee"] = k_distance_knee(dists["global"], min_samples)
         if len(grid_labels) > 1:  # cross-space agreement by pairwise F instead of ARI (not chance-corrected)
@@ -128,6 +149,8 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
         # mmt can give exactly 0 (the m smallest pairs all have identical supports); DBSCAN needs eps > 0
         labels = cluster_dbscan(dists["global"], max(e, 1e-9), min_samples)
         out[rule] = {"eps": float(e), "labels": labels, "quality": label_quality(labels, ids)}
+        if camids is not None:
+            out[rule]["same_cam_recall"], out[rule]["cross_cam_recall"] = camera_pair_recall(labels, ids, camids)
     return out
 
 
@@ -174,6 +197,8 @@ def main() -> None:
     ap.add_argument("--k1", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--candidates", action="store_true", help="also the other label-free criteria compared")
+    ap.add_argument("--cross-camera", action="store_true",
+                    help="--features: also auto with AUTO_PAIRS cross_camera, and each rule's cross-camera pair recall")
     ap.add_argument("--overhead", type=int, nargs="+", default=None, metavar="N",
                     help="instead: time one clustering round, fixed vs auto, at these sizes")
     ap.add_argument("--dim", type=int, default=2048, help="--overhead: feature dimension")
@@ -183,28 +208,35 @@ def main() -> None:
         time_rounds(args.overhead, args.dim)
         return
 
-    cases: List[Tuple[str, Dict[str, np.ndarray], np.ndarray]] = []
+    if args.cross_camera and not args.features:
+        ap.error("--cross-camera needs --features (dumped features with their camids)")
+    cases: List[Tuple[str, Dict[str, np.ndarray], np.ndarray, Optional[np.ndarray]]] = []
     if args.features:
         for path in args.features:
             spaces, ids = load_features(path)
+            cams = load_camids(path) if args.cross_camera else None
             for cap in args.cap_per_id or []:
                 keep = cap_per_identity(ids, cap, args.seed)
-                cases.append((f"{os.path.basename(path)} <={cap}/id", {k: v[keep] for k, v in spaces.items()}, ids[keep]))
-            cases.append((f"{os.path.basename(path)} ({len(ids) / len(np.unique(ids)):.1f}/id)", spaces, ids))
+                cases.append((f"{os.path.basename(path)} <={cap}/id", {k: v[keep] for k, v in spaces.items()}, ids[keep],
+                              None if cams is None else cams[keep]))
+            cases.append((f"{os.path.basename(path)} ({len(ids) / len(np.unique(ids)):.1f}/id)", spaces, ids, cams))
     else:
         for per_id in args.per_id:
             for spread in args.spreads:
                 spaces, ids = synthetic_case(args.ids, per_id, spread, seed=args.seed)
-                cases.append((f"synthetic {per_id:g}/id spread {spread:g}", spaces, ids))
+                cases.append((f"synthetic {per_id:g}/id spread {spread:g}", spaces, ids, None))
     head = ["case", "N", "F(auto)", "eps auto", "F(oracle)", "eps oracle", "F(0.6)", "F(mmt)", "eps mmt",
             "auto/oracle", "auto s", "jaccard s"]
     if args.candidates:
         head += ["F(knee)", "eps knee", "F(agreeF)", "eps agreeF", "F(sameEps)", "eps sameEps"]
+    xcam_rules = ("auto", "auto_xcam", "fixed", "oracle", "mmt")
+    if args.cross_camera:
+        head += ["F(auto_xcam)", "eps auto_xcam"] + [f"xcam recall {r}" for r in xcam_rules]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     rows = []
-    for name, spaces, ids in cases:
-        r = compare_eps_rules(spaces, ids, args.grid, k1=args.k1, candidates=args.candidates)
+    for name, spaces, ids, cams in cases:
+        r = compare_eps_rules(spaces, ids, args.grid, k1=args.k1, candidates=args.candidates, camids=cams)
         rows.append(r)
         cells = [name, r["n"], f"{f_of(r, 'auto'):.3f}", f"{r['auto']['eps']:.2f}", f"{f_of(r, 'oracle'):.3f}",
                  f"{r['oracle']['eps']:.2f}", f"{f_of(r, 'fixed'):.3f}", f"{f_of(r, 'mmt'):.3f}",
@@ -214,6 +246,9 @@ def main() -> None:
             cells += [f"{f_of(r, 'knee'):.3f}", f"{r['knee']['eps']:.3f}"]
             for c in ("agreeF", "sameEps"):
                 cells += [f"{f_of(r, c):.3f}", f"{r[c]['eps']:.2f}"] if c in r else ["-", "-"]
+        if args.cross_camera:
+            cells += [f"{f_of(r, 'auto_xcam'):.3f}", f"{r['auto_xcam']['eps']:.2f}"]
+            cells += [f"{r[k]['cross_cam_recall']:.2f}" for k in xcam_rules]
         print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
         if args.candidates:
             print("    grid:      " + " ".join(f"{e:.2f}" for e in r["choice"]["grid"]))
@@ -226,6 +261,10 @@ def main() -> None:
     worst = min(f_of(r, "auto") / max(f_of(r, "oracle"), 1e-12) for r in rows)
     print(f"\nmean F: auto {mean['auto']:.3f}, oracle {mean['oracle']:.3f}, 0.6 {mean['fixed']:.3f}, "
           f"mmt {mean['mmt']:.3f}; worst F(auto)/F(oracle) {worst:.2f}")
+    if args.cross_camera:
+        print("mean F auto_xcam {:.3f}; mean cross-camera pair recall: {}".format(
+            np.mean([f_of(r, "auto_xcam") for r in rows]),
+            ", ".join(f"{k} {np.mean([r[k]['cross_cam_recall'] for r in rows]):.2f}" for k in xcam_rules)))
 
 if __name__ == "__main__":
     main()
