@@ -17,7 +17,8 @@ Cases:
 k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not chance-corrected),
 ``sameEps`` (cross-space ARI with every space at the same eps), and each case's grid scores.
 ``--cross-camera`` (with ``--features``) adds ``auto`` with ``INCLR.CLUSTER.AUTO_PAIRS cross_camera`` and
-each rule's recall of the identities' cross-camera image pairs (the joins a single-camera cluster misses).
+each rule's recall of the identities' cross-camera image pairs (the joins a single-camera cluster misses)
+and its share of outliers (images left out of the round's training).
 
     python tools/benchmark_eps_rule.py                       # synthetic cases
     python tools/benchmark_eps_rule.py --features out/weak_7.npz out/strong_18.npz
@@ -231,7 +232,7 @@ def main() -> None:
         head += ["F(knee)", "eps knee", "F(agreeF)", "eps agreeF", "F(sameEps)", "eps sameEps"]
     xcam_rules = ("auto", "auto_xcam", "fixed", "oracle", "mmt")
     if args.cross_camera:
-        head += ["F(auto_xcam)", "eps auto_xcam"] + [f"xcam recall {r}" for r in xcam_rules]
+        head += ["F(auto_xcam)", "eps auto_xcam"] + [f"xcam recall / outliers {r}" for r in xcam_rules]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     rows = []
@@ -248,7 +249,7 @@ def main() -> None:
                 cells += [f"{f_of(r, c):.3f}", f"{r[c]['eps']:.2f}"] if c in r else ["-", "-"]
         if args.cross_camera:
             cells += [f"{f_of(r, 'auto_xcam'):.3f}", f"{r['auto_xcam']['eps']:.2f}"]
-            cells += [f"{r[k]['cross_cam_recall']:.2f}" for k in xcam_rules]
+            cells += [f"{r[k]['cross_cam_recall']:.2f} / {r[k]['quality']['outlier_ratio']:.0%}" for k in xcam_rules]
         print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
         if args.candidates:
             print("    grid:      " + " ".join(f"{e:.2f}" for e in r["choice"]["grid"]))
