@@ -409,6 +409,26 @@ def test_load_pretrained_fills_students_and_teachers(model, tmp_path):
     assert torch.equal(model.student2.backbone.conv1.weight, sd1["backbone.conv1.weight"])
 
 
+def test_cluster_quality_sees_both_source_models_as_the_trainer_loads_them(tmp_path):
+    """tools/cluster_quality.py measures the first clustering of a run: teacher 2 from INCLR.WEIGHTS2."""
+    import os
+    import sys
+
+    sd1 = _save_baseline(tmp_path / "a.pth", 1)
+    sd2 = _save_baseline(tmp_path / "b.pth", 2)
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+    sys.path.insert(0, tools)
+    try:
+        import cluster_quality
+    finally:
+        sys.path.remove(tools)
+    cfg = _cfg()
+    cfg.MODEL.WEIGHTS, cfg.INCLR.WEIGHTS2 = str(tmp_path / "a.pth"), str(tmp_path / "b.pth")
+    model = cluster_quality.build_feature_model(cfg)
+    assert torch.equal(model.teacher1.backbone.conv1.weight, sd1["backbone.conv1.weight"])
+    assert torch.equal(model.teacher2.backbone.conv1.weight, sd2["backbone.conv1.weight"])
+
+
 def test_load_pretrained_names_mismatched_keys(model, tmp_path):
     _save_baseline(tmp_path / "two_parts.pth", 1, NUM_PARTS=2)
     with pytest.raises(ValueError, match=r"missing: heads\.part_bottlenecks\.2"):

@@ -46,15 +46,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import numpy as np
-    from fastreid.utils.checkpoint import Checkpointer
 
     import inclr_fastreid  # noqa: F401
     from inclr_fastreid.config import setup_cfg
     from inclr_fastreid.data.target import build_target_train_items
     from inclr_fastreid.engine.features import extract_features
     from inclr_fastreid.engine.pseudo_label_hook import true_identities
-    from inclr_fastreid.engine.trainer import INCLRTrainer
-    from inclr_fastreid.modeling.interface import MeanTeacherModel
     from inclr_fastreid.pseudo_labels import cluster_params_from_cfg, generate_pseudo_labels, label_quality
 
     cfg = setup_cfg(args.config_file, args.opts + ["MODEL.WEIGHTS", args.weights], freeze=False)
@@ -62,11 +59,7 @@ def main() -> None:
     cfg.MODEL.HEADS.NUM_CLASSES = cfg.MODEL.HEADS.NUM_CLASSES or 1
     cfg.INCLR.NUM_SAMPLES = len(items)
     cfg.freeze()
-    model = INCLRTrainer.build_model(cfg)
-    if isinstance(model, MeanTeacherModel):
-        model.load_pretrained(args.weights)
-    else:
-        Checkpointer(model).load(args.weights)
+    model = build_feature_model(cfg)
     true_ids = true_identities(items)
     if true_ids is None:
         raise SystemExit("The target set has no identities to measure against.")
@@ -101,6 +94,23 @@ def main() -> None:
     for eps, k1, cam, k, out, q in rows:
         print(f"| {eps} | {k1} | {'on' if cam else 'off'} | {k} | {out} | {q['pairwise_precision']:.3f} | "
               f"{q['pairwise_recall']:.3f} | {q['pairwise_fscore']:.3f} | {q['nmi']:.3f} | {q['ari']:.3f} |")
+
+
+def build_feature_model(cfg):
+    """The network whose features the first clustering sees, from MODEL.WEIGHTS: for INCLR both source
+    models (INCLR.WEIGHTS2 into student 2 / teacher 2, as the trainer loads them: the features are the two
+    teachers' mean), for a Baseline the one checkpoint."""
+    from fastreid.utils.checkpoint import Checkpointer
+
+    from inclr_fastreid.engine.trainer import INCLRTrainer, load_source_models
+    from inclr_fastreid.modeling.interface import MeanTeacherModel
+
+    model = INCLRTrainer.build_model(cfg)
+    if isinstance(model, MeanTeacherModel):
+        load_source_models(model, cfg)
+    else:
+        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+    return model
 
 
 def print_eps_rules(cfg, feats, parts, true_ids, camids) -> None:

@@ -241,19 +241,7 @@ class INCLRTrainer(DefaultTrainer):
                         os.path.join(self.cfg.OUTPUT_DIR, "last_checkpoint"))
         model = self.unwrapped_model
         if isinstance(model, MeanTeacherModel):
-            if not self.cfg.MODEL.WEIGHTS:
-                logger.warning("MODEL.WEIGHTS is empty: adapting from randomly initialised students.")
-                return
-            weights2 = self.cfg.INCLR.WEIGHTS2
-            # (a missing MODEL.WEIGHTS gets its own error first, from load_pretrained)
-            if weights2 and not os.path.isfile(weights2) and os.path.isfile(self.cfg.MODEL.WEIGHTS):
-                raise CheckpointLoadError(
-                    f"INCLR.WEIGHTS2 {weights2!r} not found: student 2 and teacher 2 start from a second source "
-                    "model, pretrained with another seed (README: 'Real data'; e.g. configs/Pretrain/<task>.yml "
-                    "INCLR.SEED 2 OUTPUT_DIR <dir>). Point INCLR.WEIGHTS2 to it, or set INCLR.WEIGHTS2 '' to start "
-                    "both students from MODEL.WEIGHTS.")
-            model.load_pretrained(self.cfg.MODEL.WEIGHTS, weights2)
-            warn_if_students_start_identical(model, self.cfg.MODEL.WEIGHTS, self.cfg.INCLR.WEIGHTS2)
+            load_source_models(model, self.cfg)
             return
         self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
 
@@ -299,6 +287,25 @@ def freeze_unreached_part_branches(model: torch.nn.Module) -> bool:
                 "(necks, classifiers) are not optimised (docs/design.md §4.2.4).",
                 type(model).__name__, heads.num_parts)
     return True
+
+
+def load_source_models(model: MeanTeacherModel, cfg: CfgNode) -> None:
+    """Start an adaptation: student 1 / teacher 1 from MODEL.WEIGHTS, student 2 / teacher 2 from
+    INCLR.WEIGHTS2 (MMT ``--init-1`` / ``--init-2``; empty: MODEL.WEIGHTS too, with a warning).
+    The trainer and the tools that look at a run's first clustering (tools/cluster_quality.py) use it."""
+    if not cfg.MODEL.WEIGHTS:
+        logger.warning("MODEL.WEIGHTS is empty: adapting from randomly initialised students.")
+        return
+    weights2 = cfg.INCLR.WEIGHTS2
+    # (a missing MODEL.WEIGHTS gets its own error first, from load_pretrained)
+    if weights2 and not os.path.isfile(weights2) and os.path.isfile(cfg.MODEL.WEIGHTS):
+        raise CheckpointLoadError(
+            f"INCLR.WEIGHTS2 {weights2!r} not found: student 2 and teacher 2 start from a second source "
+            "model, pretrained with another seed (README: 'Real data'; e.g. configs/Pretrain/<task>.yml "
+            "INCLR.SEED 2 OUTPUT_DIR <dir>). Point INCLR.WEIGHTS2 to it, or set INCLR.WEIGHTS2 '' to start "
+            "both students from MODEL.WEIGHTS.")
+    model.load_pretrained(cfg.MODEL.WEIGHTS, weights2)
+    warn_if_students_start_identical(model, cfg.MODEL.WEIGHTS, weights2)
 
 
 def warn_if_students_start_identical(model: torch.nn.Module, weights: str, weights2: str) -> bool:
