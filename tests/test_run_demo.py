@@ -109,6 +109,7 @@ def _fake_results(monkeypatch, mod, calls):
             with open(os.path.join(out_dir, "pseudo_labels.jsonl"), "w") as f:
                 for epoch, fs in ((0, 0.1 * seed), (1, 0.2 * seed)):
                     f.write(json.dumps({"epoch": epoch, "pairwise_fscore_after_lgmr": fs, "nmi_after_lgmr": 0.5,
+                                        "pairwise_precision_after_lgmr": 0.01 * seed, "pairwise_recall_after_lgmr": 0.5,
                                         "num_clusters": 40 + seed, "num_outliers": 3}) + "\n")
         return 1.0
 
@@ -142,7 +143,12 @@ def test_seeds_write_mean_std_and_per_seed_figures(demo, monkeypatch, tmp_path):
     assert inclr["F"]["per_seed"] == pytest.approx([20.0, 40.0, 80.0])  # last round, in percent
     md = (tmp_path / "results.md").read_text()
     assert "--seeds 1 2 4 --rows all --no-features" in md
-    assert f"| INCLR (LGMR+IGMO) | {statistics.mean([14, 24, 44]):.1f} ± {statistics.stdev([14, 24, 44]):.1f} |" in md
+    # INCLR (index 4) against MMT (index 1) in the same seed: +3 in each, so +3.0 ± 0.0
+    assert inclr["delta_mAP_vs_mmt"]["per_seed"] == [3.0, 3.0, 3.0] and "delta_mAP_vs_mmt" not in res["rows"][1]
+    assert res["rows"][0]["delta_mAP_vs_mmt"]["mean"] == -1.0  # direct transfer: index 0 - 1
+    assert (f"| INCLR (LGMR+IGMO) | {statistics.mean([14, 24, 44]):.1f} ± {statistics.stdev([14, 24, 44]):.1f} | "
+            "+3.0 ± 0.0 |") in md
+    assert "| MMT baseline | " in md and "| INCLR (LGMR+IGMO) | 0.02 / 0.50 | 0.02 / 0.50 |" in md  # P / R per round
     assert "14.0 / 24.0 / 44.0" in md
     assert "| INCLR (LGMR+IGMO) | 23.3 (42) | 46.7 (42) |" in md  # per-round F (clusters), mean over seeds
     assert os.path.isfile(tmp_path / "seed2" / "results.json")  # and each seed's own table

@@ -294,8 +294,14 @@ def aggregate(payloads: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 
     seeds = [p["seed"] for p in payloads]
     rows = []
+    mmt = next((i for i, r in enumerate(payloads[0]["rows"]) if r["method"] == "MMT baseline"), None)
     for i, row in enumerate(payloads[0]["rows"]):
         rows.append({"method": row["method"], **summarise([p["rows"][i] for p in payloads])})
+        if mmt is not None and i != mmt:  # paired: each seed's row against that seed's MMT baseline
+            diffs = [None if a is None or b is None else a - b for a, b in zip(
+                rows[-1]["mAP"]["per_seed"], (_metric(p["rows"][mmt], "metrics", "mAP", 1.0) for p in payloads))]
+            d_mean, d_std = mean_std(diffs)
+            rows[-1]["delta_mAP_vs_mmt"] = {"per_seed": diffs, "mean": d_mean, "std": d_std}
     inclr_map = [next((_metric(r, "metrics", "mAP", 1.0) for r in p["rows"] if r["method"].startswith("INCLR (")),
                       None) for p in payloads]
     changes = []
@@ -313,6 +319,10 @@ def _pm(s: Dict[str, Any]) -> str:
     return "–" if s["mean"] is None else f"{s['mean']:.1f} ± {s['std']:.1f}"
 
 
+def _delta(d: Optional[Dict[str, Any]]) -> str:
+    return "–" if not d or d["mean"] is None else f"{d['mean']:+.1f} ± {d['std']:.1f}"
+
+
 def _per_seed(s: Dict[str, Any]) -> str:
     return " / ".join(_fmt(v) for v in s["per_seed"])
 
@@ -326,32 +336,39 @@ def render_multi_seed(agg: Dict[str, Any], payloads: Sequence[Dict[str, Any]], a
              "source models and adaptation runs); pseudo-label F / NMI of the last round. Synthetic data: not a "
              "claim about Market/Duke/MSMT.", ""]
     if agg["rows"]:
-        lines += ["| Method | mAP | R1 | pseudo-label F | NMI | mAP per seed |", "|---|---|---|---|---|---|"]
+        lines += ["| Method | mAP | Δ mAP vs MMT (paired) | R1 | pseudo-label F | NMI | mAP per seed |",
+                  "|---|---|---|---|---|---|---|"]
         for r in agg["rows"]:
-            lines.append(f"| {r['method']} | {_pm(r['mAP'])} | {_pm(r['R1'])} | {_pm(r['F'])} | {_pm(r['NMI'])} | "
-                         f"{_per_seed(r['mAP'])} |")
+            lines.append(f"| {r['method']} | {_pm(r['mAP'])} | {_delta(r.get('delta_mAP_vs_mmt'))} | {_pm(r['R1'])} | "
+                         f"{_pm(r['F'])} | {_pm(r['NMI'])} | {_per_seed(r['mAP'])} |")
     if agg["changes"]:
         lines += ["", "INCLR with one part of the reference recipe undone (issue 9, items 1–6); Δ = paired "
                   "difference to INCLR with everything on, same seed:", "",
                   "| Undone | mAP | Δ mAP | R1 | pseudo-label F | NMI | mAP per seed |", "|---|---|---|---|---|---|---|"]
         for c in agg["changes"]:
-            d = c["delta_mAP_vs_inclr"]
-            delta = "–" if d["mean"] is None else f"{d['mean']:+.1f} ± {d['std']:.1f}"
-            lines.append(f"| {c['change']} | {_pm(c['mAP'])} | {delta} | {_pm(c['R1'])} | {_pm(c['F'])} | "
+            lines.append(f"| {c['change']} | {_pm(c['mAP'])} | {_delta(c['delta_mAP_vs_inclr'])} | {_pm(c['R1'])} | "
+                         f"{_pm(c['F'])} | "
                          f"{_pm(c['NMI'])} | {_per_seed(c['mAP'])} |")
     # Per-round label quality (mean over seeds) of every adaptation row: the diagnosis behind the mAP.
-    round_rows = []
+    round_rows, pr_rows = [], []
     for i, row in enumerate(payloads[0]["rows"]):
         per_seed_rounds = [(p["rows"][i].get("pseudo_labels") or {}).get("rounds") or [] for p in payloads]
         n = min(len(r) for r in per_seed_rounds)
         if n:
-            f = [mean_std([r[k]["fscore"] for r in per_seed_rounds])[0] for k in range(n)]
-            c = [mean_std([r[k]["clusters"] for r in per_seed_rounds])[0] for k in range(n)]
+            def per_round(key: str) -> List[Optional[float]]:
+                return [mean_std([r[k].get(key) for r in per_seed_rounds])[0] for k in range(n)]
+
+            f, c = per_round("fscore"), per_round("clusters")
             round_rows.append(f"| {row['method']} | " + " | ".join(f"{100 * a:.1f} ({b:.0f})" for a, b in zip(f, c)) + " |")
-    if round_rows:
-        n = max(r.count("|") - 2 for r in round_rows)
-        lines += ["", "Pseudo-label F per round (clusters), mean over seeds:", "",
-                  "| Method | " + " | ".join(f"round {k}" for k in range(n)) + " |", "|---" * (n + 1) + "|"] + round_rows
+            prec, rec = per_round("precision"), per_round("recall")
+            if all(v is not None for v in prec + rec):
+                pr_rows.append(f"| {row['method']} | " + " | ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(prec, rec)) + " |")
+    for title, table in (("Pseudo-label F per round (clusters), mean over seeds:", round_rows),
+                         ("Pairwise precision / recall per round, mean over seeds:", pr_rows)):
+        if table:
+            n = max(r.count("|") - 2 for r in table)
+            lines += ["", title, "", "| Method | " + " | ".join(f"round {k}" for k in range(n)) + " |",
+                      "|---" * (n + 1) + "|"] + table
     return "\n".join(lines) + "\n"
 
 
