@@ -87,7 +87,8 @@ def add_inclr_config(cfg: CN) -> CN:
     # dbscan eps: fixed = EPS; mmt = MMT-DBSCAN (examples/mmt_train_dbscan.py): at the first clustering
     # the mean of the smallest RHO of the pairwise Jaccard distances, then kept for the run (checkpointed)
     # auto = chosen without labels at every clustering (docs/design.md §4.3.1): the eps of EPS_GRID at which
-    # the global and part spaces' DBSCAN clusterings agree most (ARI); without part spaces, the k-distance knee
+    # the global and part spaces' DBSCAN clusterings agree most (ARI) times AUTO_COVERAGE; without part
+    # spaces, the k-distance knee
     _C.INCLR.CLUSTER.EPS_RULE = "fixed"
     _C.INCLR.CLUSTER.RHO = 1.6e-3
     # EPS_RULE auto: the eps values tried (each <= MAX_DISTANCE), and whether the first round's choice is
@@ -97,6 +98,10 @@ def add_inclr_config(cfg: CN) -> CN:
     # EPS_RULE auto: the agreement over all image pairs, or over cross-camera pairs only (cross_camera: a
     # scale whose clusters never cross a camera scores nothing; docs/design.md §4.3.1)
     _C.INCLR.CLUSTER.AUTO_PAIRS = "all"
+    # EPS_RULE auto: the agreement is weighted by the share of images in clusters that span >= 2 cameras
+    # (multi_camera; the images that give a cross-camera positive), of images not outliers (clustered), or
+    # not at all (none: the views' agreement alone, which favours camera-split fragments; §4.3.1)
+    _C.INCLR.CLUSTER.AUTO_COVERAGE = "multi_camera"
 
     # LGMR: local/global mutual refinement (docs/design.md §4.4)
     _C.INCLR.LGMR = CN()

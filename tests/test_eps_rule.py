@@ -13,17 +13,19 @@ import torch
 from inclr_fastreid.errors import ConfigError
 from inclr_fastreid.pseudo_labels import (ClusterParams, cluster_dbscan, compute_jaccard_distance,
                                           generate_pseudo_labels, pairwise_prf)
-from inclr_fastreid.pseudo_labels.eps_rule import (choose_eps, clustering_agreement, dbscan_by_components,
-                                                   k_distance, k_distance_knee, labels_over_grid)
+from inclr_fastreid.pseudo_labels.eps_rule import (choose_eps, clustered_share, clustering_agreement, coverage_over_grid,
+                                                   cross_space_agreement, dbscan_by_components, k_distance,
+                                                   k_distance_knee, labels_over_grid, multi_camera_share)
 
 from test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
 
 GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
 
 
-def identities(ids=120, per_id=7, spread=0.8, parts=3, dim=64, seed=0):
+def identities(ids=120, per_id=7, spread=0.8, parts=3, dim=64, seed=0, with_cams=False):
     """Spaces (global, part1..) of Gaussian identities on the unit sphere, in look-alike groups of ~8 with a
-    camera offset; the parts see the same identities with their own centres and noisier (1.15 x) features."""
+    camera offset; the parts see the same identities with their own centres and noisier (1.15 x) features.
+    ``with_cams``: also the (N,) camera ids."""
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(ids), per_id)
     cam = rng.integers(0, 6, labels.size)
@@ -39,7 +41,7 @@ def identities(ids=120, per_id=7, spread=0.8, parts=3, dim=64, seed=0):
         off *= 0.3 / np.linalg.norm(off, axis=1, keepdims=True)
         x = ctr[labels] + off[cam] + rng.standard_normal((labels.size, dim)) * (spread * (1 + 0.15 * (s > 0)) / np.sqrt(dim))
         spaces.append((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
-    return spaces, labels
+    return (spaces, labels, cam) if with_cams else (spaces, labels)
 
 
 # ------------------------------------------------------------------------------- the pieces, by hand
@@ -120,16 +122,60 @@ def test_cross_camera_pairs_find_the_identities_where_all_pairs_find_the_camera_
     grid_labels = {k: labels_over_grid(d, GRID, 4) for k, d in dists.items()}
     f = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
     all_pairs = choose_eps(grid_labels, GRID)
-    cross = choose_eps(grid_labels, GRID, camids=cam)
+    cross = choose_eps(grid_labels, GRID, camids=cam, pairs="cross_camera")
+    assert choose_eps(grid_labels, GRID, camids=cam).eps == all_pairs.eps  # camids alone change nothing
     assert cross.criterion == "cross_space_agreement_cross_camera" and all_pairs.criterion == "cross_space_agreement"
     assert f[all_pairs.index] < 0.6 * f.max()  # the planted trap: the spaces agree on the camera groups
     assert f[cross.index] >= 0.95 * f.max() and cross.eps > all_pairs.eps
     # and through generate_pseudo_labels / the config key
-    p = ClusterParams(eps_rule="auto", eps_grid=GRID, auto_pairs="cross_camera")
+    p = ClusterParams(eps_rule="auto", eps_grid=GRID, auto_pairs="cross_camera", auto_coverage="none")
     r = generate_pseudo_labels(spaces[0], spaces[1:], p, camids=cam)
     assert r.eps == cross.eps and r.eps_choice["criterion"] == "cross_space_agreement_cross_camera"
-    with pytest.raises(ValueError, match="AUTO_PAIRS cross_camera needs camids"):
+    with pytest.raises(ValueError, match="AUTO_PAIRS cross_camera need"):
         generate_pseudo_labels(spaces[0], spaces[1:], p)
+    with pytest.raises(ValueError, match="pairs='cross_camera' needs camids"):
+        choose_eps(grid_labels, GRID, pairs="cross_camera")
+
+
+def test_coverage_by_hand():
+    labels = np.array([0, 0, 1, 1, -1, 2, 2, 2, 3, 3])
+    cams = np.array([10, 11, 10, 10, 11, 12, 12, 13, 12, 10])  # clusters 0, 3: two cameras; 1: one; 2 (the largest)
+    assert multi_camera_share(labels, cams) == pytest.approx(4 / 10)  # 0 and 3; the largest never counts
+    assert clustered_share(labels) == pytest.approx(6 / 10)  # 9 clustered minus the largest's 3
+    assert multi_camera_share(np.full(4, -1), np.arange(4)) == 0.0 and clustered_share(np.full(4, -1)) == 0.0
+    one = np.zeros(10, dtype=np.int64)  # everything chained into one cluster: covers nothing
+    assert multi_camera_share(one, cams) == 0.0 and clustered_share(one) == 0.0
+    grid = np.stack([labels, one])
+    assert coverage_over_grid(grid, "multi_camera", cams).tolist() == pytest.approx([4 / 10, 0.0])
+    assert coverage_over_grid(grid, "clustered").tolist() == pytest.approx([6 / 10, 0.0])
+    assert coverage_over_grid(grid, "none").tolist() == [1.0, 1.0]
+    # a single camera has no cross-camera cluster at any eps: fall back to the clustered share
+    assert coverage_over_grid(grid, "multi_camera", np.zeros(10)).tolist() == pytest.approx([6 / 10, 0.0])
+    with pytest.raises(ValueError, match="needs camids"):
+        coverage_over_grid(grid, "multi_camera")
+    with pytest.raises(ValueError, match="coverage 'camera'"):
+        coverage_over_grid(grid, "camera", cams)
+
+
+def test_multi_camera_coverage_finds_identities_that_agreement_alone_splits_by_camera():
+    """Dense (identity, camera) groups: every image is clustered at a small eps, the views agree on the
+    groups there (agreement ~1) and on the identities at a larger eps. Agreement alone, and agreement
+    times the clustered share, take the one-camera fragments; weighting by the share of images in
+    multi-camera clusters takes the identities."""
+    spaces, ids, cam = camera_looks(ids=60, per_id=32, look=1.0)
+    dists = {name: compute_jaccard_distance(x, 30, 6, 0.9)
+             for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
+    grid_labels = {k: labels_over_grid(d, GRID, 4) for k, d in dists.items()}
+    f = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
+    for coverage in ("none", "clustered"):
+        assert f[choose_eps(grid_labels, GRID, camids=cam, coverage=coverage).index] < 0.5 * f.max()
+    multi = choose_eps(grid_labels, GRID, camids=cam, coverage="multi_camera")
+    assert f[multi.index] >= 0.95 * f.max() and multi.criterion == "cross_space_agreement_x_multi_camera_share"
+    # through the config's default
+    r = generate_pseudo_labels(spaces[0], spaces[1:], ClusterParams(eps_rule="auto", eps_grid=GRID), camids=cam)
+    assert r.eps == multi.eps
+    with pytest.raises(ValueError, match="AUTO_COVERAGE multi_camera need"):
+        generate_pseudo_labels(spaces[0], spaces[1:], ClusterParams(eps_rule="auto", eps_grid=GRID))
 
 
 def test_k_distance_and_knee_by_hand():
@@ -171,6 +217,8 @@ def test_auto_picks_the_planted_scale_without_labels():
     choice = choose_eps(grid_labels, GRID)
     assert choice.criterion == "cross_space_agreement" and len(choice.scores) == len(GRID)
     assert choice.eps in good
+    _, _, cams = identities(with_cams=True)
+    assert choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera").eps in good  # the default weighting
     # and a looser case (spread 1.2): the best eps moves up; auto follows it
     spaces, ids = identities(spread=1.2, seed=1)
     dists = {name: compute_jaccard_distance(x, 30, 6, 0.9)
@@ -179,20 +227,32 @@ def test_auto_picks_the_planted_scale_without_labels():
     f = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
     auto = choose_eps(grid_labels, GRID)
     assert GRID[int(np.argmax(f))] >= 0.4 and f[auto.index] >= 0.9 * f.max()
+    _, _, cams = identities(spread=1.2, seed=1, with_cams=True)
+    assert f[choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera").index] >= 0.9 * f.max()
 
 
 def test_generate_auto_clusters_every_space_at_the_chosen_eps_and_reports_the_grid():
-    spaces, ids = identities(ids=60)
+    spaces, ids, cams = identities(ids=60, with_cams=True)
     p = ClusterParams(eps_rule="auto", eps_grid=GRID, k1=20, lgmr_k=10)
-    r = generate_pseudo_labels(spaces[0], spaces[1:], p)
-    assert r.eps_choice["criterion"] == "cross_space_agreement" and r.eps_choice["grid"] == list(GRID)
+    r = generate_pseudo_labels(spaces[0], spaces[1:], p, camids=cams)
+    assert r.eps_choice["criterion"] == "cross_space_agreement_x_multi_camera_share" and r.eps_choice["grid"] == list(GRID)
     assert r.eps == r.eps_choice["eps"] and r.eps <= 0.4 and len(r.eps_choice["scores"]) == len(GRID)
-    fixed = generate_pseudo_labels(spaces[0], spaces[1:], p, eps=r.eps)  # an eps override is taken as is
+    # the logged factors are the rule's own, recomputed here from the spaces' grid clusterings
+    grid_labels = {k: labels_over_grid(compute_jaccard_distance(x, 20, 6, 0.9), GRID, 4)
+                   for k, x in zip(["global", "part1", "part2", "part3"], spaces)}
+    assert r.eps_choice["coverage"] == pytest.approx(coverage_over_grid(grid_labels["global"], "multi_camera", cams), abs=1e-4)
+    assert r.eps_choice["agreement"] == pytest.approx(cross_space_agreement(grid_labels), abs=1e-4)
+    assert r.eps_choice["scores"] == pytest.approx(np.multiply(r.eps_choice["agreement"], r.eps_choice["coverage"]), abs=2e-4)
+    fixed = generate_pseudo_labels(spaces[0], spaces[1:], p, eps=r.eps, camids=cams)  # an eps override is taken as is
     assert fixed.eps_choice is None
     assert np.array_equal(r.labels, fixed.labels) and np.array_equal(r.labels_before_lgmr, fixed.labels_before_lgmr)
     assert "eps_auto" in r.timings and "eps_auto" not in fixed.timings
+    # LGMR off: the part spaces still vote on eps (same choice), but only the global space is clustered for labels
+    off = generate_pseudo_labels(spaces[0], spaces[1:], p, lgmr_enabled=False, camids=cams)
+    assert off.eps_choice == r.eps_choice and off.part_labels == [] and "dbscan_part1" not in off.timings
+    assert np.array_equal(off.labels, r.labels_before_lgmr)
     # without part spaces: the k-distance knee of the global space, snapped to the grid
-    one = generate_pseudo_labels(spaces[0], [], p, lgmr_enabled=False)
+    one = generate_pseudo_labels(spaces[0], [], p, lgmr_enabled=False, camids=cams)
     knee = k_distance_knee(compute_jaccard_distance(spaces[0], 20, 6, 0.9), 4)
     assert one.eps_choice["criterion"] == "k_distance_knee"
     assert one.eps == GRID[int(np.argmin(np.abs(np.array(GRID) - knee)))]
@@ -207,7 +267,10 @@ def test_eps_grid_is_checked_against_max_distance_and_keys_reach_the_params():
     p = cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[0.3, 0.5]",
                                                "INCLR.CLUSTER.EPS_FREEZE", "True"]))
     assert (p.eps_rule, p.eps_grid, p.eps_freeze) == ("auto", (0.3, 0.5), True)
-    assert default.auto_pairs == "all"
+    assert default.auto_pairs == "all" and default.auto_coverage == "multi_camera"
+    assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_COVERAGE", "none"])).auto_coverage == "none"
+    with pytest.raises(ConfigError, match="AUTO_COVERAGE"):
+        setup_cfg("", ["INCLR.CLUSTER.AUTO_COVERAGE", "cameras"])
     assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_PAIRS", "cross_camera"])).auto_pairs == "cross_camera"
     with pytest.raises(ConfigError, match="AUTO_PAIRS"):
         setup_cfg("", ["INCLR.CLUSTER.AUTO_PAIRS", "cross_cam"])
@@ -272,7 +335,7 @@ def test_auto_rule_holds_nothing_n_by_n_under_a_memory_limit():
             pass
         grid = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
         labels = {k: labels_over_grid(d, grid, 4) for k, d in dists.items()}
-        choice = choose_eps(labels, grid)
+        choice = choose_eps(labels, grid, camids=np.arange(n) % 6, coverage="multi_camera")
         knee = k_distance_knee(dists["global"], 4)
         print("OK", choice.eps, round(knee, 3), labels["global"][grid.index(choice.eps)].max() + 1)
     """)
@@ -307,25 +370,29 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
         keep = bench.cap_per_identity(lower, cap, seed=1)
         assert np.all(np.diff(keep) > 0) and np.array_equal(np.bincount(lower[keep]), np.minimum([2, 9, 4, 12, 7], cap))
     assert sorted(loaded) == ["global", "part1", "part2", "part3"] and np.array_equal(loaded_ids, ids)
-    r = bench.compare_eps_rules(loaded, loaded_ids, GRID, k1=20)
+    cams = np.arange(ids.size) % 3
+    r = bench.compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20)
     assert bench.f_of(r, "oracle") == pytest.approx(max(r["f_grid"])) and bench.f_of(r, "oracle") >= bench.f_of(r, "auto")
     assert r["oracle"]["eps"] in GRID and r["auto"]["eps"] == r["choice"]["eps"] and r["fixed"]["eps"] == 0.6
-    assert "auto_xcam" not in r and "cross_cam_recall" not in r["auto"]
-    cams = np.arange(ids.size) % 3
-    rx = bench.compare_eps_rules(loaded, loaded_ids, GRID, k1=20, camids=cams)  # --cross-camera
+    assert "auto_xcam" not in r
+    rx = bench.compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, cross_camera=True)  # --cross-camera
     grid_labels = {k: labels_over_grid(compute_jaccard_distance(v, 20, 6, 0.9), GRID, 4) for k, v in loaded.items()}
-    assert rx["auto_xcam"]["eps"] == choose_eps(grid_labels, GRID, camids=cams).eps
-    for rule in ("auto", "auto_xcam", "fixed", "oracle", "mmt"):
+    assert rx["auto_xcam"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, pairs="cross_camera").eps
+    assert rx["auto"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera").eps
+    assert rx["agree"]["eps"] == choose_eps(grid_labels, GRID).eps
+    assert rx["choice"]["criterion"] == "cross_space_agreement_x_multi_camera_share"
+    for rule in ("auto", "agree", "auto_xcam", "fixed", "oracle", "mmt"):
         assert rx[rule]["cross_cam_recall"] == bench.camera_pair_recall(rx[rule]["labels"], ids, cams)[1]
     cluster = types.SimpleNamespace(EPS_GRID=list(GRID), K1=20, K2=6, MIN_SAMPLES=4, MAX_DISTANCE=0.9, EPS=0.6,
-                                    RHO=1.6e-3, CAMERA_NORM=False)
+                                    RHO=1.6e-3, CAMERA_NORM=False, AUTO_COVERAGE="multi_camera", AUTO_PAIRS="all")
     cfg = types.SimpleNamespace(INCLR=types.SimpleNamespace(CLUSTER=cluster, LGMR=types.SimpleNamespace(ENABLED=True)))
     feats = {k: torch.from_numpy(v) for k, v in loaded.items()}
-    cluster_quality.print_eps_rules(cfg, feats, ["part1", "part2", "part3"], ids, np.zeros_like(ids))
+    cluster_quality.print_eps_rules(cfg, feats, ["part1", "part2", "part3"], ids, cams)
     out = capsys.readouterr().out
-    for row in ("| auto (no labels) |", "| fixed EPS | 0.600 |", "| mmt (RHO", "| oracle (grid, labels) |"):
+    for row in ("| auto (no labels) |", "| auto, agreement alone", "| fixed EPS | 0.600 |", "| mmt (RHO",
+                "| oracle (grid, labels) |"):
         assert row in out
-    assert "cross_space_agreement" in out
+    assert "cross_space_agreement_x_multi_camera_share" in out
 
 
 def test_camera_split_counts_pairs_by_hand():

@@ -331,3 +331,32 @@ def test_camera_effects_disturb_but_keep_size(people):
     np.testing.assert_array_equal(img, img2)
     clean, _ = _clean(idns[0], cam, 0)
     assert not np.array_equal(img, clean)
+
+
+def test_synthb10_is_a_seeded_subset_of_synthb_with_at_most_ten_per_identity(tiny_root):
+    root, _, b = tiny_root
+    low = DATASET_REGISTRY.get("SynthB10")(root=root, **TINY)
+    assert low.dataset_dir == b.dataset_dir  # same rendering, no second copy
+    full_by_path = {path: (pid, cam) for path, pid, cam in b.train}
+    per_id = defaultdict(int)
+    for path, pid, cam in low.train:
+        assert pid.startswith("SynthB10_") and cam.startswith("SynthB10_")
+        assert full_by_path[path] == (pid.replace("SynthB10_", "SynthB_"), cam.replace("SynthB10_", "SynthB_"))
+        per_id[pid] += 1
+    full_per_id = defaultdict(int)
+    for _, pid, _ in b.train:
+        full_per_id[pid] += 1
+    assert len(per_id) == len(full_per_id)  # every identity kept
+    assert all(per_id[p.replace("SynthB_", "SynthB10_")] == min(10, n) for p, n in full_per_id.items())
+    assert [x[0] for x in low.query] == [x[0] for x in b.query] and [x[0] for x in low.gallery] == [x[0] for x in b.gallery]
+    again = DATASET_REGISTRY.get("SynthB10")(root=root, **TINY)
+    assert [x[0] for x in again.train] == [x[0] for x in low.train]  # the same subset every run
+    assert [x[0] for x in low.train] == sorted(x[0] for x in low.train)
+
+
+def test_cap_images_per_identity_keeps_order_and_caps():
+    items = [(f"p{i}", i % 3, 0) for i in range(20)]
+    out = synthetic.cap_images_per_identity(items, 4, seed=0)
+    assert [x[0] for x in out] == [x[0] for x in items if x in out]
+    assert sorted(defaultdict(int, {p: sum(1 for x in out if x[1] == p) for p in range(3)}).values()) == [4, 4, 4]
+    assert synthetic.cap_images_per_identity(items, 100, seed=0) == items

@@ -3,8 +3,9 @@
 
 For each case: the sparse Jaccard distance of every feature space (global + parts) once, DBSCAN at
 each eps of the grid, then the pairwise F-score (against the true identities) of the global
-clustering at the eps each rule picks: ``auto`` (no labels), the ``oracle`` (best grid eps, chosen
-with the labels), the fixed default 0.6 and MMT-DBSCAN's rho rule (on the same Jaccard matrix).
+clustering at the eps each rule picks: ``auto`` (no labels; the default criterion, agreement x
+multi-camera share), ``agree`` (agreement alone, ``AUTO_COVERAGE none``), the ``oracle`` (best grid eps,
+chosen with the labels), the fixed default 0.6 and MMT-DBSCAN's rho rule (on the same Jaccard matrix).
 One table, one row per case, and the means.
 
 Cases:
@@ -12,11 +13,11 @@ Cases:
     offset, for several images-per-identity and spreads (``--ids``, ``--per-id``, ``--spreads``); the
     part spaces see the same identities with their own centres and noisier features;
   * ``--features a.npz b.npz ...``: features of real models, as ``tools/cluster_quality.py
-    --dump-features`` writes them (arrays ``global``, ``part1``.., ``ids``).
+    --dump-features`` writes them (arrays ``global``, ``part1``.., ``ids``, ``camids``).
 ``--candidates`` also prints the other label-free criteria that were compared: ``knee`` (the sorted
 k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not chance-corrected),
 ``sameEps`` (cross-space ARI with every space at the same eps), and each case's grid scores.
-``--cross-camera`` (with ``--features``) adds ``auto`` with ``INCLR.CLUSTER.AUTO_PAIRS cross_camera`` and
+``--cross-camera`` adds ``auto_xcam`` (``INCLR.CLUSTER.AUTO_PAIRS cross_camera``, agreement alone) and
 each rule's recall of the identities' cross-camera image pairs (the joins a single-camera cluster misses)
 and its share of outliers (images left out of the round's training).
 
@@ -43,8 +44,8 @@ from camera_split import camera_pair_recall  # noqa: E402  (tools/, after the sy
 
 
 def synthetic_case(ids: int, per_id: float, spread: float, *, parts: int = 3, dim: int = 128, cams: int = 6,
-                   seed: int = 0) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
-    """Features of ``1 + parts`` spaces (name -> (N, dim) float32 unit rows) and the (N,) true ids.
+                   seed: int = 0) -> Tuple[Dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Features of ``1 + parts`` spaces (name -> (N, dim) float32 unit rows), the (N,) true ids and camera ids.
 
     Each identity has 1 + Poisson(per_id - 1) images, each from one of ``cams`` cameras. Per space:
     centre = normalise(0.8 * group + own) (groups of ~8 look-alike identities), plus the camera's
@@ -70,7 +71,7 @@ def synthetic_case(ids: int, per_id: float, spread: float, *, parts: int = 3, di
         x = ctr[labels] + off[cam] + srng.standard_normal((labels.size, dim)) * (sigma / np.sqrt(dim))
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         out["global" if s == 0 else f"part{s}"] = x.astype(np.float32)
-    return out, labels
+    return out, labels, cam
 
 
 def load_features(path: str) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
@@ -84,11 +85,11 @@ def load_features(path: str) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
 
 
 def load_camids(path: str) -> np.ndarray:
-    """The (N,) camera ids of a ``--dump-features`` file (for ``--cross-camera``)."""
+    """The (N,) camera ids of a ``--dump-features`` file (the auto rule's coverage needs them)."""
     z = np.load(path)
     if "camids" not in z:
-        raise SystemExit(f"{path}: --cross-camera needs an array 'camids' (tools/cluster_quality.py --dump-features "
-                         "writes it), has {sorted(z.files)}")
+        raise SystemExit(f"{path}: needs an array 'camids' (tools/cluster_quality.py --dump-features "
+                         f"writes it), has {sorted(z.files)}")
     return z["camids"].astype(np.int64)
 
 
@@ -100,18 +101,20 @@ def cap_per_identity(ids: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequence[float], *, k1: int = 30,
-                      k2: int = 6, min_samples: int = 4, max_distance: float = 0.9, default_eps: float = 0.6,
-                      rho: float = 1.6e-3, candidates: bool = False,
-                      camids: Optional[np.ndarray] = None) -> Dict[str, object]:
+def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequence[float], camids: np.ndarray, *,
+                      k1: int = 30, k2: int = 6, min_samples: int = 4, max_distance: float = 0.9,
+                      default_eps: float = 0.6, rho: float = 1.6e-3, candidates: bool = False,
+                      cross_camera: bool = False, coverage: str = "multi_camera", pairs: str = "all") -> Dict[str, object]:
     """DBSCAN's global-space labels at the eps of each rule, with their label quality (docs/design.md §4.6).
 
     One sparse Jaccard matrix per space, reused by every rule: ``auto`` (no labels, every space's grid
-    clusterings), ``oracle`` (the grid eps of best pairwise F), ``fixed`` (``default_eps``) and ``mmt``
-    (MMT-DBSCAN's rho rule). Returns rule -> {"eps", "labels", "quality"} plus the auto rule's and the
-    Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``);
-    ``camids`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera) and, per rule, the recall of the
-    identities' same- and cross-camera pairs (``tools/camera_split.py``).
+    clusterings, with ``coverage`` / ``pairs`` as INCLR.CLUSTER.AUTO_COVERAGE / AUTO_PAIRS: by default
+    multi_camera / all), ``agree`` (the agreement alone: AUTO_COVERAGE none, AUTO_PAIRS all),
+    ``oracle`` (the grid eps of best pairwise F), ``fixed`` (``default_eps``) and ``mmt`` (MMT-DBSCAN's rho
+    rule). Returns rule -> {"eps", "labels", "quality", "same_cam_recall", "cross_cam_recall"} (the recall of
+    the identities' same- and cross-camera pairs, ``tools/camera_split.py``) plus the auto rule's and the
+    Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``,
+    ``sameEps``); ``cross_camera`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera, no coverage).
     """
     from inclr_fastreid.pseudo_labels import compute_jaccard_distance, label_quality, pairwise_prf
     from inclr_fastreid.pseudo_labels.clustering import cluster_dbscan, mmt_eps
@@ -125,14 +128,16 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
     t_jaccard = time.perf_counter() - t0
     t0 = time.perf_counter()
     grid_labels = {name: labels_over_grid(d, grid, min_samples) for name, d in dists.items()}
-    choice = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples)
+    choice = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples, camids=camids,
+                        coverage=coverage, pairs=pairs)
     t_auto = time.perf_counter() - t0
     f_grid = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
-    eps = {"auto": choice.eps, "oracle": grid[int(np.argmax(f_grid))], "fixed": float(default_eps),
-           "mmt": mmt_eps(dists["global"], n, rho)}
-    if camids is not None:
+    agree = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples, coverage="none")
+    eps = {"auto": choice.eps, "agree": agree.eps, "oracle": grid[int(np.argmax(f_grid))],
+           "fixed": float(default_eps), "mmt": mmt_eps(dists["global"], n, rho)}
+    if cross_camera:
         eps["auto_xcam"] = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples,
-                                      camids=camids).eps
+                                      camids=camids, pairs="cross_camera").eps
     if candidates:
         eps["knee"] = k_distance_knee(dists["global"], min_samples)
         if len(grid_labels) > 1:  # cross-space agreement by pairwise F instead of ARI (not chance-corrected)
@@ -150,8 +155,7 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
         # mmt can give exactly 0 (the m smallest pairs all have identical supports); DBSCAN needs eps > 0
         labels = cluster_dbscan(dists["global"], max(e, 1e-9), min_samples)
         out[rule] = {"eps": float(e), "labels": labels, "quality": label_quality(labels, ids)}
-        if camids is not None:
-            out[rule]["same_cam_recall"], out[rule]["cross_cam_recall"] = camera_pair_recall(labels, ids, camids)
+        out[rule]["same_cam_recall"], out[rule]["cross_cam_recall"] = camera_pair_recall(labels, ids, camids)
     return out
 
 
@@ -199,7 +203,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--candidates", action="store_true", help="also the other label-free criteria compared")
     ap.add_argument("--cross-camera", action="store_true",
-                    help="--features: also auto with AUTO_PAIRS cross_camera, and each rule's cross-camera pair recall")
+                    help="also auto with AUTO_PAIRS cross_camera (agreement alone)")
     ap.add_argument("--overhead", type=int, nargs="+", default=None, metavar="N",
                     help="instead: time one clustering round, fixed vs auto, at these sizes")
     ap.add_argument("--dim", type=int, default=2048, help="--overhead: feature dimension")
@@ -209,63 +213,67 @@ def main() -> None:
         time_rounds(args.overhead, args.dim)
         return
 
-    if args.cross_camera and not args.features:
-        ap.error("--cross-camera needs --features (dumped features with their camids)")
-    cases: List[Tuple[str, Dict[str, np.ndarray], np.ndarray, Optional[np.ndarray]]] = []
+    cases: List[Tuple[str, Dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
     if args.features:
         for path in args.features:
             spaces, ids = load_features(path)
-            cams = load_camids(path) if args.cross_camera else None
+            cams = load_camids(path)
             for cap in args.cap_per_id or []:
                 keep = cap_per_identity(ids, cap, args.seed)
                 cases.append((f"{os.path.basename(path)} <={cap}/id", {k: v[keep] for k, v in spaces.items()}, ids[keep],
-                              None if cams is None else cams[keep]))
+                              cams[keep]))
             cases.append((f"{os.path.basename(path)} ({len(ids) / len(np.unique(ids)):.1f}/id)", spaces, ids, cams))
     else:
         for per_id in args.per_id:
             for spread in args.spreads:
-                spaces, ids = synthetic_case(args.ids, per_id, spread, seed=args.seed)
-                cases.append((f"synthetic {per_id:g}/id spread {spread:g}", spaces, ids, None))
+                spaces, ids, cams = synthetic_case(args.ids, per_id, spread, seed=args.seed)
+                cases.append((f"synthetic {per_id:g}/id spread {spread:g}", spaces, ids, cams))
+    recall_rules = ("auto", "agree", "oracle", "fixed")
     head = ["case", "N", "F(auto)", "eps auto", "F(oracle)", "eps oracle", "F(0.6)", "F(mmt)", "eps mmt",
-            "auto/oracle", "auto s", "jaccard s"]
+            "auto/oracle", "F(agree)", "eps agree"] + [f"xcam recall / outliers {r}" for r in recall_rules] + \
+        ["auto s", "jaccard s"]
     if args.candidates:
         head += ["F(knee)", "eps knee", "F(agreeF)", "eps agreeF", "F(sameEps)", "eps sameEps"]
-    xcam_rules = ("auto", "auto_xcam", "fixed", "oracle", "mmt")
     if args.cross_camera:
-        head += ["F(auto_xcam)", "eps auto_xcam"] + [f"xcam recall / outliers {r}" for r in xcam_rules]
+        head += ["F(auto_xcam)", "eps auto_xcam", "xcam recall / outliers auto_xcam"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     rows = []
     for name, spaces, ids, cams in cases:
-        r = compare_eps_rules(spaces, ids, args.grid, k1=args.k1, candidates=args.candidates, camids=cams)
+        r = compare_eps_rules(spaces, ids, args.grid, cams, k1=args.k1, candidates=args.candidates,
+                              cross_camera=args.cross_camera)
         rows.append(r)
         cells = [name, r["n"], f"{f_of(r, 'auto'):.3f}", f"{r['auto']['eps']:.2f}", f"{f_of(r, 'oracle'):.3f}",
                  f"{r['oracle']['eps']:.2f}", f"{f_of(r, 'fixed'):.3f}", f"{f_of(r, 'mmt'):.3f}",
                  f"{r['mmt']['eps']:.3f}", f"{f_of(r, 'auto') / max(f_of(r, 'oracle'), 1e-12):.2f}",
-                 f"{r['auto_s']:.2f}", f"{r['jaccard_s']:.2f}"]
+                 f"{f_of(r, 'agree'):.3f}", f"{r['agree']['eps']:.2f}"]
+        cells += [f"{r[k]['cross_cam_recall']:.2f} / {r[k]['quality']['outlier_ratio']:.0%}" for k in recall_rules]
+        cells += [f"{r['auto_s']:.2f}", f"{r['jaccard_s']:.2f}"]
         if args.candidates:
             cells += [f"{f_of(r, 'knee'):.3f}", f"{r['knee']['eps']:.3f}"]
             for c in ("agreeF", "sameEps"):
                 cells += [f"{f_of(r, c):.3f}", f"{r[c]['eps']:.2f}"] if c in r else ["-", "-"]
         if args.cross_camera:
-            cells += [f"{f_of(r, 'auto_xcam'):.3f}", f"{r['auto_xcam']['eps']:.2f}"]
-            cells += [f"{r[k]['cross_cam_recall']:.2f} / {r[k]['quality']['outlier_ratio']:.0%}" for k in xcam_rules]
+            cells += [f"{f_of(r, 'auto_xcam'):.3f}", f"{r['auto_xcam']['eps']:.2f}",
+                      f"{r['auto_xcam']['cross_cam_recall']:.2f} / {r['auto_xcam']['quality']['outlier_ratio']:.0%}"]
         print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
         if args.candidates:
             print("    grid:      " + " ".join(f"{e:.2f}" for e in r["choice"]["grid"]))
-            print("    agreement: " + " ".join(f"{s:.2f}" for s in r["choice"]["scores"]))
+            print("    agreement: " + " ".join(f"{s:.2f}" for s in r["choice"]["agreement"]))
+            print("    coverage:  " + " ".join(f"{s:.2f}" for s in r["choice"]["coverage"]))
             print("    F:         " + " ".join(f"{f:.2f}" for f in r["f_grid"]), flush=True)
-    mean = {k: float(np.mean([f_of(r, k) for r in rows])) for k in ("auto", "oracle", "fixed", "mmt")}
+    mean = {k: float(np.mean([f_of(r, k) for r in rows])) for k in ("auto", "agree", "oracle", "fixed", "mmt")}
     if args.candidates:
         print("mean F of the candidates: " + ", ".join(f"{k} {np.mean([f_of(r, k) for r in rows]):.3f}"
                                                       for k in ("knee", "agreeF", "sameEps") if k in rows[0]))
     worst = min(f_of(r, "auto") / max(f_of(r, "oracle"), 1e-12) for r in rows)
-    print(f"\nmean F: auto {mean['auto']:.3f}, oracle {mean['oracle']:.3f}, 0.6 {mean['fixed']:.3f}, "
-          f"mmt {mean['mmt']:.3f}; worst F(auto)/F(oracle) {worst:.2f}")
-    if args.cross_camera:
-        print("mean F auto_xcam {:.3f}; mean cross-camera pair recall: {}".format(
-            np.mean([f_of(r, "auto_xcam") for r in rows]),
-            ", ".join(f"{k} {np.mean([r[k]['cross_cam_recall'] for r in rows]):.2f}" for k in xcam_rules)))
+    print(f"\nmean F: auto {mean['auto']:.3f}, agree {mean['agree']:.3f}, oracle {mean['oracle']:.3f}, "
+          f"0.6 {mean['fixed']:.3f}, mmt {mean['mmt']:.3f}; worst F(auto)/F(oracle) {worst:.2f}")
+    print("mean cross-camera pair recall / outliers: " + ", ".join(
+        f"{k} {np.mean([r[k]['cross_cam_recall'] for r in rows]):.2f} / "
+        f"{np.mean([r[k]['quality']['outlier_ratio'] for r in rows]):.0%}"
+        for k in recall_rules + (("auto_xcam",) if args.cross_camera else ())))
+
 
 if __name__ == "__main__":
     main()

@@ -114,31 +114,33 @@ def build_feature_model(cfg):
 
 
 def print_eps_rules(cfg, feats, parts, true_ids, camids) -> None:
-    """One row per eps rule (auto / fixed / mmt / oracle): eps, K, outliers, P / R / F, NMI, ARI."""
+    """One row per eps rule (auto / agreement alone / fixed / mmt / oracle): eps, K, outliers, P / R / F, NMI,
+    ARI and the recall of the identities' cross-camera pairs."""
     import numpy as np
 
     from benchmark_eps_rule import compare_eps_rules
     from inclr_fastreid.pseudo_labels import camera_normalize
 
     c = cfg.INCLR.CLUSTER
-    names = ["global"] + (parts if cfg.INCLR.LGMR.ENABLED else [])
+    names = ["global"] + list(parts)  # auto scores every space, LGMR or not (docs/design.md §4.3.1)
     spaces = {k: feats[k].numpy() for k in names}
     if c.CAMERA_NORM:
         spaces = {k: camera_normalize(v, camids) for k, v in spaces.items()}
-    r = compare_eps_rules(spaces, true_ids, c.EPS_GRID, k1=c.K1, k2=c.K2, min_samples=c.MIN_SAMPLES,
-                          max_distance=c.MAX_DISTANCE, default_eps=c.EPS, rho=c.RHO)
+    r = compare_eps_rules(spaces, true_ids, c.EPS_GRID, np.asarray(camids), k1=c.K1, k2=c.K2,
+                          min_samples=c.MIN_SAMPLES, max_distance=c.MAX_DISTANCE, default_eps=c.EPS, rho=c.RHO,
+                          coverage=c.AUTO_COVERAGE, pairs=c.AUTO_PAIRS)
     choice = r["choice"]
     print(f"\nEPS_RULE auto ({choice['criterion']}, spaces {names}, K1 {c.K1}): grid {choice['grid']}\n"
           f"  scores {choice['scores']}\n  F(grid) {[round(f, 3) for f in r['f_grid']]}")
     print(f"\n{len(np.unique(true_ids))} true identities, {len(true_ids)} images; global space before LGMR\n")
-    print("| eps rule | eps | K | outliers | precision | recall | F | NMI | ARI |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for rule, label in (("auto", "auto (no labels)"), ("fixed", "fixed EPS"), ("mmt", f"mmt (RHO {c.RHO:g})"),
-                        ("oracle", "oracle (grid, labels)")):
+    print("| eps rule | eps | K | outliers | precision | recall | F | NMI | ARI | cross-camera pair recall |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for rule, label in (("auto", "auto (no labels)"), ("agree", "auto, agreement alone (AUTO_COVERAGE none)"),
+                        ("fixed", "fixed EPS"), ("mmt", f"mmt (RHO {c.RHO:g})"), ("oracle", "oracle (grid, labels)")):
         q = r[rule]["quality"]
         print(f"| {label} | {r[rule]['eps']:.3f} | {q['num_clusters']} | {q['num_outliers']} | "
               f"{q['pairwise_precision']:.3f} | {q['pairwise_recall']:.3f} | {q['pairwise_fscore']:.3f} | "
-              f"{q['nmi']:.3f} | {q['ari']:.3f} |")
+              f"{q['nmi']:.3f} | {q['ari']:.3f} | {r[rule]['cross_cam_recall']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,13 @@ noise-driven paths (the spaces' giant clusters do not coincide, which the chance
 scores near 0); the identities the data plants are the clusters the views share. Without part
 spaces (LGMR off, a plain Baseline) the knee of the sorted k-distance curve (:func:`k_distance_knee`,
 the DBSCAN authors' heuristic) is used.
+
+Agreement alone peaks where the views share each camera's look: precise clusters that split an identity
+into same-camera fragments and leave many images out, labels a training round learns little camera
+invariance from. So the agreement is weighted by the *coverage* of the clustering (``AUTO_COVERAGE``,
+default ``multi_camera``): the share of images in a cluster that spans at least two cameras (the only
+images that give the losses a cross-camera positive), the largest cluster excepted (at too large an eps
+the views agree on chaining everything into one component, which labels nothing); :func:`coverage_over_grid`.
 """
 from __future__ import annotations
 
@@ -24,10 +31,12 @@ from .clustering import relabel_by_first_occurrence
 from .params import DEFAULT_EPS_GRID
 from .quality import count_pairs, outliers_as_singletons
 
-__all__ = ["DEFAULT_EPS_GRID", "EpsChoice", "dbscan_by_components", "labels_over_grid", "clustering_agreement",
-           "cross_space_agreement",
-           "k_distance", "k_distance_knee", "choose_eps"]
+__all__ = ["DEFAULT_EPS_GRID", "AUTO_COVERAGES", "EpsChoice", "dbscan_by_components", "labels_over_grid",
+           "clustering_agreement", "cross_space_agreement", "multi_camera_share", "clustered_share",
+           "coverage_over_grid", "k_distance", "k_distance_knee", "choose_eps"]
 
+#: INCLR.CLUSTER.AUTO_COVERAGE: what the auto rule's agreement is weighted by (:func:`coverage_over_grid`)
+AUTO_COVERAGES = ("multi_camera", "clustered", "none")
 
 
 @dataclass
@@ -36,15 +45,22 @@ class EpsChoice:
 
     eps: float
     grid: List[float]
-    scores: List[float]
+    scores: List[float]  # the criterion per grid eps: agreement x coverage
     criterion: str
     index: int  # position of ``eps`` in ``grid`` (-1 when the criterion picks off the grid)
     labels: Dict[str, np.ndarray] = field(default_factory=dict)  # each space's labels at ``eps`` (when computed)
+    agreement: List[float] = field(default_factory=list)  # the two factors of ``scores`` (empty for the knee)
+    coverage: List[float] = field(default_factory=list)
 
     def as_record(self) -> Dict[str, object]:
         """JSON-able summary for the log (no label arrays)."""
-        return {"eps": round(float(self.eps), 6), "criterion": self.criterion,
-                "grid": [round(float(e), 4) for e in self.grid], "scores": [round(float(s), 4) for s in self.scores]}
+        rec: Dict[str, object] = {"eps": round(float(self.eps), 6), "criterion": self.criterion,
+                                  "grid": [round(float(e), 4) for e in self.grid],
+                                  "scores": [round(float(s), 4) for s in self.scores]}
+        if self.agreement:
+            rec["agreement"] = [round(float(s), 4) for s in self.agreement]
+            rec["coverage"] = [round(float(s), 4) for s in self.coverage]
+        return rec
 
 
 def dbscan_by_components(dist: sp.spmatrix, eps: float, min_samples: int) -> np.ndarray:
@@ -195,19 +211,75 @@ def k_distance_knee(dist: sp.spmatrix, min_samples: int) -> float:
     return float(kd[int(np.argmax(x - y))])
 
 
+def multi_camera_share(labels: np.ndarray, camids: np.ndarray) -> float:
+    """Share of all samples that sit in a cluster whose members come from at least two cameras, the
+    largest cluster excepted (outliers and one-camera clusters count as not covered; so does the
+    largest cluster, which at a too-large eps is the component that chains everything together)."""
+    lab = np.asarray(labels).reshape(-1)
+    cams = _dense_cams(camids, lab.shape[0])
+    inside = lab >= 0
+    if not inside.any():
+        return 0.0
+    width = int(cams.max()) + 1
+    cluster_of_pair = np.unique(lab[inside] * width + cams[inside]) // width  # one entry per (cluster, camera)
+    multi = np.bincount(cluster_of_pair, minlength=int(lab.max()) + 1) >= 2
+    sizes = np.bincount(lab[inside])
+    multi[int(np.argmax(sizes))] = False
+    return float(sizes[multi].sum() / lab.shape[0])
+
+
+def clustered_share(labels: np.ndarray) -> float:
+    """Share of samples that are not DBSCAN outliers, the largest cluster excepted (as :func:`multi_camera_share`)."""
+    lab = np.asarray(labels).reshape(-1)
+    inside = lab >= 0
+    if not inside.any():
+        return 0.0
+    return float((inside.sum() - np.bincount(lab[inside]).max()) / lab.shape[0])
+
+
+def coverage_over_grid(global_labels: np.ndarray, coverage: str = "multi_camera",
+                       camids: Optional[np.ndarray] = None) -> np.ndarray:
+    """(G,) the weight of each grid eps's global clustering (``INCLR.CLUSTER.AUTO_COVERAGE``):
+    ``multi_camera`` = :func:`multi_camera_share` (needs ``camids``; with a single camera in the data,
+    :func:`clustered_share` instead), ``clustered`` = :func:`clustered_share`, ``none`` = 1."""
+    if coverage not in AUTO_COVERAGES:
+        raise ValueError(f"coverage {coverage!r}: use one of {list(AUTO_COVERAGES)}")
+    g = np.asarray(global_labels)
+    if coverage == "none":
+        return np.ones(g.shape[0])
+    if coverage == "multi_camera":
+        if camids is None:
+            raise ValueError("coverage 'multi_camera' needs camids (one camera id per sample)")
+        if np.unique(np.asarray(camids)).size >= 2:
+            return np.array([multi_camera_share(lab, camids) for lab in g])
+    return np.array([clustered_share(lab) for lab in g])
+
+
 def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
                global_dist: Optional[sp.spmatrix] = None, min_samples: int = 4,
-               camids: Optional[np.ndarray] = None) -> EpsChoice:
-    """The auto rule: the grid eps of highest cross-space agreement (ties: the smaller eps), over
-    cross-camera pairs only when ``camids`` are given; with a single space, the k-distance knee of
-    ``global_dist`` snapped to the grid."""
+               camids: Optional[np.ndarray] = None, pairs: str = "all", coverage: str = "none") -> EpsChoice:
+    """The auto rule: the grid eps maximising cross-space agreement (over ``pairs`` "all" or "cross_camera"
+    image pairs) times the global clustering's ``coverage`` (:func:`coverage_over_grid`); ties: the
+    smaller eps. ``camids`` (N,) serve both options that need them. With a single space, the k-distance
+    knee of ``global_dist`` snapped to the grid."""
     grid = [float(e) for e in grid]
+    if pairs not in ("all", "cross_camera"):
+        raise ValueError(f"pairs {pairs!r}: use 'all' or 'cross_camera'")
+    if pairs == "cross_camera" and camids is None:
+        raise ValueError("pairs='cross_camera' needs camids (one camera id per sample)")
     if len(grid_labels) > 1:
-        scores = cross_space_agreement(grid_labels, camids=camids)
+        agree = cross_space_agreement(grid_labels, camids=camids if pairs == "cross_camera" else None)
+        cover = coverage_over_grid(grid_labels["global"], coverage, camids)
+        scores = agree * cover
         best = int(np.argmax(scores))  # argmax takes the first, i.e. smallest, of equal scores
-        criterion = "cross_space_agreement" + ("" if camids is None else "_cross_camera")
+        criterion = "cross_space_agreement" + ("" if pairs == "all" else "_cross_camera")
+        if coverage != "none":
+            one_cam = coverage == "multi_camera" and np.unique(np.asarray(camids)).size < 2
+            criterion += "_x_" + ("clustered_share (one camera)" if one_cam else
+                                  "multi_camera_share" if coverage == "multi_camera" else "clustered_share")
         return EpsChoice(eps=grid[best], grid=grid, scores=scores.tolist(), criterion=criterion,
-                         index=best, labels={k: v[best] for k, v in grid_labels.items()})
+                         index=best, labels={k: v[best] for k, v in grid_labels.items()},
+                         agreement=agree.tolist(), coverage=cover.tolist())
     if global_dist is None:
         raise ValueError("choose_eps with one space needs global_dist for the k-distance knee")
     knee = k_distance_knee(global_dist, min_samples)

@@ -89,9 +89,11 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     ``result.eps`` and passes it back as ``eps=`` in later rounds (MMT fixes it at the first clustering).
     ``eps_rule="auto"`` (dbscan, docs/design.md §4.3.1): without an ``eps`` override, every clustered space
     is clustered at each eps of ``eps_grid`` on its Jaccard matrix (graph components, cheap), the eps of
-    highest global/part agreement is chosen (:func:`~.eps_rule.choose_eps`; no labels) and every space
-    is then clustered at it as under ``fixed``; ``result.eps_choice`` holds the grid and its scores.
-    ``auto_pairs="cross_camera"`` counts that agreement on cross-camera pairs of ``camids`` only.
+    highest global/part agreement times coverage is chosen (:func:`~.eps_rule.choose_eps`; no labels; the
+    part spaces are scored even when LGMR is off) and the spaces LGMR uses are then clustered at it as
+    under ``fixed``; ``result.eps_choice`` holds the grid and its scores. ``auto_pairs="cross_camera"``
+    counts that agreement on cross-camera pairs of ``camids`` only; ``auto_coverage="multi_camera"`` (the
+    default) weights it by the share of images in clusters spanning >= 2 cameras of ``camids``.
     """
     p = replace(params or ClusterParams(), **overrides)
     compute_eps = p.method == "dbscan" and p.eps_rule == "mmt" and "eps" not in overrides
@@ -100,9 +102,12 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     timings: Dict[str, float] = {}
     if p.camera_norm and camids is None:
         raise ValueError("camera_norm=True needs camids (one camera id per image)")
-    if choose_auto and p.auto_pairs == "cross_camera" and np.shape(camids) != (_num_rows(global_feats, "global_feats"),):
-        raise ValueError("INCLR.CLUSTER.AUTO_PAIRS cross_camera needs camids (one camera id per image), got "
-                         f"{None if camids is None else np.shape(camids)}")
+    auto_needs_cams = [k for k, on in (("AUTO_PAIRS cross_camera", p.auto_pairs == "cross_camera"),
+                                       ("AUTO_COVERAGE multi_camera", p.auto_coverage == "multi_camera")) if on]
+    if choose_auto and auto_needs_cams and np.shape(camids) != (_num_rows(global_feats, "global_feats"),):
+        raise ValueError(" and ".join(f"INCLR.CLUSTER.{k}" for k in auto_needs_cams) + " need(s) camids (one camera "
+                         f"id per image), got {None if camids is None else np.shape(camids)}; pass them or set "
+                         "AUTO_PAIRS all / AUTO_COVERAGE clustered")
     n = _num_rows(global_feats, "global_feats")
     for i, part in enumerate(part_feats):
         if _num_rows(part, f"part_feats[{i}]") != n:
@@ -120,7 +125,9 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     knn_others: Dict[str, np.ndarray] = {}
     grid_labels: Dict[str, np.ndarray] = {}  # EPS_RULE auto: (G, N) labels per space
     jaccards: Dict[str, Any] = {}  # EPS_RULE auto: the sparse matrices, kept until eps is chosen
-    for name, raw in spaces if p.lgmr_enabled else spaces[:1]:
+    # LGMR clusters every space; auto scores the grid on every space there is, LGMR or not (§4.3.1)
+    clustered = spaces if (p.lgmr_enabled or choose_auto) else spaces[:1]
+    for name, raw in clustered:
         t0 = time.perf_counter()
         cpu_feats = l2_normalize(as_float32_features(raw, name))
         if p.camera_norm:
@@ -165,10 +172,12 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     if choose_auto:
         t0 = time.perf_counter()
         choice = choose_eps(grid_labels, p.eps_grid, global_dist=jaccards["global"], min_samples=p.min_samples,
-                            camids=camids if p.auto_pairs == "cross_camera" else None)
+                            camids=None if camids is None else np.asarray(camids), pairs=p.auto_pairs,
+                            coverage=p.auto_coverage)
         p, eps_choice = replace(p, eps=choice.eps), choice.as_record()
         timings["eps_auto"] += time.perf_counter() - t0
-        for name, dist in jaccards.items():  # the round's labels: DBSCAN at the chosen eps, as under fixed
+        for name, dist in (jaccards.items() if p.lgmr_enabled else [("global", jaccards["global"])]):
+            # the round's labels: DBSCAN at the chosen eps, as under fixed (parts only for LGMR)
             t0 = time.perf_counter()
             labels_by_space[name] = cluster_dbscan(dist, p.eps, p.min_samples)
             timings[f"dbscan_{name}"] = time.perf_counter() - t0
