@@ -74,7 +74,8 @@ def test_duke2market_adapts_through_train_net(data_and_source):
     for r in rounds:
         assert r["num_samples"] == counts["train"]
         assert set(r) >= {"num_clusters", "num_outliers", "num_outliers_before_lgmr", "pairwise_fscore_after_lgmr",
-                          "nmi_after_lgmr", "ari_before_lgmr", "credibility_auroc"}
+                          "nmi_after_lgmr", "ari_before_lgmr", "credibility_auroc", "cross_camera_recall"}
+        assert 0.0 <= r["cross_camera_recall"] <= 1.0  # the hook passes the target's camera ids
     # Classifier rows are pre-allocated per target image: the true identity count never leaks.
     state = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)
     assert state["model"]["student1.heads.weight"].shape[0] == counts["train"]

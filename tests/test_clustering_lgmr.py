@@ -295,4 +295,8 @@ def test_lgmr_defaults_are_pplrs_neighbour_overlap_and_no_dropped_sample(four_sp
         assert rec["num_outliers_before_lgmr"] == int((res.labels_before_lgmr < 0).sum())
         assert rec["num_outliers"] == int((res.labels < 0).sum())
     rec = quality_record(0, dropped, lab, 0.0, 0.0)
-    assert rec["num_outliers"] > rec["num_outliers_before_lgmr"]
+    assert rec["num_outliers"] > rec["num_outliers_before_lgmr"] and "cross_camera_recall" not in rec
+    from inclr_fastreid.pseudo_labels.quality import camera_pair_recall
+    cams = np.arange(len(lab)) % 3
+    rec = quality_record(0, dropped, lab, 0.0, 0.0, camids=cams)  # the labels trained on: after LGMR
+    assert (rec["same_camera_recall"], rec["cross_camera_recall"]) == camera_pair_recall(dropped.labels, lab, cams)

@@ -408,3 +408,29 @@ def test_camera_split_counts_pairs_by_hand():
     ids, cams, labels = np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, 2, 3]), np.array([5, 5, -1, 7, 7])
     assert camera_split.camera_pair_recall(labels, ids, cams) == (1.0, pytest.approx(1 / 3))
     assert camera_split.single_camera_share(labels, cams) == 0.5
+
+
+def _slow_camera_pair_recall(labels, ids, cams):
+    """The obvious reference: every pair of every identity, one at a time."""
+    got, tot = {True: 0, False: 0}, {True: 0, False: 0}
+    for i in range(len(ids)):
+        for j in range(i + 1, len(ids)):
+            if ids[i] == ids[j]:
+                same = bool(cams[i] == cams[j])
+                tot[same] += 1
+                got[same] += int(labels[i] >= 0 and labels[i] == labels[j])
+    return got[True] / max(tot[True], 1), got[False] / max(tot[False], 1)
+
+
+def test_camera_pair_recall_equals_the_pair_loop():
+    from inclr_fastreid.pseudo_labels.quality import camera_pair_recall
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        n = 150
+        ids, cams = rng.integers(0, 12, n), rng.integers(0, 4, n) * 7 + 3  # any camera ids
+        labels = np.where(rng.random(n) < 0.15, -1, rng.integers(0, 9, n))
+        fast, slow = camera_pair_recall(labels, ids, cams), _slow_camera_pair_recall(labels, ids, cams)
+        assert fast == pytest.approx(slow, abs=1e-12)
+    with pytest.raises(ValueError, match="one entry per sample"):
+        camera_pair_recall(labels, ids[:-1], cams)

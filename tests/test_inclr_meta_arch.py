@@ -427,6 +427,14 @@ def test_cluster_quality_sees_both_source_models_as_the_trainer_loads_them(tmp_p
     model = cluster_quality.build_feature_model(cfg)
     assert torch.equal(model.teacher1.backbone.conv1.weight, sd1["backbone.conv1.weight"])
     assert torch.equal(model.teacher2.backbone.conv1.weight, sd2["backbone.conv1.weight"])
+    # --whole-run: a run's own checkpoint (every network, teachers moved away from the students) loaded whole
+    with torch.no_grad():
+        model.teacher2.backbone.conv1.weight.mul_(0.5)
+    torch.save({"model": model.state_dict()}, tmp_path / "run.pth")
+    cfg.MODEL.WEIGHTS, cfg.INCLR.WEIGHTS2 = str(tmp_path / "run.pth"), ""
+    whole = cluster_quality.build_feature_model(cfg, whole_run=True)
+    assert torch.equal(whole.teacher2.backbone.conv1.weight, 0.5 * sd2["backbone.conv1.weight"])
+    assert torch.equal(whole.student2.backbone.conv1.weight, sd2["backbone.conv1.weight"])
 
 
 def test_load_pretrained_names_mismatched_keys(model, tmp_path):

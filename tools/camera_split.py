@@ -17,23 +17,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from inclr_fastreid.pseudo_labels import generate_pseudo_labels  # noqa: E402
+from inclr_fastreid.pseudo_labels.quality import camera_pair_recall  # noqa: E402,F401  (also used by benchmark_eps_rule)
 from inclr_fastreid.pseudo_labels.params import ClusterParams  # noqa: E402
-
-
-def camera_pair_recall(labels: np.ndarray, ids: np.ndarray, camids: np.ndarray) -> Tuple[float, float]:
-    """Share of an identity's same-camera pairs, and of its cross-camera pairs, that share a pseudo label
-    (outliers share none)."""
-    got, tot = {True: 0, False: 0}, {True: 0, False: 0}
-    for u in np.unique(ids):
-        m = np.flatnonzero(ids == u)
-        c, lab = camids[m], labels[m]
-        iu = np.triu_indices(len(m), 1)
-        same_cam = (c[:, None] == c[None, :])[iu]
-        joined = ((lab[:, None] == lab[None, :]) & (lab[:, None] >= 0))[iu]
-        for sc in (True, False):
-            tot[sc] += int(same_cam.sum() if sc else (~same_cam).sum())
-            got[sc] += int(joined[same_cam == sc].sum())
-    return got[True] / max(tot[True], 1), got[False] / max(tot[False], 1)
 
 
 def single_camera_share(labels: np.ndarray, camids: np.ndarray) -> float:

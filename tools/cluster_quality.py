@@ -35,6 +35,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config-file", required=True)
     ap.add_argument("--weights", required=True, help="model whose features are clustered")
+    ap.add_argument("--whole-run", action="store_true",
+                    help="--weights is an adaptation run's own checkpoint (its OUTPUT_DIR/model_final.pth: both "
+                         "students and teachers), loaded whole, e.g. to see the labels a last round would get")
     ap.add_argument("--eps", type=float, nargs="+", default=None, help="DBSCAN eps values (default: config)")
     ap.add_argument("--k1", type=int, nargs="+", default=None, help="k-reciprocal k1 values (default: config)")
     ap.add_argument("--camera-norm", choices=["off", "on", "both"], default="off")
@@ -59,7 +62,7 @@ def main() -> None:
     cfg.MODEL.HEADS.NUM_CLASSES = cfg.MODEL.HEADS.NUM_CLASSES or 1
     cfg.INCLR.NUM_SAMPLES = len(items)
     cfg.freeze()
-    model = build_feature_model(cfg)
+    model = build_feature_model(cfg, whole_run=args.whole_run)
     true_ids = true_identities(items)
     if true_ids is None:
         raise SystemExit("The target set has no identities to measure against.")
@@ -96,7 +99,7 @@ def main() -> None:
               f"{q['pairwise_recall']:.3f} | {q['pairwise_fscore']:.3f} | {q['nmi']:.3f} | {q['ari']:.3f} |")
 
 
-def build_feature_model(cfg):
+def build_feature_model(cfg, whole_run: bool = False):
     """The network whose features the first clustering sees, from MODEL.WEIGHTS: for INCLR both source
     models (INCLR.WEIGHTS2 into student 2 / teacher 2, as the trainer loads them: the features are the two
     teachers' mean), for a Baseline the one checkpoint."""
@@ -106,7 +109,9 @@ def build_feature_model(cfg):
     from inclr_fastreid.modeling.interface import MeanTeacherModel
 
     model = INCLRTrainer.build_model(cfg)
-    if isinstance(model, MeanTeacherModel):
+    if whole_run:  # an adaptation checkpoint holds every network of the model
+        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+    elif isinstance(model, MeanTeacherModel):
         load_source_models(model, cfg)
     else:
         Checkpointer(model).load(cfg.MODEL.WEIGHTS)

@@ -11,7 +11,7 @@ import torch
 
 from ..io import atomic_savez, atomic_write_text
 from ..pseudo_labels.generate import PseudoLabels
-from ..pseudo_labels.quality import credibility_auroc, label_quality, pseudo_label_correct
+from ..pseudo_labels.quality import camera_pair_recall, credibility_auroc, label_quality, pseudo_label_correct
 
 logger = logging.getLogger("fastreid." + __name__)
 
@@ -21,8 +21,9 @@ _METRICS = ("pairwise_precision", "pairwise_recall", "pairwise_fscore", "nmi", "
 
 
 def quality_record(epoch: int, result: PseudoLabels, true_ids: Optional[np.ndarray], cluster_s: float,
-                   extract_s: float) -> Dict[str, Any]:
-    """K, outliers, timings and (with true identities) label quality before and after LGMR."""
+                   extract_s: float, camids: Optional[np.ndarray] = None) -> Dict[str, Any]:
+    """K, outliers, timings and (with true identities) label quality before and after LGMR; with
+    ``camids`` too, the recall of the identities' same- and cross-camera pairs (after LGMR)."""
     labels = np.asarray(result.labels)
     before = np.asarray(result.labels_before_lgmr)
     record: Dict[str, Any] = {
@@ -36,6 +37,8 @@ def quality_record(epoch: int, result: PseudoLabels, true_ids: Optional[np.ndarr
         q = label_quality(pred, true_ids) if true_ids is not None else None
         for key in _METRICS:
             record[f"{key}_{tag}"] = None if q is None else float(q[key])
+    if true_ids is not None and camids is not None:
+        record["same_camera_recall"], record["cross_camera_recall"] = camera_pair_recall(labels, true_ids, camids)
     record["eps"] = None if result.eps is None else round(float(result.eps), 6)  # DBSCAN's eps (EPS_RULE mmt: computed)
     if result.eps_choice is not None:  # EPS_RULE auto chose eps this round: its grid, scores and criterion
         record["eps_choice"] = result.eps_choice

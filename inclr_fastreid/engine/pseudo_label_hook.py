@@ -94,7 +94,7 @@ class PseudoLabelHook(HookBase):
         result = generate_pseudo_labels(feats["global"].numpy(), [feats[p].numpy() for p in parts], self.params,
                                         lgmr_enabled=self.params.lgmr_enabled and bool(parts), camids=self.camids,
                                         **frozen)
-        record = quality_record(epoch, result, self.true_ids, time.perf_counter() - t1, t1 - t0)
+        record = quality_record(epoch, result, self.true_ids, time.perf_counter() - t1, t1 - t0, camids=self.camids)
         dump = (os.path.join(self.cfg.OUTPUT_DIR, f"credibility_epoch{epoch:03d}.npz")
                 if self.cfg.OUTPUT_DIR else "")
         record["credibility_auroc"] = last_credibility_auroc(

@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 __all__ = ["pairwise_prf", "label_quality", "pseudo_label_correct", "credibility_auroc",
-           "outliers_as_singletons"]
+           "outliers_as_singletons", "camera_pair_recall"]
 
 
 def _check_pair(pred: Any, true: Any) -> Tuple[np.ndarray, np.ndarray]:
@@ -138,3 +138,24 @@ def credibility_auroc(credibility: Any, correct: Any) -> Optional[float]:
     if y.all() or not y.any():
         return None
     return float(roc_auc_score(y, c))
+
+
+def camera_pair_recall(pred: Any, true_ids: Any, camids: Any) -> Tuple[float, float]:
+    """Recall of the true identities' same-camera pairs and of their cross-camera pairs: the share that
+    share a pseudo label (outliers share none). Cross-camera recall is what a cross-camera evaluation
+    rewards (docs/design.md §4.3.1). From group counts, linear in N (no pair loop, nothing N x N)."""
+    pred, ids, cams = (np.unique(np.asarray(a).reshape(-1), return_inverse=True)[1].reshape(-1).astype(np.int64)
+                       for a in (outliers_as_singletons(pred), true_ids, camids))
+    if not pred.shape == ids.shape == cams.shape:
+        raise ValueError(f"pred, true_ids and camids must have one entry per sample, got {pred.shape}, {ids.shape}, "
+                         f"{cams.shape}")
+
+    def pairs(*cols: np.ndarray) -> int:
+        code = np.zeros_like(cols[0])
+        for c in cols:
+            code = code * (int(c.max()) + 1) + c
+        return count_pairs(np.unique(code, return_counts=True)[1])
+
+    same_tot, same_got = pairs(ids, cams), pairs(pred, ids, cams)
+    cross_tot, cross_got = pairs(ids) - same_tot, pairs(pred, ids) - same_got
+    return same_got / max(same_tot, 1), cross_got / max(cross_tot, 1)
