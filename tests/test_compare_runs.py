@@ -23,7 +23,7 @@ def fake_run(folder, maps, eps, prec=0.5):
         os.makedirs(os.path.join(folder, f"seed{seed}", "inclr"))
         with open(os.path.join(folder, f"seed{seed}", "inclr", "pseudo_labels.jsonl"), "w") as f:
             for i, ei in enumerate(e):
-                f.write(json.dumps({"epoch": i, "eps": ei}) + "\n")
+                f.write(json.dumps({"epoch": i, "eps": ei, "cluster_seconds": 9.0 if i == 0 else 0.5 + seed}) + "\n")
     with open(os.path.join(folder, "results.json"), "w") as f:
         json.dump({"runs": runs}, f)
 
@@ -39,6 +39,7 @@ def test_paired_differences_means_and_eps_per_round(tmp_path):
     assert "| 52.0 ± 2.0 | – |" in fixed_row and "47.0 / 50.0 / 52.0" in auto_row
     assert "0.45 / 0.53 |" in auto_row and "0.60 / 0.60 |" in fixed_row  # eps per round, mean over seeds
     assert "0.80 / 0.40 → 0.80 / 0.50" in auto_row and "| 40.0 ± 0.0 |" in auto_row  # last round F in %
+    assert auto_row.endswith("| 2.50 (1.50–3.50) |")  # round 0 (one-off compilation) left out
 
 
 def test_only_shared_seeds_are_paired_and_errors_name_the_fix(tmp_path):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Do the pseudo labels split identities by camera? For features dumped by ``tools/cluster_quality.py
---dump-features`` (arrays global, part1.., ids, camids): cluster as the synthetic configs do (DBSCAN,
-EPS_RULE auto, k1 20; with and without INCLR.CLUSTER.CAMERA_NORM) and print the share of clusters that
+--dump-features`` (arrays global, part1.., ids, camids): cluster with DBSCAN, EPS_RULE auto (its default
+AUTO_COVERAGE), k1 20, with and without INCLR.CLUSTER.CAMERA_NORM, and print the share of clusters that
 hold a single camera and the recall of an identity's same-camera vs cross-camera image pairs.
 
     python tools/camera_split.py output/seed1_src.npz

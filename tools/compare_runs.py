@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Compare one method across several ``tools/run_demo.py --seeds`` runs that differ in a setting (e.g.
 ``--opts INCLR.CLUSTER.EPS_RULE auto``): mAP mean ± sample std, the paired difference to the first run
-(same seed, same source models), the last round's label quality and DBSCAN's eps per round.
+(same seed, same source models), the last round's label quality, DBSCAN's eps per round and the
+clustering step's seconds per round.
 
     python tools/compare_runs.py "eps 0.6=output/fixed" "auto=output/auto"
 
@@ -26,7 +27,8 @@ def _mean_std(xs: Sequence[float]) -> str:
 
 
 def load_run(folder: str, method: str) -> Dict[int, Dict[str, object]]:
-    """seed -> {"mAP", "rounds" (each: fscore, precision, recall), "eps" (per round), "xcam" (per round or None)}."""
+    """seed -> {"mAP", "rounds" (each: fscore, precision, recall), "eps", "xcam" (cross-camera recall or None) and
+    "cluster_s" (seconds of the clustering step), each per round from the label log}."""
     path = os.path.join(folder, "results.json")
     if not os.path.isfile(path):
         raise SystemExit(f"{path} not found: run tools/run_demo.py --seeds ... --output-dir {folder} first")
@@ -41,6 +43,7 @@ def load_run(folder: str, method: str) -> Dict[int, Dict[str, object]]:
         stage = os.path.join(folder, f"seed{seed}")
         eps: List[Optional[float]] = []
         xcam: List[Optional[float]] = []
+        cluster_s: List[float] = []
         for name in sorted(os.listdir(stage)) if os.path.isdir(stage) else []:
             log = os.path.join(stage, name, "pseudo_labels.jsonl")
             if name in STAGE_OF.get(method, ()) and os.path.isfile(log):
@@ -48,8 +51,9 @@ def load_run(folder: str, method: str) -> Dict[int, Dict[str, object]]:
                     recs = [json.loads(line) for line in f if line.strip()]
                 eps = [r.get("eps") for r in recs]
                 xcam = [r.get("cross_camera_recall") for r in recs]
+                cluster_s = [float(r["cluster_seconds"]) for r in recs if "cluster_seconds" in r]
         out[seed] = {"mAP": float(row["metrics"]["mAP"]), "rounds": row["pseudo_labels"].get("rounds", []),
-                     "eps": eps, "xcam": xcam}
+                     "eps": eps, "xcam": xcam, "cluster_s": cluster_s}
     if not out:
         raise SystemExit(f"{path}: no row named {method!r}")
     return out
@@ -63,8 +67,8 @@ def compare(runs: Sequence[Tuple[str, Dict[int, Dict[str, object]]]]) -> List[st
     base = runs[0][1]
     lines = [f"Seeds {' '.join(map(str, seeds))}; Δ = the run's mAP minus {runs[0][0]!r}'s, seed by seed.", "",
              "| setting | mAP | Δ mAP (paired) | mAP per seed | last-round F | precision / recall, first → last round |"
-             " DBSCAN eps per round (mean over seeds) |",
-             "|---|---|---|---|---|---|---|"]
+             " DBSCAN eps per round (mean over seeds) | clustering s per round (rounds ≥ 1) |",
+             "|---|---|---|---|---|---|---|---|"]
     for label, run in runs:
         maps = [run[s]["mAP"] for s in seeds]
         delta = "–" if run is base else _mean_std([run[s]["mAP"] - base[s]["mAP"] for s in seeds])
@@ -80,8 +84,10 @@ def compare(runs: Sequence[Tuple[str, Dict[int, Dict[str, object]]]]) -> List[st
         if eps_lists and all(eps_lists) and all(e is not None for lst in eps_lists for e in lst):
             n = min(len(lst) for lst in eps_lists)
             eps = " / ".join(f"{statistics.mean(lst[i] for lst in eps_lists):.2f}" for i in range(n))
+        secs = [x for s in seeds for x in run[s]["cluster_s"][1:]]  # round 0 also pays one-off compilation
+        cost = f"{statistics.mean(secs):.2f} ({min(secs):.2f}–{max(secs):.2f})" if secs else "–"
         lines.append(f"| {label} | {_mean_std(maps)} | {delta} | {' / '.join(f'{m:.1f}' for m in maps)} | {f_last} | "
-                     f"{pr} | {eps} |")
+                     f"{pr} | {eps} | {cost} |")
     return lines
 
 
