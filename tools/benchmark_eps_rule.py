@@ -38,9 +38,8 @@ import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from camera_split import camera_pair_recall  # noqa: E402  (tools/, after the sys.path lines)
+from inclr_fastreid.pseudo_labels.quality import camera_pair_recall  # noqa: E402  (after the sys.path lines)
 
 
 def synthetic_case(ids: int, per_id: float, spread: float, *, parts: int = 3, dim: int = 128, cams: int = 6,
@@ -112,7 +111,7 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
     multi_camera / all), ``agree`` (the agreement alone: AUTO_COVERAGE none, AUTO_PAIRS all),
     ``oracle`` (the grid eps of best pairwise F), ``fixed`` (``default_eps``) and ``mmt`` (MMT-DBSCAN's rho
     rule). Returns rule -> {"eps", "labels", "quality", "same_cam_recall", "cross_cam_recall"} (the recall of
-    the identities' same- and cross-camera pairs, ``tools/camera_split.py``) plus the auto rule's and the
+    the identities' same- and cross-camera pairs, ``quality.camera_pair_recall``) plus the auto rule's and the
     Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``,
     ``sameEps``); ``cross_camera`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera, no coverage).
     """

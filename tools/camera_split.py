@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Tuple
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from inclr_fastreid.pseudo_labels import generate_pseudo_labels  # noqa: E402
-from inclr_fastreid.pseudo_labels.quality import camera_pair_recall  # noqa: E402,F401  (also used by benchmark_eps_rule)
+from inclr_fastreid.pseudo_labels.quality import camera_pair_recall  # noqa: E402
 from inclr_fastreid.pseudo_labels.params import ClusterParams  # noqa: E402
 
 

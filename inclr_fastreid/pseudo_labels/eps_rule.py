@@ -28,15 +28,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from .clustering import relabel_by_first_occurrence
-from .params import DEFAULT_EPS_GRID
+from .params import AUTO_COVERAGES, DEFAULT_EPS_GRID
 from .quality import count_pairs, outliers_as_singletons
 
 __all__ = ["DEFAULT_EPS_GRID", "AUTO_COVERAGES", "EpsChoice", "dbscan_by_components", "labels_over_grid",
            "clustering_agreement", "cross_space_agreement", "multi_camera_share", "clustered_share",
            "coverage_over_grid", "k_distance", "k_distance_knee", "choose_eps"]
 
-#: INCLR.CLUSTER.AUTO_COVERAGE: what the auto rule's agreement is weighted by (:func:`coverage_over_grid`)
-AUTO_COVERAGES = ("multi_camera", "clustered", "none")
 
 
 @dataclass
