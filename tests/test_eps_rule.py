@@ -434,3 +434,36 @@ def test_camera_pair_recall_equals_the_pair_loop():
         assert fast == pytest.approx(slow, abs=1e-12)
     with pytest.raises(ValueError, match="one entry per sample"):
         camera_pair_recall(labels, ids[:-1], cams)
+
+
+def test_benchmark_camera_norm_clusters_the_camera_standardised_features(tmp_path, capsys, monkeypatch):
+    """``benchmark_eps_rule.py --camera-norm`` scores the features ``CLUSTER.CAMERA_NORM True`` would cluster:
+    each case's F(auto) is that of :func:`compare_eps_rules` on ``camera_normalize``d spaces; with a strong
+    planted camera offset that raises the label F (without it the clusters follow the cameras)."""
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+    sys.path.insert(0, tools)
+    try:
+        import benchmark_eps_rule as bench
+    finally:
+        sys.path.remove(tools)
+    from inclr_fastreid.pseudo_labels import camera_normalize
+
+    spaces, ids, cams = identities(ids=48, per_id=8, spread=0.6, with_cams=True)
+    rng = np.random.default_rng(3)
+    off = rng.standard_normal((6, spaces[0].shape[1]))
+    off *= 1.2 / np.linalg.norm(off, axis=1, keepdims=True)  # a camera cast larger than an identity's spread
+    shifted = [(x + off[cams]) / np.linalg.norm(x + off[cams], axis=1, keepdims=True) for x in spaces]
+    named = dict(zip(["global", "part1", "part2", "part3"], [s.astype(np.float32) for s in shifted]))
+    path = tmp_path / "cast.npz"
+    np.savez(path, ids=ids, camids=cams, **named)
+    f_auto = {}
+    for flag in ([], ["--camera-norm"]):
+        monkeypatch.setattr(sys, "argv", ["benchmark_eps_rule.py", "--features", str(path)] + flag)
+        bench.main()
+        row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| cast.npz")]
+        assert len(row) == 1 and (("camera-norm" in row[0]) == bool(flag))
+        f_auto[bool(flag)] = float(row[0].split("|")[3])
+    normed = {k: camera_normalize(v, cams) for k, v in named.items()}
+    expect = bench.compare_eps_rules(normed, ids, GRID, cams)
+    assert f_auto[True] == pytest.approx(bench.f_of(expect, "auto"), abs=6e-4)
+    assert f_auto[True] > f_auto[False] + 0.2

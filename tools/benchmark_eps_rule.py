@@ -17,13 +17,15 @@ Cases:
 ``--candidates`` also prints the other label-free criteria that were compared: ``knee`` (the sorted
 k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not chance-corrected),
 ``sameEps`` (cross-space ARI with every space at the same eps), and each case's grid scores.
-``--cross-camera`` adds ``auto_xcam`` (``INCLR.CLUSTER.AUTO_PAIRS cross_camera``, agreement alone) and
+``--camera-norm`` standardises every space per camera first (``INCLR.CLUSTER.CAMERA_NORM True``: the
+features the hook would cluster). ``--cross-camera`` adds ``auto_xcam`` (``INCLR.CLUSTER.AUTO_PAIRS cross_camera``, agreement alone) and
 each rule's recall of the identities' cross-camera image pairs (the joins a single-camera cluster misses)
 and its share of outliers (images left out of the round's training).
 
     python tools/benchmark_eps_rule.py                       # synthetic cases
     python tools/benchmark_eps_rule.py --features out/weak_7.npz out/strong_18.npz
     python tools/benchmark_eps_rule.py --features out/seed1_src.npz --cross-camera
+    python tools/benchmark_eps_rule.py --features out/seed1_src.npz --camera-norm   # as CLUSTER.CAMERA_NORM True
     python tools/benchmark_eps_rule.py --overhead 2500 12936   # one round's seconds, fixed vs auto
 """
 from __future__ import annotations
@@ -203,6 +205,8 @@ def main() -> None:
     ap.add_argument("--candidates", action="store_true", help="also the other label-free criteria compared")
     ap.add_argument("--cross-camera", action="store_true",
                     help="also auto with AUTO_PAIRS cross_camera (agreement alone)")
+    ap.add_argument("--camera-norm", action="store_true",
+                    help="standardise each space per camera before clustering, as INCLR.CLUSTER.CAMERA_NORM True")
     ap.add_argument("--overhead", type=int, nargs="+", default=None, metavar="N",
                     help="instead: time one clustering round, fixed vs auto, at these sizes")
     ap.add_argument("--dim", type=int, default=2048, help="--overhead: feature dimension")
@@ -227,6 +231,10 @@ def main() -> None:
             for spread in args.spreads:
                 spaces, ids, cams = synthetic_case(args.ids, per_id, spread, seed=args.seed)
                 cases.append((f"synthetic {per_id:g}/id spread {spread:g}", spaces, ids, cams))
+    if args.camera_norm:
+        from inclr_fastreid.pseudo_labels import camera_normalize
+        cases = [(f"{name} camera-norm", {k: camera_normalize(v, cams) for k, v in spaces.items()}, ids, cams)
+                 for name, spaces, ids, cams in cases]
     recall_rules = ("auto", "agree", "oracle", "fixed")
     head = ["case", "N", "F(auto)", "eps auto", "F(oracle)", "eps oracle", "F(0.6)", "F(mmt)", "eps mmt",
             "auto/oracle", "F(agree)", "eps agree"] + [f"xcam recall / outliers {r}" for r in recall_rules] + \
