@@ -77,7 +77,9 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.CLUSTER.PERIOD = 1
     # Jaccard distances above this are not stored (must be >= EPS)
     _C.INCLR.CLUSTER.MAX_DISTANCE = 0.9
-    # Standardise features per camera before the kNN search (beyond the paper; off by default)
+    # Standardise features per camera before the kNN search (beyond the paper; off by default). The pair
+    # for EPS_RULE auto: it removes the camera look that makes the views agree on camera-split fragments
+    # (docs/design.md §4.3.1)
     _C.INCLR.CLUSTER.CAMERA_NORM = False
     # Images per batch when extracting features for clustering
     _C.INCLR.CLUSTER.BATCH_SIZE = 128

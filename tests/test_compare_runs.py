@@ -12,7 +12,7 @@ import compare_runs  # noqa: E402
 METHOD = "INCLR (LGMR+IGMO)"
 
 
-def fake_run(folder, maps, eps, prec=0.5):
+def fake_run(folder, maps, eps, prec=0.5, xcam=None):
     runs = []
     for seed, (m, e) in maps.items() if isinstance(maps, dict) else enumerate(zip(maps, eps), start=1):
         rounds = [{"epoch": i, "fscore": 0.3 + 0.1 * i, "precision": prec, "recall": 0.4 + 0.1 * i} for i in range(2)]
@@ -23,7 +23,10 @@ def fake_run(folder, maps, eps, prec=0.5):
         os.makedirs(os.path.join(folder, f"seed{seed}", "inclr"))
         with open(os.path.join(folder, f"seed{seed}", "inclr", "pseudo_labels.jsonl"), "w") as f:
             for i, ei in enumerate(e):
-                f.write(json.dumps({"epoch": i, "eps": ei, "cluster_seconds": 9.0 if i == 0 else 0.5 + seed}) + "\n")
+                rec = {"epoch": i, "eps": ei, "cluster_seconds": 9.0 if i == 0 else 0.5 + seed}
+                if xcam is not None:
+                    rec["cross_camera_recall"] = xcam[seed - 1][i]
+                f.write(json.dumps(rec) + "\n")
     with open(os.path.join(folder, "results.json"), "w") as f:
         json.dump({"runs": runs}, f)
 
@@ -31,7 +34,8 @@ def fake_run(folder, maps, eps, prec=0.5):
 def test_paired_differences_means_and_eps_per_round(tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     fake_run(a, [50.0, 54.0, 52.0], [[0.6, 0.6]] * 3)
-    fake_run(b, [47.0, 50.0, 52.0], [[0.4, 0.5], [0.5, 0.5], [0.45, 0.6]], prec=0.8)
+    fake_run(b, [47.0, 50.0, 52.0], [[0.4, 0.5], [0.5, 0.5], [0.45, 0.6]], prec=0.8,
+             xcam=[[0.2, 0.5], [0.3, 0.6], [0.4, 0.4]])
     lines = compare_runs.compare([("fixed", compare_runs.load_run(a, METHOD)), ("auto", compare_runs.load_run(b, METHOD))])
     fixed_row, auto_row = lines[-2], lines[-1]
     d = [-3.0, -4.0, 0.0]
@@ -40,6 +44,8 @@ def test_paired_differences_means_and_eps_per_round(tmp_path):
     assert "0.45 / 0.53 |" in auto_row and "0.60 / 0.60 |" in fixed_row  # eps per round, mean over seeds
     assert "0.80 / 0.40 → 0.80 / 0.50" in auto_row and "| 40.0 ± 0.0 |" in auto_row  # last round F in %
     assert auto_row.endswith("| 2.50 (1.50–3.50) |")  # round 0 (one-off compilation) left out
+    assert "| 0.30 → 0.50 | 0.45" in auto_row  # cross-camera recall of round 0 and of the last round, mean over seeds
+    assert "| – | 0.60" in fixed_row  # a label log without the recall (older runs) shows none
 
 
 def test_only_shared_seeds_are_paired_and_errors_name_the_fix(tmp_path):

@@ -67,8 +67,9 @@ def compare(runs: Sequence[Tuple[str, Dict[int, Dict[str, object]]]]) -> List[st
     base = runs[0][1]
     lines = [f"Seeds {' '.join(map(str, seeds))}; Δ = the run's mAP minus {runs[0][0]!r}'s, seed by seed.", "",
              "| setting | mAP | Δ mAP (paired) | mAP per seed | last-round F | precision / recall, first → last round |"
-             " DBSCAN eps per round (mean over seeds) | clustering s per round (rounds ≥ 1) |",
-             "|---|---|---|---|---|---|---|---|"]
+             " cross-camera pair recall, first → last round | DBSCAN eps per round (mean over seeds) |"
+             " clustering s per round (rounds ≥ 1) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for label, run in runs:
         maps = [run[s]["mAP"] for s in seeds]
         delta = "–" if run is base else _mean_std([run[s]["mAP"] - base[s]["mAP"] for s in seeds])
@@ -79,6 +80,10 @@ def compare(runs: Sequence[Tuple[str, Dict[int, Dict[str, object]]]]) -> List[st
             p0, r0 = (statistics.mean(r[0][k] for r in rounds) for k in ("precision", "recall"))
             p1, r1 = (statistics.mean(r[-1][k] for r in rounds) for k in ("precision", "recall"))
             pr = f"{p0:.2f} / {r0:.2f} → {p1:.2f} / {r1:.2f}"
+        xc = [run[s]["xcam"] for s in seeds]  # label logs written before the cross-camera recall have None
+        xcam = "–"
+        if all(xc) and all(v is not None for lst in xc for v in (lst[0], lst[-1])):
+            xcam = f"{statistics.mean(lst[0] for lst in xc):.2f} → {statistics.mean(lst[-1] for lst in xc):.2f}"
         eps_lists = [run[s]["eps"] for s in seeds]
         eps = "–"
         if eps_lists and all(eps_lists) and all(e is not None for lst in eps_lists for e in lst):
@@ -87,7 +92,7 @@ def compare(runs: Sequence[Tuple[str, Dict[int, Dict[str, object]]]]) -> List[st
         secs = [x for s in seeds for x in run[s]["cluster_s"][1:]]  # round 0 also pays one-off compilation
         cost = f"{statistics.mean(secs):.2f} ({min(secs):.2f}–{max(secs):.2f})" if secs else "–"
         lines.append(f"| {label} | {_mean_std(maps)} | {delta} | {' / '.join(f'{m:.1f}' for m in maps)} | {f_last} | "
-                     f"{pr} | {eps} | {cost} |")
+                     f"{pr} | {xcam} | {eps} | {cost} |")
     return lines
 
 
