@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from .clustering import relabel_by_first_occurrence
 from .params import AUTO_COVERAGES, DEFAULT_EPS_GRID
-from .quality import count_pairs, outliers_as_singletons
+from .quality import count_pairs, outliers_as_singletons, pairs_sharing
 
 __all__ = ["DEFAULT_EPS_GRID", "AUTO_COVERAGES", "EpsChoice", "dbscan_by_components", "labels_over_grid",
            "clustering_agreement", "cross_space_agreement", "multi_camera_share", "clustered_share",
@@ -106,10 +106,8 @@ def _dense_ids(labels: np.ndarray) -> np.ndarray:
 def _co_clustered(codes: np.ndarray, cams: Optional[np.ndarray]) -> int:
     """Pairs of samples sharing a code (a cluster id, or a joint id); with ``cams``, only the pairs whose
     two samples come from different cameras (all pairs minus the same-camera ones)."""
-    pairs = count_pairs(np.unique(codes, return_counts=True)[1])
-    if cams is None:
-        return pairs
-    return pairs - count_pairs(np.unique(codes * (int(cams.max()) + 1) + cams, return_counts=True)[1])
+    pairs = pairs_sharing(codes)
+    return pairs if cams is None else pairs - pairs_sharing(codes, cams)
 
 
 def _ari(a: np.ndarray, b: np.ndarray, cams: Optional[np.ndarray] = None) -> float:

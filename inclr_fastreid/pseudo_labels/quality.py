@@ -39,6 +39,15 @@ def count_pairs(counts: np.ndarray) -> int:
     return int((counts * (counts - 1) // 2).sum())
 
 
+def pairs_sharing(*cols: np.ndarray) -> int:
+    """Unordered pairs of samples equal in every one of the (N,) non-negative int64 columns ``cols``
+    (one mixed-radix joint code per sample, then :func:`count_pairs`; linear in N, nothing N x N)."""
+    code = np.zeros_like(cols[0])
+    for c in cols:
+        code = code * (int(c.max()) + 1) + c
+    return count_pairs(np.unique(code, return_counts=True)[1])
+
+
 def pairwise_prf(pred: Any, true: Any) -> Tuple[float, float, float]:
     """Pairwise precision, recall, F-score of "same predicted cluster" against "same true id".
 
@@ -149,13 +158,6 @@ def camera_pair_recall(pred: Any, true_ids: Any, camids: Any) -> Tuple[float, fl
     if not pred.shape == ids.shape == cams.shape:
         raise ValueError(f"pred, true_ids and camids must have one entry per sample, got {pred.shape}, {ids.shape}, "
                          f"{cams.shape}")
-
-    def pairs(*cols: np.ndarray) -> int:
-        code = np.zeros_like(cols[0])
-        for c in cols:
-            code = code * (int(c.max()) + 1) + c
-        return count_pairs(np.unique(code, return_counts=True)[1])
-
-    same_tot, same_got = pairs(ids, cams), pairs(pred, ids, cams)
-    cross_tot, cross_got = pairs(ids) - same_tot, pairs(pred, ids) - same_got
+    same_tot, same_got = pairs_sharing(ids, cams), pairs_sharing(pred, ids, cams)
+    cross_tot, cross_got = pairs_sharing(ids) - same_tot, pairs_sharing(pred, ids) - same_got
     return same_got / max(same_tot, 1), cross_got / max(cross_tot, 1)
