@@ -229,10 +229,13 @@ def test_synthetic_parts_each_pool_several_rows(name):
 
 
 def test_synthetic_adaptation_follows_the_reference_recipe():
-    """The reference's fixed DBSCAN scale (eps 0.6, k1 30, min_samples 4: SpCL / PPLR) and the AALS switch
-    reached within the 5-round schedule (PPLR: after a tenth of it)."""
+    """DBSCAN on the references' Jaccard graph (k1 30, min_samples 4: SpCL / PPLR) with the label-free scale
+    on camera-standardised features (issue 10: the synthetic configs use auto), the fixed eps left at 0.6 for
+    the other reading, and the AALS switch reached within the 5-round schedule (PPLR: after a tenth of it)."""
     for name in ("INCLR/synthetic.yml", "UDA/synthetic_baseline.yml"):
         c = setup_cfg(os.path.join(ROOT, "configs", name), []).INCLR.CLUSTER
-        assert (c.METHOD, c.EPS_RULE, c.EPS, c.K1, c.MIN_SAMPLES) == ("dbscan", "fixed", 0.6, 30, 4), name
+        assert (c.METHOD, c.EPS_RULE, c.CAMERA_NORM, c.EPS, c.K1, c.MIN_SAMPLES) == (
+            "dbscan", "auto", True, 0.6, 30, 4), name
+        assert (c.AUTO_PAIRS, c.AUTO_COVERAGE, c.EPS_FREEZE) == ("all", "multi_camera", False), name
     cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR/synthetic.yml"), [])
     assert 0 < cfg.INCLR.LGMR.AALS_EPOCH < cfg.SOLVER.MAX_EPOCH
