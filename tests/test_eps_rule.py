@@ -301,6 +301,19 @@ def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, mon
     assert eps_passed_to_clustering(resumed, items, monkeypatch) == (0.35 if freeze else None)
 
 
+@pytest.mark.parametrize("camera_norm", [False, True])
+def test_hook_warns_when_auto_runs_on_raw_features(items, fastreid_warnings, camera_norm):  # noqa: F811
+    """auto without CAMERA_NORM lost on adaptation on both synthetic targets (README): the hook says so,
+    naming the key; with the standardisation, and for the fixed rule, it says nothing."""
+    from test_degenerate_clustering import make_hook
+
+    make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "auto",
+                        "INCLR.CLUSTER.CAMERA_NORM": camera_norm})
+    make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "fixed"})
+    warned = [r for r in fastreid_warnings.records if "INCLR.CLUSTER.CAMERA_NORM" in r.getMessage()]
+    assert len({id(r) for r in warned}) == (0 if camera_norm else 1)  # one record (the handler may see it twice)
+
+
 # ------------------------------------------------------------------------------- no dense N x N
 def test_auto_rule_holds_nothing_n_by_n_under_a_memory_limit():
     """N = 60,000 with 1.5 GB of address space to spare: a dense N x N array of even one byte (3.6 GB)
