@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Compare one method across several ``tools/run_demo.py --seeds`` runs that differ in a setting (e.g.
 ``--opts INCLR.CLUSTER.EPS_RULE auto``): mAP mean ± sample std, the paired difference to the first run
-(same seed, same source models), the last round's label quality, DBSCAN's eps per round and the
-clustering step's seconds per round.
+(same seed, same source models), the last round's label quality, pairwise precision / recall and the
+recall of the true identities' cross-camera pairs at the first and last round, DBSCAN's eps per round
+and the clustering step's seconds per round.
 
     python tools/compare_runs.py "eps 0.6=output/fixed" "auto=output/auto"
 
