@@ -449,6 +449,20 @@ def test_camera_pair_recall_equals_the_pair_loop():
         camera_pair_recall(labels, ids[:-1], cams)
 
 
+def test_cluster_quality_clusters_as_the_config_unless_told_otherwise():
+    """``cluster_quality.py`` without ``--camera-norm`` clusters the way a run with the config would (the
+    synthetic config standardises per camera); the flag overrides it."""
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+    sys.path.insert(0, tools)
+    try:
+        import cluster_quality
+    finally:
+        sys.path.remove(tools)
+    pick = cluster_quality.camera_norm_settings
+    assert pick(None, True) == [True] and pick(None, False) == [False]
+    assert pick("off", True) == [False] and pick("on", False) == [True] and pick("both", True) == [False, True]
+
+
 def test_benchmark_camera_norm_clusters_the_camera_standardised_features(tmp_path, capsys, monkeypatch):
     """``benchmark_eps_rule.py --camera-norm`` scores the features ``CLUSTER.CAMERA_NORM True`` would cluster:
     each case's F(auto) is that of :func:`compare_eps_rules` on ``camera_normalize``d spaces; with a strong

@@ -25,6 +25,7 @@ import itertools
 import os
 import sys
 import time
+from typing import List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -40,7 +41,8 @@ def main() -> None:
                          "students and teachers), loaded whole, e.g. to see the labels a last round would get")
     ap.add_argument("--eps", type=float, nargs="+", default=None, help="DBSCAN eps values (default: config)")
     ap.add_argument("--k1", type=int, nargs="+", default=None, help="k-reciprocal k1 values (default: config)")
-    ap.add_argument("--camera-norm", choices=["off", "on", "both"], default="off")
+    ap.add_argument("--camera-norm", choices=["off", "on", "both"], default=None,
+                    help="cluster raw and/or per-camera standardised features (default: INCLR.CLUSTER.CAMERA_NORM)")
     ap.add_argument("--eps-rules", action="store_true",
                     help="F / NMI / ARI of EPS_RULE auto, the fixed EPS, mmt and the oracle grid eps, side by side")
     ap.add_argument("--dump-features", default="", metavar="OUT.npz",
@@ -82,7 +84,7 @@ def main() -> None:
         if args.eps is None and args.k1 is None:
             return
     rows = []
-    norms = {"off": [False], "on": [True], "both": [False, True]}[args.camera_norm]
+    norms = camera_norm_settings(args.camera_norm, bool(c.CLUSTER.CAMERA_NORM))
     for eps, k1, cam in itertools.product(args.eps or [c.CLUSTER.EPS], args.k1 or [c.CLUSTER.K1], norms):
         params = cluster_params_from_cfg(cfg, eps=eps, k1=k1, max_distance=max(c.CLUSTER.MAX_DISTANCE, eps),
                                          camera_norm=cam, lgmr_enabled=bool(c.LGMR.ENABLED and parts))
@@ -97,6 +99,12 @@ def main() -> None:
     for eps, k1, cam, k, out, q in rows:
         print(f"| {eps} | {k1} | {'on' if cam else 'off'} | {k} | {out} | {q['pairwise_precision']:.3f} | "
               f"{q['pairwise_recall']:.3f} | {q['pairwise_fscore']:.3f} | {q['nmi']:.3f} | {q['ari']:.3f} |")
+
+
+def camera_norm_settings(choice: Optional[str], config_value: bool) -> List[bool]:
+    """The CAMERA_NORM values the eps / k1 table clusters with: ``--camera-norm`` off / on / both, or
+    without the flag the config's own (what a run with that config clusters)."""
+    return [config_value] if choice is None else {"off": [False], "on": [True], "both": [False, True]}[choice]
 
 
 def build_feature_model(cfg, whole_run: bool = False):
