@@ -57,7 +57,6 @@ def main() -> None:
     from inclr_fastreid.data.target import build_target_train_items
     from inclr_fastreid.engine.features import extract_features
     from inclr_fastreid.engine.pseudo_label_hook import true_identities
-    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg, generate_pseudo_labels, label_quality
 
     cfg = setup_cfg(args.config_file, args.opts + ["MODEL.WEIGHTS", args.weights], freeze=False)
     items = build_target_train_items(cfg)
@@ -83,15 +82,9 @@ def main() -> None:
         print_eps_rules(cfg, feats, parts, true_ids, camids)
         if args.eps is None and args.k1 is None:
             return
-    rows = []
     norms = camera_norm_settings(args.camera_norm, bool(c.CLUSTER.CAMERA_NORM))
-    for eps, k1, cam in itertools.product(args.eps or [c.CLUSTER.EPS], args.k1 or [c.CLUSTER.K1], norms):
-        params = cluster_params_from_cfg(cfg, eps=eps, k1=k1, max_distance=max(c.CLUSTER.MAX_DISTANCE, eps),
-                                         camera_norm=cam, lgmr_enabled=bool(c.LGMR.ENABLED and parts))
-        res = generate_pseudo_labels(feats["global"].numpy(), [feats[p].numpy() for p in parts], params,
-                                     camids=camids)
-        q = label_quality(res.labels, true_ids)
-        rows.append((eps, k1, cam, res.num_classes, res.num_outliers, q))
+    rows = eps_table_rows(cfg, feats, parts, true_ids, camids, args.eps or [c.CLUSTER.EPS],
+                          args.k1 or [c.CLUSTER.K1], norms)
     ids = len(np.unique(true_ids))
     print(f"\n{ids} true identities; LGMR {'on' if c.LGMR.ENABLED and parts else 'off'}\n")
     print("| eps | k1 | camera norm | K | outliers | precision | recall | F | NMI | ARI |")
@@ -99,6 +92,23 @@ def main() -> None:
     for eps, k1, cam, k, out, q in rows:
         print(f"| {eps} | {k1} | {'on' if cam else 'off'} | {k} | {out} | {q['pairwise_precision']:.3f} | "
               f"{q['pairwise_recall']:.3f} | {q['pairwise_fscore']:.3f} | {q['nmi']:.3f} | {q['ari']:.3f} |")
+
+
+def eps_table_rows(cfg, feats, parts, true_ids, camids, eps_values, k1_values, norms) -> List[tuple]:
+    """(eps, k1, camera norm, K, outliers, label quality) of the final labels at every combination, each at
+    exactly that eps (EPS_RULE fixed, whatever the config's rule) and with the config's LGMR."""
+    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg, generate_pseudo_labels, label_quality
+
+    c = cfg.INCLR
+    rows = []
+    for eps, k1, cam in itertools.product(eps_values, k1_values, norms):
+        params = cluster_params_from_cfg(cfg, eps=eps, k1=k1, max_distance=max(c.CLUSTER.MAX_DISTANCE, eps),
+                                         camera_norm=cam, lgmr_enabled=bool(c.LGMR.ENABLED and parts),
+                                         eps_rule="fixed")
+        res = generate_pseudo_labels(feats["global"].numpy(), [feats[p].numpy() for p in parts], params,
+                                     camids=camids)
+        rows.append((eps, k1, cam, res.num_classes, res.num_outliers, label_quality(res.labels, true_ids)))
+    return rows
 
 
 def camera_norm_settings(choice: Optional[str], config_value: bool) -> List[bool]:
