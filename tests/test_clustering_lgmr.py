@@ -193,8 +193,9 @@ def test_camera_norm_removes_camera_offsets():
     plain = generate_pseudo_labels(x, [], lgmr_enabled=False)
     normed = generate_pseudo_labels(x, [], lgmr_enabled=False, camera_norm=True, camids=cams)
     assert adjusted_rand_score(lab, normed.labels) > adjusted_rand_score(lab, plain.labels) + 0.3
-    with pytest.raises(ValueError, match="camids"):
-        generate_pseudo_labels(x, [], lgmr_enabled=False, camera_norm=True)
+    for bad in (None, cams[:-1]):  # missing, or one short: the error names the key that needs them
+        with pytest.raises(ValueError, match="INCLR.CLUSTER.CAMERA_NORM True need.s. camids"):
+            generate_pseudo_labels(x, [], lgmr_enabled=False, camera_norm=True, camids=bad)
 
 
 def test_generate_rejects_inconsistent_input(four_spaces):

@@ -100,22 +100,19 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     choose_auto = p.method == "dbscan" and p.eps_rule == "auto" and "eps" not in overrides
     t_all = time.perf_counter()
     timings: Dict[str, float] = {}
-    if p.camera_norm and camids is None:
-        raise ValueError("camera_norm=True needs camids (one camera id per image)")
-    auto_needs_cams = [k for k, on in (("AUTO_PAIRS cross_camera", p.auto_pairs == "cross_camera"),
-                                       ("AUTO_COVERAGE multi_camera", p.auto_coverage == "multi_camera")) if on]
-    if choose_auto and auto_needs_cams and np.shape(camids) != (_num_rows(global_feats, "global_feats"),):
-        raise ValueError(" and ".join(f"INCLR.CLUSTER.{k}" for k in auto_needs_cams) + " need(s) camids (one camera "
-                         f"id per image), got {None if camids is None else np.shape(camids)}; pass them or set "
-                         "AUTO_PAIRS all / AUTO_COVERAGE clustered")
     n = _num_rows(global_feats, "global_feats")
+    needs_cams = [k for k, on in (("CAMERA_NORM True", p.camera_norm),
+                                  ("AUTO_PAIRS cross_camera", choose_auto and p.auto_pairs == "cross_camera"),
+                                  ("AUTO_COVERAGE multi_camera", choose_auto and p.auto_coverage == "multi_camera")) if on]
+    if needs_cams and np.shape(camids) != (n,):
+        raise ValueError(" and ".join(f"INCLR.CLUSTER.{k}" for k in needs_cams) + f" need(s) camids (one camera id "
+                         f"per image, {n}), got {None if camids is None else np.shape(camids)}; pass them, or set "
+                         "CAMERA_NORM False / AUTO_PAIRS all / AUTO_COVERAGE clustered")
     for i, part in enumerate(part_feats):
         if _num_rows(part, f"part_feats[{i}]") != n:
             raise ValueError(f"part_feats[{i}] has {_num_rows(part, '')} rows but the global features have {n}")
     if p.lgmr_enabled and not part_feats:
         raise ValueError("LGMR needs part features (part_feats is empty); pass them or set lgmr_enabled=False")
-    if p.camera_norm and np.shape(camids) != (n,):
-        raise ValueError(f"camids must have one entry per image ({n}), got shape {np.shape(camids)}")
     if p.k_search > n:
         raise ConfigError(f"INCLR.CLUSTER.K1={p.k1}" + (f" / INCLR.LGMR.K={p.lgmr_k}" if p.lgmr_enabled else "")
                           + f" need(s) more than the N={n} target images; lower them")
