@@ -1,5 +1,6 @@
 """INCLR.CLUSTER.EPS_RULE auto (docs/design.md §4.3.1): DBSCAN's eps chosen without labels, as the grid
 eps at which the global and part spaces' clusterings agree most; never an N x N dense array."""
+import importlib
 import os
 import subprocess
 import sys
@@ -20,6 +21,19 @@ from inclr_fastreid.pseudo_labels.eps_rule import (choose_eps, clustered_share, 
 from test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
 
 GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tool(name: str):
+    """The module of ``tools/<name>.py`` (tools import their siblings, so tools/ is on the path while it loads)."""
+    tools = os.path.join(ROOT, "tools")
+    sys.path.insert(0, tools)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(tools)
 
 
 def identities(ids=120, per_id=7, spread=0.8, parts=3, dim=64, seed=0, with_cams=False):
@@ -366,13 +380,7 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     --features``; ``cluster_quality``'s side-by-side table names every rule; the oracle is the best grid F."""
     import types
 
-    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
-    sys.path.insert(0, tools)
-    try:
-        import benchmark_eps_rule as bench
-        import cluster_quality
-    finally:
-        sys.path.remove(tools)
+    bench, cluster_quality = tool("benchmark_eps_rule"), tool("cluster_quality")
     spaces, ids = identities(ids=40)
     path = tmp_path / "feats.npz"
     np.savez(path, ids=ids, camids=np.zeros_like(ids), **{k: v for k, v in zip(["global", "part1", "part2", "part3"],
@@ -412,12 +420,7 @@ def test_camera_split_counts_pairs_by_hand():
     """tools/camera_split.py: identity 0 = images on cameras (0, 0, 1), identity 1 = (2, 3); labels join
     0's two camera-0 images and 1's pair, put 0's camera-1 image alone: same-camera pairs 1/1 joined,
     cross-camera pairs 1 of 3 (0's two cross pairs apart, 1's joined); clusters: one single-camera of two."""
-    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
-    sys.path.insert(0, tools)
-    try:
-        import camera_split
-    finally:
-        sys.path.remove(tools)
+    camera_split = tool("camera_split")
     ids, cams, labels = np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, 2, 3]), np.array([5, 5, -1, 7, 7])
     assert camera_split.camera_pair_recall(labels, ids, cams) == (1.0, pytest.approx(1 / 3))
     assert camera_split.single_camera_share(labels, cams) == 0.5
@@ -452,12 +455,7 @@ def test_camera_pair_recall_equals_the_pair_loop():
 def test_cluster_quality_clusters_as_the_config_unless_told_otherwise():
     """``cluster_quality.py`` without ``--camera-norm`` clusters the way a run with the config would (the
     synthetic config standardises per camera); the flag overrides it."""
-    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
-    sys.path.insert(0, tools)
-    try:
-        import cluster_quality
-    finally:
-        sys.path.remove(tools)
+    cluster_quality = tool("cluster_quality")
     pick = cluster_quality.camera_norm_settings
     assert pick(None, True) == [True] and pick(None, False) == [False]
     assert pick("off", True) == [False] and pick("on", False) == [True] and pick("both", True) == [False, True]
@@ -469,13 +467,8 @@ def test_cluster_quality_eps_table_clusters_at_the_eps_it_names_under_an_auto_co
     from inclr_fastreid.config import setup_cfg
     from inclr_fastreid.pseudo_labels import cluster_params_from_cfg
 
-    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
-    sys.path.insert(0, tools)
-    try:
-        import cluster_quality
-    finally:
-        sys.path.remove(tools)
-    cfg = setup_cfg(os.path.join(os.path.dirname(tools), "configs", "INCLR", "synthetic.yml"), ["INCLR.CLUSTER.K1", "20"])
+    cluster_quality = tool("cluster_quality")
+    cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR", "synthetic.yml"), ["INCLR.CLUSTER.K1", "20"])
     assert cfg.INCLR.CLUSTER.EPS_RULE == "auto"
     spaces, ids, cams = identities(ids=48, spread=1.1, with_cams=True)
     feats = {k: torch.from_numpy(v) for k, v in zip(["global", "part1", "part2", "part3"], spaces)}
@@ -492,12 +485,7 @@ def test_benchmark_camera_norm_clusters_the_camera_standardised_features(tmp_pat
     """``benchmark_eps_rule.py --camera-norm`` scores the features ``CLUSTER.CAMERA_NORM True`` would cluster:
     each case's F(auto) is that of :func:`compare_eps_rules` on ``camera_normalize``d spaces; with a strong
     planted camera offset that raises the label F (without it the clusters follow the cameras)."""
-    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
-    sys.path.insert(0, tools)
-    try:
-        import benchmark_eps_rule as bench
-    finally:
-        sys.path.remove(tools)
+    bench = tool("benchmark_eps_rule")
     from inclr_fastreid.pseudo_labels import camera_normalize
 
     spaces, ids, cams = identities(ids=48, per_id=8, spread=0.6, with_cams=True)
