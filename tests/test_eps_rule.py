@@ -507,3 +507,34 @@ def test_benchmark_camera_norm_clusters_the_camera_standardised_features(tmp_pat
     expect = bench.compare_eps_rules(normed, ids, GRID, cams)
     assert f_auto[True] == pytest.approx(bench.f_of(expect, "auto"), abs=6e-4)
     assert f_auto[True] > f_auto[False] + 0.2
+
+
+def test_benchmark_draws_score_each_capped_subset_and_summarise_the_ratio(tmp_path, capsys, monkeypatch):
+    """``benchmark_eps_rule.py --cap-per-id N --draws D``: D rows per cap, each a different seeded subset
+    (seeds SEED..SEED+D-1, as :func:`cap_per_identity`), then the ratio F(auto)/F(oracle) over them."""
+    bench = tool("benchmark_eps_rule")
+    fake = [{"auto": {"quality": {"pairwise_fscore": a}}, "oracle": {"quality": {"pairwise_fscore": o}}}
+            for a, o in [(0.3, 0.6), (0.6, 0.6), (0.45, 0.5), (0.2, 0.4)]]
+    summary = bench.ratio_over_draws(["f <=7/id draw 0 camera-norm", "f <=7/id draw 1 camera-norm",
+                                      "f <=7/id draw 2 camera-norm", "f (9.0/id)"], fake)
+    assert list(summary) == ["f <=7/id camera-norm"]  # the uncapped case has no draws
+    m, sd, lo = summary["f <=7/id camera-norm"]
+    assert (m, lo) == pytest.approx((0.8, 0.5)) and sd == pytest.approx(np.std([0.5, 1.0, 0.9], ddof=1))
+
+    spaces, ids, cams = identities(ids=40, per_id=8, spread=0.8, with_cams=True)
+    path = tmp_path / "f.npz"
+    np.savez(path, ids=ids, camids=cams, **dict(zip(["global", "part1", "part2", "part3"], spaces)))
+    monkeypatch.setattr(sys, "argv", ["benchmark_eps_rule.py", "--features", str(path), "--cap-per-id", "5",
+                                      "--draws", "3", "--seed", "4"])
+    bench.main()
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines() if line.startswith("| f.npz")}
+    assert sorted(rows) == ["f.npz (8.0/id)", "f.npz <=5/id draw 0", "f.npz <=5/id draw 1", "f.npz <=5/id draw 2"]
+    for d in range(3):  # draw d is the subset of seed 4 + d
+        keep = bench.cap_per_identity(ids, 5, 4 + d)
+        r = bench.compare_eps_rules({k: v[keep] for k, v in zip(["global", "part1", "part2", "part3"], spaces)},
+                                    ids[keep], GRID, cams[keep])
+        assert float(rows[f"f.npz <=5/id draw {d}"][3]) == pytest.approx(bench.f_of(r, "auto"), abs=6e-4)
+    ratios = [float(rows[f"f.npz <=5/id draw {d}"][10]) for d in range(3)]
+    line = [x for x in out.splitlines() if x.startswith("  f.npz <=5/id:")]
+    assert len(line) == 1 and f"min {min(ratios):.2f}" in line[0]

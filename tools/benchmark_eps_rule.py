@@ -20,18 +20,22 @@ k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not c
 ``--camera-norm`` standardises every space per camera first (``INCLR.CLUSTER.CAMERA_NORM True``: the
 features the hook would cluster). ``--cross-camera`` adds ``auto_xcam`` (``INCLR.CLUSTER.AUTO_PAIRS cross_camera``, agreement alone) and
 each rule's recall of the identities' cross-camera image pairs (the joins a single-camera cluster misses)
-and its share of outliers (images left out of the round's training).
+and its share of outliers (images left out of the round's training). ``--draws D`` scores each
+``--cap-per-id`` subset D times (a capped subset is a random draw) and prints each case's F(auto)/F(oracle)
+over the draws.
 
     python tools/benchmark_eps_rule.py                       # synthetic cases
     python tools/benchmark_eps_rule.py --features out/weak_7.npz out/strong_18.npz
     python tools/benchmark_eps_rule.py --features out/seed1_src.npz --cross-camera
     python tools/benchmark_eps_rule.py --features out/seed1_src.npz --camera-norm   # as CLUSTER.CAMERA_NORM True
+    python tools/benchmark_eps_rule.py --features out/seed1_src.npz --cap-per-id 7 10 --draws 5
     python tools/benchmark_eps_rule.py --overhead 2500 12936   # one round's seconds, fixed vs auto
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -164,6 +168,17 @@ def f_of(result: Dict[str, object], rule: str) -> float:
     return float(result[rule]["quality"]["pairwise_fscore"])  # type: ignore[index]
 
 
+def ratio_over_draws(names: Sequence[str], rows: Sequence[Dict[str, object]]) -> Dict[str, Tuple[float, float, float]]:
+    """Case (name without its `` draw k``) -> mean, sample std and min of F(auto)/F(oracle) over its draws:
+    a capped subset is one random draw of the target, so its ratio is a sample, not a fixed figure."""
+    groups: Dict[str, List[float]] = {}
+    for name, r in zip(names, rows):
+        if re.search(r" draw \d+", name):
+            groups.setdefault(re.sub(r" draw \d+", "", name), []).append(f_of(r, "auto") / max(f_of(r, "oracle"), 1e-12))
+    return {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, float(min(v)))
+            for k, v in groups.items()}
+
+
 def time_rounds(sizes: Sequence[int], dim: int, repeats: int = 2) -> None:
     """Seconds of one whole clustering round (``generate_pseudo_labels``: kNN, Jaccard, DBSCAN in 4 spaces,
     LGMR, centroids) under EPS_RULE fixed and auto (best of ``repeats``), on the features of
@@ -202,6 +217,9 @@ def main() -> None:
     ap.add_argument("--grid", type=float, nargs="+", default=list(DEFAULT_EPS_GRID))
     ap.add_argument("--k1", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--draws", type=int, default=1, metavar="D",
+                    help="--cap-per-id: D random subsets per cap (seeds SEED..SEED+D-1), then each case's "
+                         "F(auto)/F(oracle) over the draws: mean, std, min")
     ap.add_argument("--candidates", action="store_true", help="also the other label-free criteria compared")
     ap.add_argument("--cross-camera", action="store_true",
                     help="also auto with AUTO_PAIRS cross_camera (agreement alone)")
@@ -222,9 +240,10 @@ def main() -> None:
             spaces, ids = load_features(path)
             cams = load_camids(path)
             for cap in args.cap_per_id or []:
-                keep = cap_per_identity(ids, cap, args.seed)
-                cases.append((f"{os.path.basename(path)} <={cap}/id", {k: v[keep] for k, v in spaces.items()}, ids[keep],
-                              cams[keep]))
+                for draw in range(args.draws):
+                    keep = cap_per_identity(ids, cap, args.seed + draw)
+                    name = f"{os.path.basename(path)} <={cap}/id" + (f" draw {draw}" if args.draws > 1 else "")
+                    cases.append((name, {k: v[keep] for k, v in spaces.items()}, ids[keep], cams[keep]))
             cases.append((f"{os.path.basename(path)} ({len(ids) / len(np.unique(ids)):.1f}/id)", spaces, ids, cams))
     else:
         for per_id in args.per_id:
@@ -269,6 +288,10 @@ def main() -> None:
             print("    agreement: " + " ".join(f"{s:.2f}" for s in r["choice"]["agreement"]))
             print("    coverage:  " + " ".join(f"{s:.2f}" for s in r["choice"]["coverage"]))
             print("    F:         " + " ".join(f"{f:.2f}" for f in r["f_grid"]), flush=True)
+    if args.draws > 1:
+        print("\nF(auto)/F(oracle) over the draws of each subset (mean ± std, min):")
+        for case, (m, sd, lo) in ratio_over_draws([c[0] for c in cases], rows).items():
+            print(f"  {case}: {m:.2f} ± {sd:.2f}, min {lo:.2f}")
     mean = {k: float(np.mean([f_of(r, k) for r in rows])) for k in ("auto", "agree", "oracle", "fixed", "mmt")}
     if args.candidates:
         print("mean F of the candidates: " + ", ".join(f"{k} {np.mean([f_of(r, k) for r in rows]):.3f}"
