@@ -171,6 +171,23 @@ def test_coverage_by_hand():
         coverage_over_grid(grid, "camera", cams)
 
 
+def test_a_scale_that_chains_everything_into_one_cluster_corroborates_nothing():
+    """At a too-large eps every space is one cluster (plus a few outliers): the two agree exactly, but
+    such a scale is no partition of the identities, so the agreement alone must not pick it."""
+    truth = np.repeat(np.arange(4), 3)
+    part = truth.copy()
+    part[[2, 5]] = part[[3, 6]]  # the part space at eps 1 mixes two images across identities
+    one = np.zeros(12, dtype=np.int64)
+    one_out = one.copy()
+    one_out[7] = -1  # one cluster and an outlier: still fewer than two clusters
+    grid = {"global": np.stack([truth, one, one_out]), "part1": np.stack([part, one, one_out])}
+    agree = cross_space_agreement(grid)
+    assert agree[0] == pytest.approx(clustering_agreement(truth, part)) and 0 < agree[0] < 1
+    assert agree[1:].tolist() == [0.0, 0.0]
+    assert choose_eps(grid, (0.3, 0.7, 0.8)).eps == 0.3  # AUTO_COVERAGE none
+    assert clustering_agreement(one, one) == pytest.approx(1.0)  # the pairwise ARI itself keeps its convention
+
+
 def test_multi_camera_coverage_finds_identities_that_agreement_alone_splits_by_camera():
     """Dense (identity, camera) groups: every image is clustered at a small eps, the views agree on the
     groups there (agreement ~1) and on the identities at a larger eps. Agreement alone, and agreement

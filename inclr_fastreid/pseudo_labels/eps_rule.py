@@ -130,6 +130,11 @@ def _ari(a: np.ndarray, b: np.ndarray, cams: Optional[np.ndarray] = None) -> flo
     return float((joint - expected) / top)
 
 
+def _clusters(labels: np.ndarray) -> int:
+    """Number of clusters (outliers, label < 0, not counted)."""
+    return int(np.unique(labels[labels >= 0]).size)
+
+
 def _dense_cams(camids: Optional[np.ndarray], n: int) -> Optional[np.ndarray]:
     if camids is None:
         return None
@@ -162,6 +167,8 @@ def cross_space_agreement(grid_labels: Mapping[str, np.ndarray], reference: str 
     largest :func:`clustering_agreement` over their grid (the spaces' scales differ: a noisier part needs
     a larger eps to form the same clusters, so comparing at one shared eps favours the parts' scale).
     With ``camids`` the agreement counts cross-camera pairs only (``INCLR.CLUSTER.AUTO_PAIRS cross_camera``).
+    A clustering with fewer than two clusters (at a too-large eps, one component chaining everything) is no
+    partition of the identities: it scores 0 and corroborates nothing, although two of them agree exactly.
 
     ``grid_labels``: space name -> (G, N) labels from :func:`labels_over_grid` on the same grid.
     """
@@ -170,10 +177,10 @@ def cross_space_agreement(grid_labels: Mapping[str, np.ndarray], reference: str 
     if not others:
         raise ValueError("cross_space_agreement needs a second feature space (parts)")
     cams = _dense_cams(camids, ref.shape[1])
-    ref_ids = [_dense_ids(r) if (r >= 0).any() else None for r in ref]
+    ref_ids = [_dense_ids(r) if _clusters(r) >= 2 else None for r in ref]
     scores = np.zeros(ref.shape[0])
     for other in others:
-        other_ids = [_dense_ids(o) if (o >= 0).any() else None for o in other]
+        other_ids = [_dense_ids(o) if _clusters(o) >= 2 else None for o in other]
         for g, a in enumerate(ref_ids):
             if a is not None:
                 scores[g] += max((_ari(a, b, cams) for b in other_ids if b is not None), default=0.0)
