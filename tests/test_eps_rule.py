@@ -555,3 +555,8 @@ def test_benchmark_draws_score_each_capped_subset_and_summarise_the_ratio(tmp_pa
     ratios = [float(rows[f"f.npz <=5/id draw {d}"][10]) for d in range(3)]
     line = [x for x in out.splitlines() if x.startswith("  f.npz <=5/id:")]
     assert len(line) == 1 and f"min {min(ratios):.2f}" in line[0]
+    monkeypatch.setattr(sys, "argv", ["benchmark_eps_rule.py", "--features", str(path), "--cap-per-id", "5",
+                                      "--draws", "0"])
+    with pytest.raises(SystemExit):  # no subset at all would drop the capped cases silently
+        bench.main()
+    assert "--draws 0: give at least 1" in capsys.readouterr().err

@@ -229,6 +229,8 @@ def main() -> None:
                     help="instead: time one clustering round, fixed vs auto, at these sizes")
     ap.add_argument("--dim", type=int, default=2048, help="--overhead: feature dimension")
     args = ap.parse_args()
+    if args.draws < 1:
+        ap.error(f"--draws {args.draws}: give at least 1 (subsets per --cap-per-id value)")
     if args.overhead:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         time_rounds(args.overhead, args.dim)
