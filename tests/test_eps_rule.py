@@ -560,3 +560,108 @@ def test_benchmark_draws_score_each_capped_subset_and_summarise_the_ratio(tmp_pa
     with pytest.raises(SystemExit):  # no subset at all would drop the capped cases silently
         bench.main()
     assert "--draws 0: give at least 1" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- the candidates compared (benchmark_eps_rule)
+def test_one_se_rule_by_hand():
+    """The smallest grid index within one standard error (over the views, at the best) of the best mean."""
+    bench = tool("benchmark_eps_rule")
+    scores = np.array([[0.1, 0.50, 0.52, 0.60, 0.2],
+                       [0.1, 0.55, 0.60, 0.50, 0.2],
+                       [0.1, 0.45, 0.50, 0.55, 0.2]])  # means 0.1 0.5 0.54 0.55 0.2; SE at 3: 0.05 / sqrt(3)
+    assert bench.one_se_index(scores) == 2  # 0.54 >= 0.55 - 0.0289 > 0.5
+    assert bench.one_se_index(scores[[0, 0]]) == 3  # views that agree exactly: no error, the best itself
+    assert bench.one_se_index(np.array([[0.3, 0.3, 0.1], [0.3, 0.3, 0.1]])) == 0  # ties: the finer
+    with pytest.raises(ValueError, match="views >= 2"):
+        bench.one_se_index(scores[:1])
+
+
+def test_teacher_agreement_scores_the_two_teachers_clusterings_per_eps():
+    """ARI of the teachers' clusterings at each eps: 1 for the same partition under other names, 0 where a
+    side has fewer than two clusters; from both teachers (the same teacher twice would agree everywhere)."""
+    bench = tool("benchmark_eps_rule")
+    a = np.array([[0, 0, 1, 1, 2, 2], [0, 0, 0, 0, 0, 0], [-1, -1, -1, -1, -1, -1], [0, 0, 1, 1, -1, -1]])
+    renamed = np.array([[5, 5, 3, 3, 0, 0], [1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 2, 2], [1, 1, 0, 0, -1, -1]])
+    assert bench.teacher_agreement(a, renamed) == pytest.approx([1.0, 0.0, 0.0, 1.0])
+    assert bench.teacher_agreement(a[:1], np.array([[0, 1, 0, 1, 0, 1]]))[0] < 0  # crosses every pair: below chance
+    with pytest.raises(ValueError, match="one shape"):
+        bench.teacher_agreement(a, a[:2])
+
+    spaces, ids, cams = identities(ids=48, per_id=8, spread=0.8, with_cams=True)
+    feats = dict(zip(["global", "part1", "part2", "part3"], spaces))
+    rng = np.random.default_rng(5)
+    noise = rng.standard_normal(spaces[0].shape).astype(np.float32)  # a teacher that learnt nothing
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    # a second teacher: the same identities, its own centres and noise (as an independently trained network)
+    alike = bench.compare_eps_rules(feats, ids, GRID, cams, teachers=(spaces[0], spaces[1]))
+    unlike = bench.compare_eps_rules(feats, ids, GRID, cams, teachers=(spaces[0], noise))
+    assert max(alike["teacher_agreement"]) > 0.8 and max(unlike["teacher_agreement"]) < 0.1
+    f = np.array(alike["f_grid"])
+    assert f[GRID.index(alike["teachers"]["eps"])] >= 0.9 * f.max()
+    # teachersAV weighs the teachers' agreement by auto's whole score (agreement x coverage), not the agreement
+    # alone: on looser identities the two products peak at different eps
+    spaces, ids, cams = identities(ids=48, per_id=8, spread=1.0, with_cams=True)
+    loose = bench.compare_eps_rules(dict(zip(["global", "part1", "part2", "part3"], spaces)), ids, GRID, cams,
+                                    teachers=(spaces[0], spaces[1]))
+    t_agree, choice = np.array(loose["teacher_agreement"]), loose["choice"]
+    assert np.argmax(t_agree * np.array(choice["scores"])) != np.argmax(t_agree * np.array(choice["agreement"]))
+    assert loose["teachersAV"]["eps"] == GRID[int(np.argmax(t_agree * np.array(choice["scores"])))]
+    assert "teachers" not in bench.compare_eps_rules(feats, ids, GRID, cams)
+
+
+def test_benchmark_teachers_option_adds_the_candidates_and_checks_its_files(tmp_path, capsys, monkeypatch):
+    """``--teachers FILE=T1,T2``: the teachers' columns for FILE's cases (capped subsets cut alike) and one
+    line of each rule's worst ratio; a FILE not among --features, or teachers of other images, is refused."""
+    bench = tool("benchmark_eps_rule")
+    spaces, ids, cams = identities(ids=40, per_id=8, spread=0.8, with_cams=True)
+    names = ["global", "part1", "part2", "part3"]
+    f, t1, t2 = (str(tmp_path / n) for n in ("f.npz", "t1.npz", "t2.npz"))
+    np.savez(f, ids=ids, camids=cams, **dict(zip(names, spaces)))
+    np.savez(t1, ids=ids, camids=cams, **dict(zip(names, spaces)))
+    np.savez(t2, ids=ids, camids=cams, **dict(zip(names, spaces[1:] + spaces[:1])))  # global = part1's features
+    monkeypatch.setattr(sys, "argv", ["benchmark_eps_rule.py", "--features", f, "--cap-per-id", "5",
+                                      "--teachers", f"{f}={t1},{t2}", "--candidates"])
+    bench.main()
+    out = capsys.readouterr().out
+    head = next(line for line in out.splitlines() if line.startswith("| case"))
+    assert "F(teachersAV)" in head and "F(oneSE)" in head
+    row = next(line for line in out.splitlines() if line.startswith("| f.npz <=5/id")).split("|")
+    keep = bench.cap_per_identity(ids, 5, 0)
+    r = bench.compare_eps_rules({k: v[keep] for k, v in zip(names, spaces)}, ids[keep], GRID, cams[keep],
+                                candidates=True, teachers=(spaces[0][keep], spaces[1][keep]))
+    col = [c.strip() for c in head.split("|")].index("eps teachers")
+    assert float(row[col]) == pytest.approx(r["teachers"]["eps"])
+    assert "F(rule)/F(oracle) over all rows: auto min" in out and "teachersAV min" in out
+    for spec, message in ((f"other.npz={t1},{t2}", "is not one of --features"), (f"{f}={t1}", "write FILE=T1.npz,T2.npz")):
+        monkeypatch.setattr(sys, "argv", ["benchmark_eps_rule.py", "--features", f, "--teachers", spec])
+        with pytest.raises(SystemExit, match=message):
+            bench.main()
+    np.savez(t2, ids=ids[::-1], camids=cams, **dict(zip(names, spaces)))
+    monkeypatch.setattr(sys, "argv", ["benchmark_eps_rule.py", "--features", f, "--teachers", f"{f}={t1},{t2}"])
+    with pytest.raises(SystemExit, match="ids differ"):
+        bench.main()
+
+
+def test_cluster_quality_keeps_one_teacher_by_copying_it_into_the_other():
+    """``cluster_quality.py --teacher t1``: teacher 2 becomes teacher 1 (the mean features are then teacher 1's
+    own); a model without two mean teachers is refused, naming --teacher mean."""
+    from fastreid.modeling import build_model
+
+    from inclr_fastreid.config import setup_cfg
+    from tiny import SMALL_NET, TINY
+
+    cluster_quality = tool("cluster_quality")
+    cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR", "duke2market.yml"),
+                    TINY + SMALL_NET + ["MODEL.HEADS.NUM_CLASSES", "10", "INCLR.NUM_SAMPLES", "12", "OUTPUT_DIR", ""])
+    for which, src, dst in (("t1", "teacher1", "teacher2"), ("t2", "teacher2", "teacher1")):
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        with torch.no_grad():
+            for p in model.teacher2.parameters():
+                p.add_(1.0)
+        before = {k: v.clone() for k, v in getattr(model, src).state_dict().items()}
+        cluster_quality.keep_one_teacher(model, which)
+        for k, v in getattr(model, dst).state_dict().items():
+            assert torch.equal(v, before[k]) and torch.equal(getattr(model, src).state_dict()[k], before[k])
+    with pytest.raises(SystemExit, match="--teacher mean"):
+        cluster_quality.keep_one_teacher(torch.nn.Linear(2, 2), "t1")

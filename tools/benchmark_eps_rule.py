@@ -16,7 +16,12 @@ Cases:
     --dump-features`` writes them (arrays ``global``, ``part1``.., ``ids``, ``camids``).
 ``--candidates`` also prints the other label-free criteria that were compared: ``knee`` (the sorted
 k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not chance-corrected),
-``sameEps`` (cross-space ARI with every space at the same eps), and each case's grid scores.
+``sameEps`` (cross-space ARI with every space at the same eps), ``oneSE`` (the smallest eps whose score
+is within one standard error, over the part spaces, of the best: :func:`one_se_index`), and each case's grid
+scores. ``--teachers FILE=T1.npz,T2.npz`` adds the mean teachers' agreement for the cases of ``FILE``
+(features of each teacher alone, ``tools/cluster_quality.py --teacher t1|t2``): ``teachers`` (the two
+teachers' global clusterings' ARI at each eps, :func:`teacher_agreement`) and ``teachersAV`` (that times
+``auto``'s score: both kinds of views' agreement times the coverage).
 ``--camera-norm`` standardises every space per camera first (``INCLR.CLUSTER.CAMERA_NORM True``: the
 features the hook would cluster). ``--cross-camera`` adds ``auto_xcam`` (``INCLR.CLUSTER.AUTO_PAIRS cross_camera``, agreement alone) and
 each rule's recall of the identities' cross-camera image pairs (the joins a single-camera cluster misses)
@@ -29,6 +34,7 @@ over the draws.
     python tools/benchmark_eps_rule.py --features out/seed1_src.npz --cross-camera
     python tools/benchmark_eps_rule.py --features out/seed1_src.npz --camera-norm   # as CLUSTER.CAMERA_NORM True
     python tools/benchmark_eps_rule.py --features out/seed1_src.npz --cap-per-id 7 10 --draws 5
+    python tools/benchmark_eps_rule.py --features src.npz --teachers src.npz=src_t1.npz,src_t2.npz --candidates
     python tools/benchmark_eps_rule.py --overhead 2500 12936   # one round's seconds, fixed vs auto
 """
 from __future__ import annotations
@@ -98,6 +104,32 @@ def load_camids(path: str) -> np.ndarray:
     return z["camids"].astype(np.int64)
 
 
+def parse_teachers(specs: Sequence[str], features: Sequence[str]) -> Dict[str, Tuple[str, str]]:
+    """``--teachers FILE=T1.npz,T2.npz ...`` -> {FILE: (T1, T2)}; each FILE must be one of ``--features``."""
+    out: Dict[str, Tuple[str, str]] = {}
+    for spec in specs:
+        name, _, pair = spec.partition("=")
+        files = pair.split(",")
+        if not name or len(files) != 2 or not all(files):
+            raise SystemExit(f"--teachers {spec!r}: write FILE=T1.npz,T2.npz (FILE one of --features)")
+        if name not in features:
+            raise SystemExit(f"--teachers {spec!r}: {name} is not one of --features {list(features)}")
+        out[name] = (files[0], files[1])
+    return out
+
+
+def load_teachers(paths: Tuple[str, str], ids: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The two teachers' ``global`` features, checked to be of the same images (same ``ids``, same order)."""
+    out = []
+    for path in paths:
+        spaces, t_ids = load_features(path)
+        if not np.array_equal(t_ids, ids):
+            raise SystemExit(f"{path}: its ids differ from the --features file's (not the same target images, "
+                             f"or another order): dump both with the same config")
+        out.append(spaces["global"])
+    return out[0], out[1]
+
+
 def cap_per_identity(ids: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
     """Sorted indices of at most ``cap`` images per identity (drawn at random, seeded): the same target
     at a lower density, e.g. ~7 or ~10 images per identity out of the rendered ~18."""
@@ -106,10 +138,37 @@ def cap_per_identity(ids: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
+def one_se_index(per_view_scores: np.ndarray) -> int:
+    """The one-standard-error rule (Breiman et al., CART) on (V, G) scores, one row per view (part space):
+    the smallest grid index whose mean score is within one standard error (over the views, at the best
+    index) of the best mean. Prefers the finer of scales the views cannot tell apart."""
+    s = np.asarray(per_view_scores, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] < 2:
+        raise ValueError(f"one_se_index needs (views >= 2, grid) scores, got shape {s.shape}")
+    mean = s.mean(0)
+    best = int(np.argmax(mean))
+    se = s[:, best].std(ddof=1) / np.sqrt(s.shape[0])
+    return int(np.flatnonzero(mean >= mean[best] - se)[0])
+
+
+def teacher_agreement(labels1: np.ndarray, labels2: np.ndarray) -> np.ndarray:
+    """(G,) per grid eps: the adjusted Rand index of the two mean teachers' clusterings at that eps (each
+    (G, N) from ``labels_over_grid``; the teachers share architecture and recipe, hence one scale). A
+    clustering of fewer than two clusters scores 0, as in ``cross_space_agreement``."""
+    from inclr_fastreid.pseudo_labels.eps_rule import clustering_agreement
+
+    l1, l2 = np.asarray(labels1), np.asarray(labels2)
+    if l1.shape != l2.shape or l1.ndim != 2:
+        raise ValueError(f"teacher_agreement needs two (G, N) label grids of one shape, got {l1.shape} and {l2.shape}")
+    ok = lambda lab: np.unique(lab[lab >= 0]).size >= 2  # noqa: E731
+    return np.array([clustering_agreement(a, b) if ok(a) and ok(b) else 0.0 for a, b in zip(l1, l2)])
+
+
 def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequence[float], camids: np.ndarray, *,
                       k1: int = 30, k2: int = 6, min_samples: int = 4, max_distance: float = 0.9,
                       default_eps: float = 0.6, rho: float = 1.6e-3, candidates: bool = False,
-                      cross_camera: bool = False, coverage: str = "multi_camera", pairs: str = "all") -> Dict[str, object]:
+                      cross_camera: bool = False, coverage: str = "multi_camera", pairs: str = "all",
+                      teachers: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Dict[str, object]:
     """DBSCAN's global-space labels at the eps of each rule, with their label quality (docs/design.md §4.6).
 
     One sparse Jaccard matrix per space, reused by every rule: ``auto`` (no labels, every space's grid
@@ -119,7 +178,8 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
     rule). Returns rule -> {"eps", "labels", "quality", "same_cam_recall", "cross_cam_recall"} (the recall of
     the identities' same- and cross-camera pairs, ``quality.camera_pair_recall``) plus the auto rule's and the
     Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``,
-    ``sameEps``); ``cross_camera`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera, no coverage).
+    ``sameEps``, ``oneSE``); ``cross_camera`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera, no coverage);
+    ``teachers`` (each mean teacher's global features alone, rows as ``ids``) adds ``teachers`` and ``teachersAV``.
     """
     from inclr_fastreid.pseudo_labels import compute_jaccard_distance, label_quality, pairwise_prf
     from inclr_fastreid.pseudo_labels.clustering import cluster_dbscan, mmt_eps
@@ -154,8 +214,21 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
             same = [np.mean([clustering_agreement(ref[g], grid_labels[s][g]) for s in grid_labels if s != "global"])
                     for g in range(len(grid))]  # agreement of the spaces at one shared eps
             eps["sameEps"] = grid[int(np.argmax(same))]
+            from inclr_fastreid.pseudo_labels.eps_rule import coverage_over_grid, cross_space_agreement
+            cover = coverage_over_grid(ref, coverage, camids)  # per part: its agreement with the global x coverage
+            per_part = np.stack([cross_space_agreement({"global": ref, s: grid_labels[s]}) * cover
+                                 for s in grid_labels if s != "global"])
+            eps["oneSE"] = grid[one_se_index(per_part)]
+    if teachers is not None:
+        t_labels = [labels_over_grid(compute_jaccard_distance(t, k1, k2, max_distance=max_distance), grid, min_samples)
+                    for t in teachers]
+        t_agree = teacher_agreement(*t_labels)
+        eps["teachers"] = grid[int(np.argmax(t_agree))]
+        eps["teachersAV"] = grid[int(np.argmax(t_agree * np.asarray(choice.scores)))]
     out: Dict[str, object] = {"n": n, "auto_s": t_auto, "jaccard_s": t_jaccard, "choice": choice.as_record(),
                               "f_grid": f_grid.tolist()}
+    if teachers is not None:
+        out["teacher_agreement"] = t_agree.tolist()
     for rule, e in eps.items():
         # mmt can give exactly 0 (the m smallest pairs all have identical supports); DBSCAN needs eps > 0
         labels = cluster_dbscan(dists["global"], max(e, 1e-9), min_samples)
@@ -168,19 +241,20 @@ def f_of(result: Dict[str, object], rule: str) -> float:
     return float(result[rule]["quality"]["pairwise_fscore"])  # type: ignore[index]
 
 
-def auto_over_oracle(result: Dict[str, object]) -> float:
-    """F(auto) / F(oracle): the issue's label-quality bar asks >= 0.8."""
-    return f_of(result, "auto") / max(f_of(result, "oracle"), 1e-12)
+def auto_over_oracle(result: Dict[str, object], rule: str = "auto") -> float:
+    """F(rule) / F(oracle), by default of ``auto``: the issue's label-quality bar asks >= 0.8."""
+    return f_of(result, rule) / max(f_of(result, "oracle"), 1e-12)
 
 
-def ratio_over_draws(names: Sequence[str], rows: Sequence[Dict[str, object]]) -> Dict[str, Tuple[float, float, float]]:
-    """Case (name without its `` draw k``) -> mean, sample std and min of F(auto)/F(oracle) over its draws:
+def ratio_over_draws(names: Sequence[str], rows: Sequence[Dict[str, object]],
+                     rule: str = "auto") -> Dict[str, Tuple[float, float, float]]:
+    """Case (name without its `` draw k``) -> mean, sample std and min of F(rule)/F(oracle) over its draws:
     a capped subset is one random draw of the target, so its ratio is a sample, not a fixed figure."""
     groups: Dict[str, List[float]] = {}
     for name, r in zip(names, rows):
         case, drawn = re.subn(r" draw \d+", "", name)
         if drawn:
-            groups.setdefault(case, []).append(auto_over_oracle(r))
+            groups.setdefault(case, []).append(auto_over_oracle(r, rule))
     return {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, float(min(v)))
             for k, v in groups.items()}
 
@@ -227,6 +301,9 @@ def main() -> None:
                     help="--cap-per-id: D random subsets per cap (seeds SEED..SEED+D-1), then each case's "
                          "F(auto)/F(oracle) over the draws: mean, std, min")
     ap.add_argument("--candidates", action="store_true", help="also the other label-free criteria compared")
+    ap.add_argument("--teachers", nargs="+", default=[], metavar="FILE=T1.npz,T2.npz",
+                    help="--features FILE's two mean teachers' features alone (cluster_quality.py --teacher t1 / t2): "
+                         "adds the teachers' agreement (teachers, teachersAV)")
     ap.add_argument("--cross-camera", action="store_true",
                     help="also auto with AUTO_PAIRS cross_camera (agreement alone)")
     ap.add_argument("--camera-norm", action="store_true",
@@ -242,40 +319,48 @@ def main() -> None:
         time_rounds(args.overhead, args.dim)
         return
 
-    cases: List[Tuple[str, Dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
+    teacher_files = parse_teachers(args.teachers, args.features or [])
+    # (name, spaces, ids, camids, the two teachers' global features or None)
+    cases: List[Tuple[str, Dict[str, np.ndarray], np.ndarray, np.ndarray, Optional[Tuple[np.ndarray, np.ndarray]]]] = []
     if args.features:
         for path in args.features:
             spaces, ids = load_features(path)
             cams = load_camids(path)
+            teachers = load_teachers(teacher_files[path], ids) if path in teacher_files else None
             for cap in args.cap_per_id or []:
                 for draw in range(args.draws):
                     keep = cap_per_identity(ids, cap, args.seed + draw)
                     name = f"{os.path.basename(path)} <={cap}/id" + (f" draw {draw}" if args.draws > 1 else "")
-                    cases.append((name, {k: v[keep] for k, v in spaces.items()}, ids[keep], cams[keep]))
-            cases.append((f"{os.path.basename(path)} ({len(ids) / len(np.unique(ids)):.1f}/id)", spaces, ids, cams))
+                    cases.append((name, {k: v[keep] for k, v in spaces.items()}, ids[keep], cams[keep],
+                                  None if teachers is None else (teachers[0][keep], teachers[1][keep])))
+            cases.append((f"{os.path.basename(path)} ({len(ids) / len(np.unique(ids)):.1f}/id)", spaces, ids, cams,
+                          teachers))
     else:
         for per_id in args.per_id:
             for spread in args.spreads:
                 spaces, ids, cams = synthetic_case(args.ids, per_id, spread, seed=args.seed)
-                cases.append((f"synthetic {per_id:g}/id spread {spread:g}", spaces, ids, cams))
+                cases.append((f"synthetic {per_id:g}/id spread {spread:g}", spaces, ids, cams, None))
     if args.camera_norm:
         from inclr_fastreid.pseudo_labels import camera_normalize
-        cases = [(f"{name} camera-norm", {k: camera_normalize(v, cams) for k, v in spaces.items()}, ids, cams)
-                 for name, spaces, ids, cams in cases]
+        cases = [(f"{name} camera-norm", {k: camera_normalize(v, cams) for k, v in spaces.items()}, ids, cams,
+                  None if t is None else (camera_normalize(t[0], cams), camera_normalize(t[1], cams)))
+                 for name, spaces, ids, cams, t in cases]
     recall_rules = ("auto", "agree", "oracle", "fixed")
     head = ["case", "N", "F(auto)", "eps auto", "F(oracle)", "eps oracle", "F(0.6)", "F(mmt)", "eps mmt",
             "auto/oracle", "F(agree)", "eps agree"] + [f"xcam recall / outliers {r}" for r in recall_rules] + \
         ["auto s", "jaccard s"]
     if args.candidates:
-        head += ["F(knee)", "eps knee", "F(agreeF)", "eps agreeF", "F(sameEps)", "eps sameEps"]
+        head += ["F(knee)", "eps knee", "F(agreeF)", "eps agreeF", "F(sameEps)", "eps sameEps", "F(oneSE)", "eps oneSE"]
+    if teacher_files:
+        head += ["F(teachers)", "eps teachers", "F(teachersAV)", "eps teachersAV"]
     if args.cross_camera:
         head += ["F(auto_xcam)", "eps auto_xcam", "xcam recall / outliers auto_xcam"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     rows = []
-    for name, spaces, ids, cams in cases:
+    for name, spaces, ids, cams, teachers in cases:
         r = compare_eps_rules(spaces, ids, args.grid, cams, k1=args.k1, candidates=args.candidates,
-                              cross_camera=args.cross_camera)
+                              cross_camera=args.cross_camera, teachers=teachers)
         rows.append(r)
         cells = [name, r["n"], f"{f_of(r, 'auto'):.3f}", f"{r['auto']['eps']:.2f}", f"{f_of(r, 'oracle'):.3f}",
                  f"{r['oracle']['eps']:.2f}", f"{f_of(r, 'fixed'):.3f}", f"{f_of(r, 'mmt'):.3f}",
@@ -285,7 +370,10 @@ def main() -> None:
         cells += [f"{r['auto_s']:.2f}", f"{r['jaccard_s']:.2f}"]
         if args.candidates:
             cells += [f"{f_of(r, 'knee'):.3f}", f"{r['knee']['eps']:.3f}"]
-            for c in ("agreeF", "sameEps"):
+            for c in ("agreeF", "sameEps", "oneSE"):
+                cells += [f"{f_of(r, c):.3f}", f"{r[c]['eps']:.2f}"] if c in r else ["-", "-"]
+        if teacher_files:
+            for c in ("teachers", "teachersAV"):
                 cells += [f"{f_of(r, c):.3f}", f"{r[c]['eps']:.2f}"] if c in r else ["-", "-"]
         if args.cross_camera:
             cells += [f"{f_of(r, 'auto_xcam'):.3f}", f"{r['auto_xcam']['eps']:.2f}",
@@ -295,15 +383,25 @@ def main() -> None:
             print("    grid:      " + " ".join(f"{e:.2f}" for e in r["choice"]["grid"]))
             print("    agreement: " + " ".join(f"{s:.2f}" for s in r["choice"]["agreement"]))
             print("    coverage:  " + " ".join(f"{s:.2f}" for s in r["choice"]["coverage"]))
+            if "teacher_agreement" in r:
+                print("    teachers:  " + " ".join(f"{s:.2f}" for s in r["teacher_agreement"]))
             print("    F:         " + " ".join(f"{f:.2f}" for f in r["f_grid"]), flush=True)
+    extra = ("agree", "oneSE", "teachers", "teachersAV") if args.candidates or teacher_files else ()
+    compared = ["auto"] + [k for k in extra if all(k in r for r in rows)]  # each ratio over the draws
     if args.draws > 1:
-        print("\nF(auto)/F(oracle) over the draws of each subset (mean ± std, min):")
-        for case, (m, sd, lo) in ratio_over_draws([c[0] for c in cases], rows).items():
-            print(f"  {case}: {m:.2f} ± {sd:.2f}, min {lo:.2f}")
+        for rule in compared:
+            print(f"\nF({rule})/F(oracle) over the draws of each subset (mean ± std, min):")
+            for case, (m, sd, lo) in ratio_over_draws([c[0] for c in cases], rows, rule).items():
+                print(f"  {case}: {m:.2f} ± {sd:.2f}, min {lo:.2f}")
+    if len(compared) > 1:
+        print("\nF(rule)/F(oracle) over all rows: " + "; ".join(
+            f"{k} min {min(auto_over_oracle(r, k) for r in rows):.2f}, below 0.8 in "
+            f"{sum(auto_over_oracle(r, k) < 0.8 for r in rows)} of {len(rows)}" for k in compared))
     mean = {k: float(np.mean([f_of(r, k) for r in rows])) for k in ("auto", "agree", "oracle", "fixed", "mmt")}
-    if args.candidates:
-        print("mean F of the candidates: " + ", ".join(f"{k} {np.mean([f_of(r, k) for r in rows]):.3f}"
-                                                      for k in ("knee", "agreeF", "sameEps") if k in rows[0]))
+    if args.candidates or teacher_files:
+        print("mean F of the candidates: " + ", ".join(
+            f"{k} {np.mean([f_of(r, k) for r in rows]):.3f}"
+            for k in ("knee", "agreeF", "sameEps", "oneSE", "teachers", "teachersAV") if all(k in r for r in rows)))
     worst = min(auto_over_oracle(r) for r in rows)
     print(f"\nmean F: auto {mean['auto']:.3f}, agree {mean['agree']:.3f}, oracle {mean['oracle']:.3f}, "
           f"0.6 {mean['fixed']:.3f}, mmt {mean['mmt']:.3f}; worst F(auto)/F(oracle) {worst:.2f}")

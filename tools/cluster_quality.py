@@ -39,6 +39,9 @@ def main() -> None:
     ap.add_argument("--whole-run", action="store_true",
                     help="--weights is an adaptation run's own checkpoint (its OUTPUT_DIR/model_final.pth: both "
                          "students and teachers), loaded whole, e.g. to see the labels a last round would get")
+    ap.add_argument("--teacher", choices=["mean", "t1", "t2"], default="mean",
+                    help="an INCLR model's features: the two teachers' mean (what the hook clusters), or one "
+                         "teacher's alone (for benchmark_eps_rule.py --teachers)")
     ap.add_argument("--eps", type=float, nargs="+", default=None, help="DBSCAN eps values (default: config)")
     ap.add_argument("--k1", type=int, nargs="+", default=None, help="k-reciprocal k1 values (default: config)")
     ap.add_argument("--camera-norm", choices=["off", "on", "both"], default=None,
@@ -63,7 +66,7 @@ def main() -> None:
     cfg.MODEL.HEADS.NUM_CLASSES = cfg.MODEL.HEADS.NUM_CLASSES or 1
     cfg.INCLR.NUM_SAMPLES = len(items)
     cfg.freeze()
-    model = build_feature_model(cfg, whole_run=args.whole_run)
+    model = build_feature_model(cfg, whole_run=args.whole_run, teacher=args.teacher)
     true_ids = true_identities(items)
     if true_ids is None:
         raise SystemExit("The target set has no identities to measure against.")
@@ -117,10 +120,11 @@ def camera_norm_settings(choice: Optional[str], config_value: bool) -> List[bool
     return [config_value] if choice is None else {"off": [False], "on": [True], "both": [False, True]}[choice]
 
 
-def build_feature_model(cfg, whole_run: bool = False):
+def build_feature_model(cfg, whole_run: bool = False, teacher: str = "mean"):
     """The network whose features the first clustering sees, from MODEL.WEIGHTS: for INCLR both source
     models (INCLR.WEIGHTS2 into student 2 / teacher 2, as the trainer loads them: the features are the two
-    teachers' mean), for a Baseline the one checkpoint."""
+    teachers' mean), for a Baseline the one checkpoint. ``teacher`` t1 / t2: that teacher's weights in
+    both teachers (:func:`keep_one_teacher`), so the features are its own."""
     from fastreid.utils.checkpoint import Checkpointer
 
     from inclr_fastreid.engine.trainer import INCLRTrainer, load_source_models
@@ -133,7 +137,21 @@ def build_feature_model(cfg, whole_run: bool = False):
         load_source_models(model, cfg)
     else:
         Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+    if teacher != "mean":
+        keep_one_teacher(model, teacher)
     return model
+
+
+def keep_one_teacher(model, teacher: str) -> None:
+    """Copy teacher ``t1`` (``teacher1``) or ``t2`` (``teacher2``) into the other, so the teachers' mean
+    features are that teacher's alone; only a model with two mean teachers has a choice."""
+    from inclr_fastreid.modeling.interface import MeanTeacherModel
+
+    src, dst = {"t1": ("teacher1", "teacher2"), "t2": ("teacher2", "teacher1")}[teacher]
+    if not isinstance(model, MeanTeacherModel) or not {src, dst} <= set(model.network_names):
+        raise SystemExit(f"--teacher {teacher}: the model ({type(model).__name__}) has no two mean teachers "
+                         f"(teacher1, teacher2); use --teacher mean")
+    getattr(model, dst).load_state_dict(getattr(model, src).state_dict())
 
 
 def print_eps_rules(cfg, feats, parts, true_ids, camids) -> None:
