@@ -241,7 +241,7 @@ def f_of(result: Dict[str, object], rule: str) -> float:
     return float(result[rule]["quality"]["pairwise_fscore"])  # type: ignore[index]
 
 
-def auto_over_oracle(result: Dict[str, object], rule: str = "auto") -> float:
+def over_oracle(result: Dict[str, object], rule: str = "auto") -> float:
     """F(rule) / F(oracle), by default of ``auto``: the issue's label-quality bar asks >= 0.8."""
     return f_of(result, rule) / max(f_of(result, "oracle"), 1e-12)
 
@@ -254,7 +254,7 @@ def ratio_over_draws(names: Sequence[str], rows: Sequence[Dict[str, object]],
     for name, r in zip(names, rows):
         case, drawn = re.subn(r" draw \d+", "", name)
         if drawn:
-            groups.setdefault(case, []).append(auto_over_oracle(r, rule))
+            groups.setdefault(case, []).append(over_oracle(r, rule))
     return {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, float(min(v)))
             for k, v in groups.items()}
 
@@ -364,7 +364,7 @@ def main() -> None:
         rows.append(r)
         cells = [name, r["n"], f"{f_of(r, 'auto'):.3f}", f"{r['auto']['eps']:.2f}", f"{f_of(r, 'oracle'):.3f}",
                  f"{r['oracle']['eps']:.2f}", f"{f_of(r, 'fixed'):.3f}", f"{f_of(r, 'mmt'):.3f}",
-                 f"{r['mmt']['eps']:.3f}", f"{auto_over_oracle(r):.2f}",
+                 f"{r['mmt']['eps']:.3f}", f"{over_oracle(r):.2f}",
                  f"{f_of(r, 'agree'):.3f}", f"{r['agree']['eps']:.2f}"]
         cells += [f"{r[k]['cross_cam_recall']:.2f} / {r[k]['quality']['outlier_ratio']:.0%}" for k in recall_rules]
         cells += [f"{r['auto_s']:.2f}", f"{r['jaccard_s']:.2f}"]
@@ -395,14 +395,14 @@ def main() -> None:
                 print(f"  {case}: {m:.2f} ± {sd:.2f}, min {lo:.2f}")
     if len(compared) > 1:
         print("\nF(rule)/F(oracle) over all rows: " + "; ".join(
-            f"{k} min {min(auto_over_oracle(r, k) for r in rows):.2f}, below 0.8 in "
-            f"{sum(auto_over_oracle(r, k) < 0.8 for r in rows)} of {len(rows)}" for k in compared))
+            f"{k} min {min(over_oracle(r, k) for r in rows):.2f}, below 0.8 in "
+            f"{sum(over_oracle(r, k) < 0.8 for r in rows)} of {len(rows)}" for k in compared))
     mean = {k: float(np.mean([f_of(r, k) for r in rows])) for k in ("auto", "agree", "oracle", "fixed", "mmt")}
     if args.candidates or teacher_files:
         print("mean F of the candidates: " + ", ".join(
             f"{k} {np.mean([f_of(r, k) for r in rows]):.3f}"
             for k in ("knee", "agreeF", "sameEps", "oneSE", "teachers", "teachersAV") if all(k in r for r in rows)))
-    worst = min(auto_over_oracle(r) for r in rows)
+    worst = min(over_oracle(r) for r in rows)
     print(f"\nmean F: auto {mean['auto']:.3f}, agree {mean['agree']:.3f}, oracle {mean['oracle']:.3f}, "
           f"0.6 {mean['fixed']:.3f}, mmt {mean['mmt']:.3f}; worst F(auto)/F(oracle) {worst:.2f}")
     print("mean cross-camera pair recall / outliers: " + ", ".join(
