@@ -665,3 +665,17 @@ def test_cluster_quality_keeps_one_teacher_by_copying_it_into_the_other():
             assert torch.equal(v, before[k]) and torch.equal(getattr(model, src).state_dict()[k], before[k])
     with pytest.raises(SystemExit, match="--teacher mean"):
         cluster_quality.keep_one_teacher(torch.nn.Linear(2, 2), "t1")
+
+
+def test_same_eps_candidates_score_a_scale_of_one_cluster_nothing():
+    """``agreeF`` / ``sameEps``: the global and part clusterings compared at one eps; where a side chains
+    everything into one cluster (two such sides agree exactly) the scale scores 0, as in the auto rule."""
+    bench = tool("benchmark_eps_rule")
+    g = np.array([[0, 0, 1, 1, 2, 2], [0, 0, 0, 0, 0, 0]])
+    p = np.array([[0, 0, 1, 1, 2, -1], [0, 0, 0, 0, 0, 0]])
+    grid_labels = {"global": g, "part1": p, "part2": p.copy()}
+    f = bench.agreement_at_same_eps(grid_labels, "f")
+    assert f[0] == pytest.approx(pairwise_prf(g[0], p[0])[2]) and 0 < f[0] < 1 and f[1] == 0.0
+    ari = bench.agreement_at_same_eps(grid_labels, "ari")
+    assert ari[0] == pytest.approx(clustering_agreement(g[0], p[0])) and ari[1] == 0.0
+    assert not bench.is_partition(np.array([-1, -1])) and bench.is_partition(np.array([0, 1, -1]))

@@ -16,7 +16,7 @@ Cases:
     --dump-features`` writes them (arrays ``global``, ``part1``.., ``ids``, ``camids``).
 ``--candidates`` also prints the other label-free criteria that were compared: ``knee`` (the sorted
 k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not chance-corrected),
-``sameEps`` (cross-space ARI with every space at the same eps), ``oneSE`` (the smallest eps whose score
+``sameEps`` (cross-space ARI with every space at the same eps; both score a one-cluster scale 0), ``oneSE`` (the smallest eps whose score
 is within one standard error, over the part spaces, of the best: :func:`one_se_index`), and each case's grid
 scores. ``--teachers FILE=T1.npz,T2.npz`` adds the mean teachers' agreement for the cases of ``FILE``
 (features of each teacher alone, ``tools/cluster_quality.py --teacher t1|t2``): ``teachers`` (the two
@@ -151,6 +151,27 @@ def one_se_index(per_view_scores: np.ndarray) -> int:
     return int(np.flatnonzero(mean >= mean[best] - se)[0])
 
 
+def is_partition(labels: np.ndarray) -> bool:
+    """At least two clusters: a clustering that can agree with another about identities (one component
+    chaining everything agrees exactly with any other such component, and says nothing)."""
+    lab = np.asarray(labels)
+    return np.unique(lab[lab >= 0]).size >= 2
+
+
+def agreement_at_same_eps(grid_labels: Dict[str, np.ndarray], measure: str = "ari") -> np.ndarray:
+    """(G,) the candidates ``sameEps`` (``measure`` ari) and ``agreeF`` (f: pairwise F of the global clustering
+    against each part's, not chance-corrected): the mean over the parts of the agreement of the global and
+    part clusterings at the same grid eps; a scale where either side is no partition scores 0."""
+    from inclr_fastreid.pseudo_labels import pairwise_prf
+    from inclr_fastreid.pseudo_labels.eps_rule import clustering_agreement
+
+    score = {"ari": clustering_agreement, "f": lambda a, b: pairwise_prf(a, b)[2]}[measure]
+    ref = grid_labels["global"]
+    parts = [v for k, v in grid_labels.items() if k != "global"]
+    return np.array([np.mean([score(ref[g], p[g]) if is_partition(ref[g]) and is_partition(p[g]) else 0.0
+                              for p in parts]) for g in range(ref.shape[0])])
+
+
 def teacher_agreement(labels1: np.ndarray, labels2: np.ndarray) -> np.ndarray:
     """(G,) per grid eps: the adjusted Rand index of the two mean teachers' clusterings at that eps (each
     (G, N) from ``labels_over_grid``; the teachers share architecture and recipe, hence one scale). A
@@ -160,8 +181,8 @@ def teacher_agreement(labels1: np.ndarray, labels2: np.ndarray) -> np.ndarray:
     l1, l2 = np.asarray(labels1), np.asarray(labels2)
     if l1.shape != l2.shape or l1.ndim != 2:
         raise ValueError(f"teacher_agreement needs two (G, N) label grids of one shape, got {l1.shape} and {l2.shape}")
-    ok = lambda lab: np.unique(lab[lab >= 0]).size >= 2  # noqa: E731
-    return np.array([clustering_agreement(a, b) if ok(a) and ok(b) else 0.0 for a, b in zip(l1, l2)])
+    return np.array([clustering_agreement(a, b) if is_partition(a) and is_partition(b) else 0.0
+                     for a, b in zip(l1, l2)])
 
 
 def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequence[float], camids: np.ndarray, *,
@@ -207,13 +228,8 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
         eps["knee"] = k_distance_knee(dists["global"], min_samples)
         if len(grid_labels) > 1:  # cross-space agreement by pairwise F instead of ARI (not chance-corrected)
             ref = grid_labels["global"]
-            pf = [np.mean([pairwise_prf(ref[g], grid_labels[s][g])[2] for s in grid_labels if s != "global"])
-                  for g in range(len(grid))]
-            eps["agreeF"] = grid[int(np.argmax(pf))]
-            from inclr_fastreid.pseudo_labels.eps_rule import clustering_agreement
-            same = [np.mean([clustering_agreement(ref[g], grid_labels[s][g]) for s in grid_labels if s != "global"])
-                    for g in range(len(grid))]  # agreement of the spaces at one shared eps
-            eps["sameEps"] = grid[int(np.argmax(same))]
+            eps["agreeF"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "f")))]
+            eps["sameEps"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "ari")))]
             from inclr_fastreid.pseudo_labels.eps_rule import coverage_over_grid, cross_space_agreement
             cover = coverage_over_grid(ref, coverage, camids)  # per part: its agreement with the global x coverage
             per_part = np.stack([cross_space_agreement({"global": ref, s: grid_labels[s]}) * cover
