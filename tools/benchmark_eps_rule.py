@@ -230,8 +230,8 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
             ref = grid_labels["global"]
             eps["agreeF"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "f")))]
             eps["sameEps"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "ari")))]
-            from inclr_fastreid.pseudo_labels.eps_rule import coverage_over_grid, cross_space_agreement
-            cover = coverage_over_grid(ref, coverage, camids)  # per part: its agreement with the global x coverage
+            from inclr_fastreid.pseudo_labels.eps_rule import cross_space_agreement
+            cover = np.asarray(choice.coverage)  # per part: its agreement with the global x auto's coverage
             per_part = np.stack([cross_space_agreement({"global": ref, s: grid_labels[s]}) * cover
                                  for s in grid_labels if s != "global"])
             eps["oneSE"] = grid[one_se_index(per_part)]
