@@ -51,7 +51,8 @@ import numpy as np
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
-from inclr_fastreid.pseudo_labels.quality import camera_pair_recall  # noqa: E402  (after the sys.path lines)
+from inclr_fastreid.pseudo_labels.eps_rule import is_partition  # noqa: E402  (after the sys.path lines)
+from inclr_fastreid.pseudo_labels.quality import camera_pair_recall  # noqa: E402
 
 
 def synthetic_case(ids: int, per_id: float, spread: float, *, parts: int = 3, dim: int = 128, cams: int = 6,
@@ -151,13 +152,6 @@ def one_se_index(per_view_scores: np.ndarray) -> int:
     return int(np.flatnonzero(mean >= mean[best] - se)[0])
 
 
-def is_partition(labels: np.ndarray) -> bool:
-    """At least two clusters: a clustering that can agree with another about identities (one component
-    chaining everything agrees exactly with any other such component, and says nothing)."""
-    lab = np.asarray(labels)
-    return np.unique(lab[lab >= 0]).size >= 2
-
-
 def agreement_at_same_eps(grid_labels: Dict[str, np.ndarray], measure: str = "ari") -> np.ndarray:
     """(G,) the candidates ``sameEps`` (``measure`` ari) and ``agreeF`` (f: pairwise F of the global clustering
     against each part's, not chance-corrected): the mean over the parts of the agreement of the global and
@@ -175,14 +169,12 @@ def agreement_at_same_eps(grid_labels: Dict[str, np.ndarray], measure: str = "ar
 def teacher_agreement(labels1: np.ndarray, labels2: np.ndarray) -> np.ndarray:
     """(G,) per grid eps: the adjusted Rand index of the two mean teachers' clusterings at that eps (each
     (G, N) from ``labels_over_grid``; the teachers share architecture and recipe, hence one scale). A
-    clustering of fewer than two clusters scores 0, as in ``cross_space_agreement``."""
-    from inclr_fastreid.pseudo_labels.eps_rule import clustering_agreement
-
+    clustering of fewer than two clusters scores 0, as in ``cross_space_agreement``: the same-eps agreement
+    of :func:`agreement_at_same_eps` with teacher 1 as the reference and teacher 2 as the one other view."""
     l1, l2 = np.asarray(labels1), np.asarray(labels2)
     if l1.shape != l2.shape or l1.ndim != 2:
         raise ValueError(f"teacher_agreement needs two (G, N) label grids of one shape, got {l1.shape} and {l2.shape}")
-    return np.array([clustering_agreement(a, b) if is_partition(a) and is_partition(b) else 0.0
-                     for a, b in zip(l1, l2)])
+    return agreement_at_same_eps({"global": l1, "teacher2": l2}, "ari")
 
 
 def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequence[float], camids: np.ndarray, *,

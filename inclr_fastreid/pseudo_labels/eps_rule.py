@@ -32,7 +32,7 @@ from .params import AUTO_COVERAGES, DEFAULT_EPS_GRID
 from .quality import count_pairs, outliers_as_singletons, pairs_sharing
 
 __all__ = ["DEFAULT_EPS_GRID", "AUTO_COVERAGES", "EpsChoice", "dbscan_by_components", "labels_over_grid",
-           "clustering_agreement", "cross_space_agreement", "multi_camera_share", "clustered_share",
+           "clustering_agreement", "is_partition", "cross_space_agreement", "multi_camera_share", "clustered_share",
            "coverage_over_grid", "k_distance", "k_distance_knee", "choose_eps"]
 
 
@@ -130,9 +130,12 @@ def _ari(a: np.ndarray, b: np.ndarray, cams: Optional[np.ndarray] = None) -> flo
     return float((joint - expected) / top)
 
 
-def _clusters(labels: np.ndarray) -> int:
-    """Number of clusters (outliers, label < 0, not counted)."""
-    return int(np.unique(labels[labels >= 0]).size)
+def is_partition(labels: np.ndarray) -> bool:
+    """At least two clusters (outliers, label < 0, not counted): a clustering that can agree with another
+    about identities. One component chaining everything agrees exactly with any other such component and
+    says nothing, so every agreement here scores it 0."""
+    lab = np.asarray(labels)
+    return np.unique(lab[lab >= 0]).size >= 2
 
 
 def _dense_cams(camids: Optional[np.ndarray], n: int) -> Optional[np.ndarray]:
@@ -177,10 +180,10 @@ def cross_space_agreement(grid_labels: Mapping[str, np.ndarray], reference: str 
     if not others:
         raise ValueError("cross_space_agreement needs a second feature space (parts)")
     cams = _dense_cams(camids, ref.shape[1])
-    ref_ids = [_dense_ids(r) if _clusters(r) >= 2 else None for r in ref]
+    ref_ids = [_dense_ids(r) if is_partition(r) else None for r in ref]
     scores = np.zeros(ref.shape[0])
     for other in others:
-        other_ids = [_dense_ids(o) if _clusters(o) >= 2 else None for o in other]
+        other_ids = [_dense_ids(o) if is_partition(o) else None for o in other]
         for g, a in enumerate(ref_ids):
             if a is not None:
                 scores[g] += max((_ari(a, b, cams) for b in other_ids if b is not None), default=0.0)
