@@ -104,6 +104,10 @@ def add_inclr_config(cfg: CN) -> CN:
     # (multi_camera; the images that give a cross-camera positive), of images not outliers (clustered), or
     # not at all (none: the views' agreement alone, which favours camera-split fragments; §4.3.1)
     _C.INCLR.CLUSTER.AUTO_COVERAGE = "multi_camera"
+    # EPS_RULE auto: one_se = the smallest eps whose score is within one standard error (over the part
+    # views) of the best (CART's one-SE rule: the finest scale the views cannot tell from the best); max =
+    # the best score (the rule before; docs/design.md §4.3.1)
+    _C.INCLR.CLUSTER.AUTO_SELECT = "one_se"
 
     # LGMR: local/global mutual refinement (docs/design.md §4.4)
     _C.INCLR.LGMR = CN()

@@ -15,8 +15,9 @@ from inclr_fastreid.errors import ConfigError
 from inclr_fastreid.pseudo_labels import (ClusterParams, cluster_dbscan, compute_jaccard_distance,
                                           generate_pseudo_labels, pairwise_prf)
 from inclr_fastreid.pseudo_labels.eps_rule import (choose_eps, clustered_share, clustering_agreement, coverage_over_grid,
-                                                   cross_space_agreement, dbscan_by_components, k_distance,
-                                                   k_distance_knee, labels_over_grid, multi_camera_share)
+                                                   cross_space_agreement, dbscan_by_components, is_partition, k_distance,
+                                                   k_distance_knee, labels_over_grid, multi_camera_share, one_se_index,
+                                                   per_view_agreement)
 
 from test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
 
@@ -285,7 +286,7 @@ def test_generate_auto_clusters_every_space_at_the_chosen_eps_and_reports_the_gr
     # without part spaces: the k-distance knee of the global space, snapped to the grid
     one = generate_pseudo_labels(spaces[0], [], p, lgmr_enabled=False, camids=cams)
     knee = k_distance_knee(compute_jaccard_distance(spaces[0], 20, 6, 0.9), 4)
-    assert one.eps_choice["criterion"] == "k_distance_knee"
+    assert one.eps_choice["criterion"] == "k_distance_knee" and one.eps_choice["select"] == "knee"
     assert one.eps == GRID[int(np.argmin(np.abs(np.array(GRID) - knee)))]
 
 
@@ -305,10 +306,72 @@ def test_eps_grid_is_checked_against_max_distance_and_keys_reach_the_params():
     assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_PAIRS", "cross_camera"])).auto_pairs == "cross_camera"
     with pytest.raises(ConfigError, match="AUTO_PAIRS"):
         setup_cfg("", ["INCLR.CLUSTER.AUTO_PAIRS", "cross_cam"])
+    assert default.auto_select == "one_se"
+    assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_SELECT", "max"])).auto_select == "max"
+    with pytest.raises(ConfigError, match="INCLR.CLUSTER.AUTO_SELECT 'best'"):
+        setup_cfg("", ["INCLR.CLUSTER.AUTO_SELECT", "best"])
     with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_GRID.*MAX_DISTANCE"):
         setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[0.5, 0.95]"])
     with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_GRID"):
         setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[]"])
+
+
+# ------------------------------------------------------------------------ the pick: one-SE rule over the views
+def test_one_se_rule_by_hand():
+    """The smallest grid index within one standard error (over the views, at the best) of the best mean."""
+    scores = np.array([[0.1, 0.50, 0.52, 0.60, 0.2],
+                       [0.1, 0.55, 0.60, 0.50, 0.2],
+                       [0.1, 0.45, 0.50, 0.55, 0.2]])  # means 0.1 0.5 0.54 0.55 0.2; SE at 3: 0.05 / sqrt(3)
+    assert one_se_index(scores) == 2  # 0.54 >= 0.55 - 0.0289 > 0.5
+    assert one_se_index(scores[[0, 0]]) == 3  # views that agree exactly: no error, the best itself
+    assert one_se_index(np.array([[0.3, 0.3, 0.1], [0.3, 0.3, 0.1]])) == 0  # ties: the finer
+    with pytest.raises(ValueError, match="views >= 2"):
+        one_se_index(scores[:1])
+
+
+def test_per_view_agreement_equals_a_slow_reference():
+    """Row v, column g: the best ARI of the global clustering at g with view v's at any grid eps; 0 where
+    either side is no partition; the mean over the rows is cross_space_agreement."""
+    spaces, ids, cams = identities(ids=30, per_id=6, spread=1.1, with_cams=True)
+    grid = (0.3, 0.45, 0.6, 0.75, 0.8)
+    gl = {name: labels_over_grid(compute_jaccard_distance(x, 20, 6, 0.9), grid, 4)
+          for name, x in zip(["global", "part1", "part2"], spaces)}
+    for cam in (None, cams):
+        ref = np.array([[max([clustering_agreement(a, b, cam) for b in gl[v] if is_partition(b)], default=0.0)
+                         if is_partition(a) else 0.0 for a in gl["global"]] for v in ("part1", "part2")])
+        got = per_view_agreement(gl, camids=cam)
+        assert got.shape == (2, len(grid)) and np.allclose(got, ref)
+        assert np.allclose(cross_space_agreement(gl, camids=cam), ref.mean(0))
+
+
+def test_auto_select_one_se_takes_the_finer_scale_the_views_cannot_tell_from_the_best():
+    """choose_eps scores each part view (agreement x coverage) and, under one_se, takes the smallest eps within
+    one standard error of the best mean; max takes the best mean. A case where the two differ: the one-SE pick
+    is finer and its labels are at least as good (the issue's label bar). Through the config key as well."""
+    spaces, ids, cams = identities(ids=60, per_id=5, spread=1.4, seed=1, with_cams=True)
+    gl = {name: labels_over_grid(compute_jaccard_distance(x, 30, 6, 0.9), GRID, 4)
+          for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
+    one_se = choose_eps(gl, GRID, camids=cams, coverage="multi_camera")  # the default pick
+    best = choose_eps(gl, GRID, camids=cams, coverage="multi_camera", select="max")
+    views = per_view_agreement(gl) * coverage_over_grid(gl["global"], "multi_camera", cams)
+    assert np.allclose(one_se.per_view, views) and np.allclose(one_se.scores, views.mean(0))
+    assert best.index == int(np.argmax(views.mean(0))) and one_se.index == one_se_index(views)
+    assert one_se.eps < best.eps  # the case was chosen where they differ
+    assert (one_se.select, best.select) == ("one_se", "max") and one_se.as_record()["select"] == "one_se"
+    f = np.array([pairwise_prf(lab, ids)[2] for lab in gl["global"]])
+    assert f[one_se.index] >= f[best.index]
+    # the rule's score must be agreement x coverage per view: agreement alone (coverage none) picks elsewhere
+    assert choose_eps(gl, GRID, coverage="none").eps != one_se.eps
+    # one view only: the one-SE rule has no spread to use, so the best score
+    two = {k: gl[k] for k in ("global", "part2")}
+    assert choose_eps(two, GRID, camids=cams, coverage="multi_camera").select == "max"
+    with pytest.raises(ValueError, match="select 'best'"):
+        choose_eps(gl, GRID, select="best")
+    # INCLR.CLUSTER.AUTO_SELECT reaches the round
+    for key, expected in (("one_se", one_se), ("max", best)):
+        r = generate_pseudo_labels(spaces[0], spaces[1:], ClusterParams(eps_rule="auto", eps_grid=GRID,
+                                                                        auto_select=key), camids=cams)
+        assert r.eps == expected.eps and r.eps_choice["select"] == key
 
 
 # ------------------------------------------------------------------------------- the hook: freeze and resume
@@ -321,7 +384,7 @@ def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, mon
     labels = [i % 3 for i in range(len(items))]
     first = payload(labels)
     first["record"]["eps_choice"] = {"eps": 0.35, "criterion": "cross_space_agreement", "grid": [0.3, 0.35],
-                                     "scores": [0.5, 0.9]}
+                                     "scores": [0.5, 0.9], "select": "max"}
     hook._apply(0, dict(first, eps=0.35))
     hook._apply(1, dict(payload(labels, epoch=1), eps=0.55))
     assert hook.state.eps == (0.35 if freeze else None)
@@ -563,19 +626,6 @@ def test_benchmark_draws_score_each_capped_subset_and_summarise_the_ratio(tmp_pa
 
 
 # ------------------------------------------------------------- the candidates compared (benchmark_eps_rule)
-def test_one_se_rule_by_hand():
-    """The smallest grid index within one standard error (over the views, at the best) of the best mean."""
-    bench = tool("benchmark_eps_rule")
-    scores = np.array([[0.1, 0.50, 0.52, 0.60, 0.2],
-                       [0.1, 0.55, 0.60, 0.50, 0.2],
-                       [0.1, 0.45, 0.50, 0.55, 0.2]])  # means 0.1 0.5 0.54 0.55 0.2; SE at 3: 0.05 / sqrt(3)
-    assert bench.one_se_index(scores) == 2  # 0.54 >= 0.55 - 0.0289 > 0.5
-    assert bench.one_se_index(scores[[0, 0]]) == 3  # views that agree exactly: no error, the best itself
-    assert bench.one_se_index(np.array([[0.3, 0.3, 0.1], [0.3, 0.3, 0.1]])) == 0  # ties: the finer
-    with pytest.raises(ValueError, match="views >= 2"):
-        bench.one_se_index(scores[:1])
-
-
 def test_teacher_agreement_scores_the_two_teachers_clusterings_per_eps():
     """ARI of the teachers' clusterings at each eps: 1 for the same partition under other names, 0 where a
     side has fewer than two clusters; from both teachers (the same teacher twice would agree everywhere)."""
@@ -624,7 +674,7 @@ def test_benchmark_teachers_option_adds_the_candidates_and_checks_its_files(tmp_
     bench.main()
     out = capsys.readouterr().out
     head = next(line for line in out.splitlines() if line.startswith("| case"))
-    assert "F(teachersAV)" in head and "F(oneSE)" in head
+    assert "F(teachersAV)" in head and "F(autoMax)" in head
     row = next(line for line in out.splitlines() if line.startswith("| f.npz <=5/id")).split("|")
     keep = bench.cap_per_identity(ids, 5, 0)
     r = bench.compare_eps_rules({k: v[keep] for k, v in zip(names, spaces)}, ids[keep], GRID, cams[keep],

@@ -4,7 +4,8 @@
 For each case: the sparse Jaccard distance of every feature space (global + parts) once, DBSCAN at
 each eps of the grid, then the pairwise F-score (against the true identities) of the global
 clustering at the eps each rule picks: ``auto`` (no labels; the default criterion, agreement x
-multi-camera share), ``agree`` (agreement alone, ``AUTO_COVERAGE none``), the ``oracle`` (best grid eps,
+multi-camera share, the one-SE pick over the part views), ``agree`` (agreement alone and its best score:
+``AUTO_COVERAGE none``, ``AUTO_SELECT max``), the ``oracle`` (best grid eps,
 chosen with the labels), the fixed default 0.6 and MMT-DBSCAN's rho rule (on the same Jaccard matrix).
 One table, one row per case, and the means.
 
@@ -16,8 +17,8 @@ Cases:
     --dump-features`` writes them (arrays ``global``, ``part1``.., ``ids``, ``camids``).
 ``--candidates`` also prints the other label-free criteria that were compared: ``knee`` (the sorted
 k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not chance-corrected),
-``sameEps`` (cross-space ARI with every space at the same eps; both score a one-cluster scale 0), ``oneSE`` (the smallest eps whose score
-is within one standard error, over the part spaces, of the best: :func:`one_se_index`), and each case's grid
+``sameEps`` (cross-space ARI with every space at the same eps; both score a one-cluster scale 0), ``autoMax``
+(auto's score, its best: ``AUTO_SELECT max``, the default before the one-SE pick), and each case's grid
 scores. ``--teachers FILE=T1.npz,T2.npz`` adds the mean teachers' agreement for the cases of ``FILE``
 (features of each teacher alone, ``tools/cluster_quality.py --teacher t1|t2``): ``teachers`` (the two
 teachers' global clusterings' ARI at each eps, :func:`teacher_agreement`) and ``teachersAV`` (that times
@@ -139,19 +140,6 @@ def cap_per_identity(ids: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def one_se_index(per_view_scores: np.ndarray) -> int:
-    """The one-standard-error rule (Breiman et al., CART) on (V, G) scores, one row per view (part space):
-    the smallest grid index whose mean score is within one standard error (over the views, at the best
-    index) of the best mean. Prefers the finer of scales the views cannot tell apart."""
-    s = np.asarray(per_view_scores, dtype=np.float64)
-    if s.ndim != 2 or s.shape[0] < 2:
-        raise ValueError(f"one_se_index needs (views >= 2, grid) scores, got shape {s.shape}")
-    mean = s.mean(0)
-    best = int(np.argmax(mean))
-    se = s[:, best].std(ddof=1) / np.sqrt(s.shape[0])
-    return int(np.flatnonzero(mean >= mean[best] - se)[0])
-
-
 def agreement_at_same_eps(grid_labels: Dict[str, np.ndarray], measure: str = "ari") -> np.ndarray:
     """(G,) the candidates ``sameEps`` (``measure`` ari) and ``agreeF`` (f: pairwise F of the global clustering
     against each part's, not chance-corrected): the mean over the parts of the agreement of the global and
@@ -181,17 +169,18 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
                       k1: int = 30, k2: int = 6, min_samples: int = 4, max_distance: float = 0.9,
                       default_eps: float = 0.6, rho: float = 1.6e-3, candidates: bool = False,
                       cross_camera: bool = False, coverage: str = "multi_camera", pairs: str = "all",
-                      teachers: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Dict[str, object]:
+                      select: str = "one_se", teachers: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Dict[str, object]:
     """DBSCAN's global-space labels at the eps of each rule, with their label quality (docs/design.md §4.6).
 
     One sparse Jaccard matrix per space, reused by every rule: ``auto`` (no labels, every space's grid
-    clusterings, with ``coverage`` / ``pairs`` as INCLR.CLUSTER.AUTO_COVERAGE / AUTO_PAIRS: by default
-    multi_camera / all), ``agree`` (the agreement alone: AUTO_COVERAGE none, AUTO_PAIRS all),
+    clusterings, with ``coverage`` / ``pairs`` / ``select`` as INCLR.CLUSTER.AUTO_COVERAGE / AUTO_PAIRS /
+    AUTO_SELECT: by default multi_camera / all / one_se), ``agree`` (the agreement alone: AUTO_COVERAGE none,
+    AUTO_PAIRS all, AUTO_SELECT max),
     ``oracle`` (the grid eps of best pairwise F), ``fixed`` (``default_eps``) and ``mmt`` (MMT-DBSCAN's rho
     rule). Returns rule -> {"eps", "labels", "quality", "same_cam_recall", "cross_cam_recall"} (the recall of
     the identities' same- and cross-camera pairs, ``quality.camera_pair_recall``) plus the auto rule's and the
     Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``,
-    ``sameEps``, ``oneSE``); ``cross_camera`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera, no coverage);
+    ``sameEps``, ``autoMax``); ``cross_camera`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera, no coverage, max);
     ``teachers`` (each mean teacher's global features alone, rows as ``ids``) adds ``teachers`` and ``teachersAV``.
     """
     from inclr_fastreid.pseudo_labels import compute_jaccard_distance, label_quality, pairwise_prf
@@ -207,26 +196,22 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
     t0 = time.perf_counter()
     grid_labels = {name: labels_over_grid(d, grid, min_samples) for name, d in dists.items()}
     choice = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples, camids=camids,
-                        coverage=coverage, pairs=pairs)
+                        coverage=coverage, pairs=pairs, select=select)
     t_auto = time.perf_counter() - t0
     f_grid = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
-    agree = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples, coverage="none")
+    agree = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples, coverage="none",
+                       select="max")
     eps = {"auto": choice.eps, "agree": agree.eps, "oracle": grid[int(np.argmax(f_grid))],
            "fixed": float(default_eps), "mmt": mmt_eps(dists["global"], n, rho)}
     if cross_camera:
         eps["auto_xcam"] = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples,
-                                      camids=camids, pairs="cross_camera").eps
+                                      camids=camids, pairs="cross_camera", select="max").eps
     if candidates:
         eps["knee"] = k_distance_knee(dists["global"], min_samples)
         if len(grid_labels) > 1:  # cross-space agreement by pairwise F instead of ARI (not chance-corrected)
-            ref = grid_labels["global"]
             eps["agreeF"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "f")))]
             eps["sameEps"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "ari")))]
-            from inclr_fastreid.pseudo_labels.eps_rule import cross_space_agreement
-            cover = np.asarray(choice.coverage)  # per part: its agreement with the global x auto's coverage
-            per_part = np.stack([cross_space_agreement({"global": ref, s: grid_labels[s]}) * cover
-                                 for s in grid_labels if s != "global"])
-            eps["oneSE"] = grid[one_se_index(per_part)]
+            eps["autoMax"] = grid[int(np.argmax(choice.scores))]  # AUTO_SELECT max: the first of equal scores
     if teachers is not None:
         t_labels = [labels_over_grid(compute_jaccard_distance(t, k1, k2, max_distance=max_distance), grid, min_samples)
                     for t in teachers]
@@ -358,7 +343,7 @@ def main() -> None:
             "auto/oracle", "F(agree)", "eps agree"] + [f"xcam recall / outliers {r}" for r in recall_rules] + \
         ["auto s", "jaccard s"]
     if args.candidates:
-        head += ["F(knee)", "eps knee", "F(agreeF)", "eps agreeF", "F(sameEps)", "eps sameEps", "F(oneSE)", "eps oneSE"]
+        head += ["F(knee)", "eps knee", "F(agreeF)", "eps agreeF", "F(sameEps)", "eps sameEps", "F(autoMax)", "eps autoMax"]
     if teacher_files:
         head += ["F(teachers)", "eps teachers", "F(teachersAV)", "eps teachersAV"]
     if args.cross_camera:
@@ -378,7 +363,7 @@ def main() -> None:
         cells += [f"{r['auto_s']:.2f}", f"{r['jaccard_s']:.2f}"]
         if args.candidates:
             cells += [f"{f_of(r, 'knee'):.3f}", f"{r['knee']['eps']:.3f}"]
-            for c in ("agreeF", "sameEps", "oneSE"):
+            for c in ("agreeF", "sameEps", "autoMax"):
                 cells += [f"{f_of(r, c):.3f}", f"{r[c]['eps']:.2f}"] if c in r else ["-", "-"]
         if teacher_files:
             for c in ("teachers", "teachersAV"):
@@ -394,7 +379,7 @@ def main() -> None:
             if "teacher_agreement" in r:
                 print("    teachers:  " + " ".join(f"{s:.2f}" for s in r["teacher_agreement"]))
             print("    F:         " + " ".join(f"{f:.2f}" for f in r["f_grid"]), flush=True)
-    extra = ("agree", "oneSE", "teachers", "teachersAV") if args.candidates or teacher_files else ()
+    extra = ("agree", "autoMax", "teachers", "teachersAV") if args.candidates or teacher_files else ()
     compared = ["auto"] + [k for k in extra if all(k in r for r in rows)]  # each ratio over the draws
     if args.draws > 1:
         for rule in compared:
@@ -409,7 +394,7 @@ def main() -> None:
     if args.candidates or teacher_files:
         print("mean F of the candidates: " + ", ".join(
             f"{k} {np.mean([f_of(r, k) for r in rows]):.3f}"
-            for k in ("knee", "agreeF", "sameEps", "oneSE", "teachers", "teachersAV") if all(k in r for r in rows)))
+            for k in ("knee", "agreeF", "sameEps", "autoMax", "teachers", "teachersAV") if all(k in r for r in rows)))
     worst = min(over_oracle(r) for r in rows)
     print(f"\nmean F: auto {mean['auto']:.3f}, agree {mean['agree']:.3f}, oracle {mean['oracle']:.3f}, "
           f"0.6 {mean['fixed']:.3f}, mmt {mean['mmt']:.3f}; worst F(auto)/F(oracle) {worst:.2f}")

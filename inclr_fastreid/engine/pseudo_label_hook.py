@@ -113,8 +113,9 @@ class PseudoLabelHook(HookBase):
         k, record = payload["num_classes"], payload["record"]
         choice = record.get("eps_choice")
         if choice is not None:
-            logger.info("Epoch %d: INCLR.CLUSTER.EPS_RULE auto: eps = %.4f by %s; grid %s, scores %s.", epoch,
-                        choice["eps"], choice["criterion"], choice["grid"], choice["scores"])
+            logger.info("Epoch %d: INCLR.CLUSTER.EPS_RULE auto: eps = %.4f by %s (%s); grid %s, scores %s.", epoch,
+                        choice["eps"], choice["criterion"], choice["select"], choice["grid"],
+                        choice["scores"])
         keep = self.params.eps_rule == "mmt" or (self.params.eps_rule == "auto" and self.params.eps_freeze)
         if keep and self.state.eps is None and payload.get("eps") is not None:
             self.state.eps = float(payload["eps"])  # eps of the first clustering, kept for the run (checkpointed)

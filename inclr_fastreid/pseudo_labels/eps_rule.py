@@ -18,6 +18,14 @@ invariance from. So the agreement is weighted by the *coverage* of the clusterin
 default ``multi_camera``): the share of images in a cluster that spans at least two cameras (the only
 images that give the losses a cross-camera positive), the largest cluster excepted (at too large an eps
 the views agree on chaining everything into one component, which labels nothing); :func:`coverage_over_grid`.
+
+The pick (``AUTO_SELECT``, default ``one_se``) is the one-standard-error rule (Breiman et al., CART): each
+part space is one view with its own score curve (its agreement with the global clustering x coverage), and
+the eps is the *smallest* whose mean score is within one standard error (over the views, at the best eps)
+of the best mean (:func:`one_se_index`). The coverage term is flat near its top, so ``max`` (the plain
+argmax of the mean) drifts to the coarse side of a plateau the views cannot tell apart; the one-SE rule
+takes the finest scale the evidence cannot reject, which tracks the label-chosen scale at low densities
+(README, §4.3.1). With fewer than two part views the plain argmax is used.
 """
 from __future__ import annotations
 
@@ -28,12 +36,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from .clustering import relabel_by_first_occurrence
-from .params import AUTO_COVERAGES, DEFAULT_EPS_GRID
+from .params import AUTO_COVERAGES, AUTO_SELECTS, DEFAULT_EPS_GRID
 from .quality import count_pairs, outliers_as_singletons, pairs_sharing
 
-__all__ = ["DEFAULT_EPS_GRID", "AUTO_COVERAGES", "EpsChoice", "dbscan_by_components", "labels_over_grid",
-           "clustering_agreement", "is_partition", "cross_space_agreement", "multi_camera_share", "clustered_share",
-           "coverage_over_grid", "k_distance", "k_distance_knee", "choose_eps"]
+__all__ = ["DEFAULT_EPS_GRID", "AUTO_COVERAGES", "AUTO_SELECTS", "EpsChoice", "dbscan_by_components", "labels_over_grid",
+           "clustering_agreement", "is_partition", "per_view_agreement", "cross_space_agreement", "multi_camera_share", "clustered_share",
+           "coverage_over_grid", "one_se_index", "k_distance", "k_distance_knee", "choose_eps"]
 
 
 
@@ -49,6 +57,8 @@ class EpsChoice:
     labels: Dict[str, np.ndarray] = field(default_factory=dict)  # each space's labels at ``eps`` (when computed)
     agreement: List[float] = field(default_factory=list)  # the two factors of ``scores`` (empty for the knee)
     coverage: List[float] = field(default_factory=list)
+    per_view: List[List[float]] = field(default_factory=list)  # per part space: its agreement x coverage
+    select: str = "max"  # how ``eps`` was picked from the scores: "one_se", "max", or "knee" (the grid eps nearest it)
 
     def as_record(self) -> Dict[str, object]:
         """JSON-able summary for the log (no label arrays)."""
@@ -58,6 +68,9 @@ class EpsChoice:
         if self.agreement:
             rec["agreement"] = [round(float(s), 4) for s in self.agreement]
             rec["coverage"] = [round(float(s), 4) for s in self.coverage]
+        rec["select"] = self.select
+        if self.per_view:
+            rec["per_view"] = [[round(float(s), 4) for s in row] for row in self.per_view]
         return rec
 
 
@@ -163,31 +176,38 @@ def clustering_agreement(a: np.ndarray, b: np.ndarray, camids: Optional[np.ndarr
     return _ari(_dense_ids(a), _dense_ids(b), _dense_cams(camids, a.shape[0]))
 
 
-def cross_space_agreement(grid_labels: Mapping[str, np.ndarray], reference: str = "global",
-                          camids: Optional[np.ndarray] = None) -> np.ndarray:
-    """(G,) per eps of the grid: how well the ``reference`` space's clustering at that eps is corroborated
-    by every other space, each at the grid eps that suits it best: the mean over the other spaces of the
-    largest :func:`clustering_agreement` over their grid (the spaces' scales differ: a noisier part needs
-    a larger eps to form the same clusters, so comparing at one shared eps favours the parts' scale).
-    With ``camids`` the agreement counts cross-camera pairs only (``INCLR.CLUSTER.AUTO_PAIRS cross_camera``).
-    A clustering with fewer than two clusters (at a too-large eps, one component chaining everything) is no
-    partition of the identities: it scores 0 and corroborates nothing, although two of them agree exactly.
+def per_view_agreement(grid_labels: Mapping[str, np.ndarray], reference: str = "global",
+                       camids: Optional[np.ndarray] = None) -> np.ndarray:
+    """(V, G), one row per space other than ``reference`` (a view), one column per eps of the grid: how well
+    the ``reference`` space's clustering at that eps is corroborated by the view, at the grid eps that suits
+    the view best: the largest :func:`clustering_agreement` over the view's grid (the spaces' scales differ:
+    a noisier part needs a larger eps to form the same clusters, so comparing at one shared eps favours the
+    parts' scale). With ``camids`` the agreement counts cross-camera pairs only (``INCLR.CLUSTER.AUTO_PAIRS
+    cross_camera``). A clustering with fewer than two clusters (at a too-large eps, one component chaining
+    everything) is no partition of the identities: it scores 0 and corroborates nothing, although two of
+    them agree exactly.
 
     ``grid_labels``: space name -> (G, N) labels from :func:`labels_over_grid` on the same grid.
     """
     ref = grid_labels[reference]
     others = [v for k, v in grid_labels.items() if k != reference]
     if not others:
-        raise ValueError("cross_space_agreement needs a second feature space (parts)")
+        raise ValueError("the cross-space agreement needs a second feature space (parts)")
     cams = _dense_cams(camids, ref.shape[1])
     ref_ids = [_dense_ids(r) if is_partition(r) else None for r in ref]
-    scores = np.zeros(ref.shape[0])
-    for other in others:
+    scores = np.zeros((len(others), ref.shape[0]))
+    for v, other in enumerate(others):
         other_ids = [_dense_ids(o) if is_partition(o) else None for o in other]
         for g, a in enumerate(ref_ids):
             if a is not None:
-                scores[g] += max((_ari(a, b, cams) for b in other_ids if b is not None), default=0.0)
-    return scores / len(others)
+                scores[v, g] = max((_ari(a, b, cams) for b in other_ids if b is not None), default=0.0)
+    return scores
+
+
+def cross_space_agreement(grid_labels: Mapping[str, np.ndarray], reference: str = "global",
+                          camids: Optional[np.ndarray] = None) -> np.ndarray:
+    """(G,) per eps of the grid: the mean over the other spaces of :func:`per_view_agreement`."""
+    return per_view_agreement(grid_labels, reference, camids).mean(0)
 
 
 def k_distance(dist: sp.spmatrix, k: int) -> np.ndarray:
@@ -261,23 +281,44 @@ def coverage_over_grid(global_labels: np.ndarray, coverage: str = "multi_camera"
     return np.array([clustered_share(lab) for lab in g])
 
 
+def one_se_index(per_view_scores: np.ndarray) -> int:
+    """The one-standard-error rule (Breiman et al., CART) on (V, G) scores, one row per view: the smallest
+    grid index whose mean score is within one standard error (over the views, at the best index) of the
+    best mean. Prefers the finest of the scales the views cannot tell apart."""
+    s = np.asarray(per_view_scores, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] < 2 or s.shape[1] < 1:
+        raise ValueError(f"one_se_index needs (views >= 2, grid >= 1) scores, got shape {s.shape}")
+    mean = s.mean(0)
+    best = int(np.argmax(mean))
+    se = s[:, best].std(ddof=1) / np.sqrt(s.shape[0])
+    return int(np.flatnonzero(mean >= mean[best] - se)[0])
+
+
 def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
                global_dist: Optional[sp.spmatrix] = None, min_samples: int = 4,
-               camids: Optional[np.ndarray] = None, pairs: str = "all", coverage: str = "none") -> EpsChoice:
-    """The auto rule: the grid eps maximising cross-space agreement (over ``pairs`` "all" or "cross_camera"
-    image pairs) times the global clustering's ``coverage`` (:func:`coverage_over_grid`); ties: the
-    smaller eps. ``camids`` (N,) serve both options that need them. With a single space, the k-distance
-    knee of ``global_dist`` snapped to the grid."""
+               camids: Optional[np.ndarray] = None, pairs: str = "all", coverage: str = "none",
+               select: str = "one_se") -> EpsChoice:
+    """The auto rule: per part view, cross-space agreement (over ``pairs`` "all" or "cross_camera" image
+    pairs, :func:`per_view_agreement`) times the global clustering's ``coverage`` (:func:`coverage_over_grid`);
+    the score of an eps is the mean over the views. ``select`` "max" takes the best mean (ties: the smaller
+    eps), "one_se" the smallest eps within one standard error of it (:func:`one_se_index`; "max" with one
+    view). ``camids`` (N,) serve every option that needs them. With a single space, the k-distance knee of
+    ``global_dist`` snapped to the grid."""
     grid = [float(e) for e in grid]
     if pairs not in ("all", "cross_camera"):
         raise ValueError(f"pairs {pairs!r}: use 'all' or 'cross_camera'")
     if pairs == "cross_camera" and camids is None:
         raise ValueError("pairs='cross_camera' needs camids (one camera id per sample)")
+    if select not in AUTO_SELECTS:
+        raise ValueError(f"select {select!r}: use one of {list(AUTO_SELECTS)}")
     if len(grid_labels) > 1:
-        agree = cross_space_agreement(grid_labels, camids=camids if pairs == "cross_camera" else None)
+        views = per_view_agreement(grid_labels, camids=camids if pairs == "cross_camera" else None)
+        agree = views.mean(0)
         cover = coverage_over_grid(grid_labels["global"], coverage, camids)
-        scores = agree * cover
-        best = int(np.argmax(scores))  # argmax takes the first, i.e. smallest, of equal scores
+        per_view = views * cover
+        scores = per_view.mean(0)  # = agree * cover
+        one_se = select == "one_se" and per_view.shape[0] >= 2
+        best = one_se_index(per_view) if one_se else int(np.argmax(scores))  # argmax: the first of equal scores
         criterion = "cross_space_agreement" + ("" if pairs == "all" else "_cross_camera")
         if coverage != "none":
             one_cam = coverage == "multi_camera" and np.unique(np.asarray(camids)).size < 2
@@ -285,11 +326,12 @@ def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
                                   "multi_camera_share" if coverage == "multi_camera" else "clustered_share")
         return EpsChoice(eps=grid[best], grid=grid, scores=scores.tolist(), criterion=criterion,
                          index=best, labels={k: v[best] for k, v in grid_labels.items()},
-                         agreement=agree.tolist(), coverage=cover.tolist())
+                         agreement=agree.tolist(), coverage=cover.tolist(), per_view=per_view.tolist(),
+                         select="one_se" if one_se else "max")
     if global_dist is None:
         raise ValueError("choose_eps with one space needs global_dist for the k-distance knee")
     knee = k_distance_knee(global_dist, min_samples)
     best = int(np.argmin(np.abs(np.asarray(grid) - knee)))
     scores = (-np.abs(np.asarray(grid) - knee)).tolist()
     return EpsChoice(eps=grid[best], grid=grid, scores=scores, criterion="k_distance_knee", index=best,
-                     labels={k: v[best] for k, v in grid_labels.items()})
+                     labels={k: v[best] for k, v in grid_labels.items()}, select="knee")

@@ -89,7 +89,8 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     ``result.eps`` and passes it back as ``eps=`` in later rounds (MMT fixes it at the first clustering).
     ``eps_rule="auto"`` (dbscan, docs/design.md §4.3.1): without an ``eps`` override, every clustered space
     is clustered at each eps of ``eps_grid`` on its Jaccard matrix (graph components, cheap), the eps of
-    highest global/part agreement times coverage is chosen (:func:`~.eps_rule.choose_eps`; no labels; the
+    highest global/part agreement times coverage (``auto_select``: one-SE rule over the part views, or the
+    best) is chosen (:func:`~.eps_rule.choose_eps`; no labels; the
     part spaces are scored even when LGMR is off) and the spaces LGMR uses are then clustered at it as
     under ``fixed``; ``result.eps_choice`` holds the grid and its scores. ``auto_pairs="cross_camera"``
     counts that agreement on cross-camera pairs of ``camids`` only; ``auto_coverage="multi_camera"`` (the
@@ -170,7 +171,7 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
         t0 = time.perf_counter()
         choice = choose_eps(grid_labels, p.eps_grid, global_dist=jaccards["global"], min_samples=p.min_samples,
                             camids=None if camids is None else np.asarray(camids), pairs=p.auto_pairs,
-                            coverage=p.auto_coverage)
+                            coverage=p.auto_coverage, select=p.auto_select)
         p, eps_choice = replace(p, eps=choice.eps), choice.as_record()
         timings["eps_auto"] += time.perf_counter() - t0
         for name, dist in (jaccards.items() if p.lgmr_enabled else [("global", jaccards["global"])]):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Tuple
 
-__all__ = ["ClusterParams", "cluster_params_from_cfg", "EPS_RULES", "AUTO_PAIRS", "AUTO_COVERAGES", "DEFAULT_EPS_GRID"]
+__all__ = ["ClusterParams", "cluster_params_from_cfg", "EPS_RULES", "AUTO_PAIRS", "AUTO_COVERAGES", "AUTO_SELECTS",
+           "DEFAULT_EPS_GRID"]
 
 #: values of INCLR.CLUSTER.EPS_RULE (dbscan): fixed = INCLR.CLUSTER.EPS; mmt = MMT-DBSCAN's rule
 #: (clustering.py: mmt_eps at the first round, then kept for the run); auto = the grid eps at which the
@@ -15,6 +16,9 @@ EPS_RULES = ("fixed", "mmt", "auto")
 AUTO_PAIRS = ("all", "cross_camera")
 #: INCLR.CLUSTER.AUTO_COVERAGE: what the auto rule's agreement is weighted by (eps_rule.coverage_over_grid)
 AUTO_COVERAGES = ("multi_camera", "clustered", "none")
+#: INCLR.CLUSTER.AUTO_SELECT: how the auto rule picks from its scores: the smallest eps within one standard
+#: error (over the part views) of the best, or the best (eps_rule.one_se_index / choose_eps)
+AUTO_SELECTS = ("one_se", "max")
 #: INCLR.CLUSTER.EPS_GRID's default (eps_rule.DEFAULT_EPS_GRID): 0.20, 0.25, ..., 0.80
 DEFAULT_EPS_GRID: Tuple[float, ...] = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))
 
@@ -46,6 +50,7 @@ class ClusterParams:
     eps_freeze: bool = False  # EPS_RULE auto: keep the first round's choice for the run (else re-chosen every round)
     auto_pairs: str = "all"  # EPS_RULE auto: agreement over all pairs, or cross_camera pairs only (needs camids)
     auto_coverage: str = "multi_camera"  # EPS_RULE auto: agreement x share of images in multi-camera clusters (camids)
+    auto_select: str = "one_se"  # EPS_RULE auto: one-SE rule over the part views, or the plain best score
     seed: int = 1  # k-means initialisation (MMT's --seed default); fixed, so a round is reproducible
 
     def __post_init__(self) -> None:
@@ -62,6 +67,8 @@ class ClusterParams:
             raise ValueError(f"INCLR.CLUSTER.AUTO_PAIRS {self.auto_pairs!r}: use one of {list(AUTO_PAIRS)}.")
         if self.auto_coverage not in AUTO_COVERAGES:
             raise ValueError(f"INCLR.CLUSTER.AUTO_COVERAGE {self.auto_coverage!r}: use one of {list(AUTO_COVERAGES)}.")
+        if self.auto_select not in AUTO_SELECTS:
+            raise ValueError(f"INCLR.CLUSTER.AUTO_SELECT {self.auto_select!r}: use one of {list(AUTO_SELECTS)}.")
         if self.eps_rule == "auto" and self.method == "dbscan":
             grid = [float(e) for e in self.eps_grid]
             if not grid or not all(0 < e <= self.max_distance for e in grid):
@@ -95,6 +102,7 @@ def cluster_params_from_cfg(cfg: Any, **overrides: Any) -> ClusterParams:
         agreement=c.LGMR.AGREEMENT, num_clusters=c.CLUSTER.NUM_CLUSTERS, eps_rule=c.CLUSTER.EPS_RULE,
         rho=c.CLUSTER.RHO, eps_grid=tuple(float(e) for e in c.CLUSTER.EPS_GRID), eps_freeze=bool(c.CLUSTER.EPS_FREEZE),
         auto_pairs=c.CLUSTER.AUTO_PAIRS, auto_coverage=c.CLUSTER.AUTO_COVERAGE,
+        auto_select=c.CLUSTER.AUTO_SELECT,
     )
     values.update(overrides)
     return ClusterParams(**values)
