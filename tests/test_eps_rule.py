@@ -306,8 +306,8 @@ def test_eps_grid_is_checked_against_max_distance_and_keys_reach_the_params():
     assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_PAIRS", "cross_camera"])).auto_pairs == "cross_camera"
     with pytest.raises(ConfigError, match="AUTO_PAIRS"):
         setup_cfg("", ["INCLR.CLUSTER.AUTO_PAIRS", "cross_cam"])
-    assert default.auto_select == "one_se"
-    assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_SELECT", "max"])).auto_select == "max"
+    assert default.auto_select == "max"
+    assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_SELECT", "one_se"])).auto_select == "one_se"
     with pytest.raises(ConfigError, match="INCLR.CLUSTER.AUTO_SELECT 'best'"):
         setup_cfg("", ["INCLR.CLUSTER.AUTO_SELECT", "best"])
     with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_GRID.*MAX_DISTANCE"):
@@ -351,8 +351,8 @@ def test_auto_select_one_se_takes_the_finer_scale_the_views_cannot_tell_from_the
     spaces, ids, cams = identities(ids=60, per_id=5, spread=1.4, seed=1, with_cams=True)
     gl = {name: labels_over_grid(compute_jaccard_distance(x, 30, 6, 0.9), GRID, 4)
           for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
-    one_se = choose_eps(gl, GRID, camids=cams, coverage="multi_camera")  # the default pick
-    best = choose_eps(gl, GRID, camids=cams, coverage="multi_camera", select="max")
+    one_se = choose_eps(gl, GRID, camids=cams, coverage="multi_camera", select="one_se")
+    best = choose_eps(gl, GRID, camids=cams, coverage="multi_camera")  # the default pick
     views = per_view_agreement(gl) * coverage_over_grid(gl["global"], "multi_camera", cams)
     assert np.allclose(one_se.per_view, views) and np.allclose(one_se.scores, views.mean(0))
     assert best.index == int(np.argmax(views.mean(0))) and one_se.index == one_se_index(views)
@@ -361,10 +361,10 @@ def test_auto_select_one_se_takes_the_finer_scale_the_views_cannot_tell_from_the
     f = np.array([pairwise_prf(lab, ids)[2] for lab in gl["global"]])
     assert f[one_se.index] >= f[best.index]
     # the rule's score must be agreement x coverage per view: agreement alone (coverage none) picks elsewhere
-    assert choose_eps(gl, GRID, coverage="none").eps != one_se.eps
+    assert choose_eps(gl, GRID, coverage="none", select="one_se").eps != one_se.eps
     # one view only: the one-SE rule has no spread to use, so the best score
     two = {k: gl[k] for k in ("global", "part2")}
-    assert choose_eps(two, GRID, camids=cams, coverage="multi_camera").select == "max"
+    assert choose_eps(two, GRID, camids=cams, coverage="multi_camera", select="one_se").select == "max"
     with pytest.raises(ValueError, match="select 'best'"):
         choose_eps(gl, GRID, select="best")
     # INCLR.CLUSTER.AUTO_SELECT reaches the round
@@ -481,11 +481,14 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     assert rx["auto_xcam"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, pairs="cross_camera").eps
     assert rx["auto"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera").eps
     assert rx["agree"]["eps"] == choose_eps(grid_labels, GRID).eps
+    rc = bench.compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, candidates=True)  # --candidates
+    assert rc["oneSE"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera", select="one_se").eps
     assert rx["choice"]["criterion"] == "cross_space_agreement_x_multi_camera_share"
     for rule in ("auto", "agree", "auto_xcam", "fixed", "oracle", "mmt"):
         assert rx[rule]["cross_cam_recall"] == bench.camera_pair_recall(rx[rule]["labels"], ids, cams)[1]
     cluster = types.SimpleNamespace(EPS_GRID=list(GRID), K1=20, K2=6, MIN_SAMPLES=4, MAX_DISTANCE=0.9, EPS=0.6,
-                                    RHO=1.6e-3, CAMERA_NORM=False, AUTO_COVERAGE="multi_camera", AUTO_PAIRS="all")
+                                    RHO=1.6e-3, CAMERA_NORM=False, AUTO_COVERAGE="multi_camera", AUTO_PAIRS="all",
+                                    AUTO_SELECT="one_se")
     cfg = types.SimpleNamespace(INCLR=types.SimpleNamespace(CLUSTER=cluster, LGMR=types.SimpleNamespace(ENABLED=True)))
     feats = {k: torch.from_numpy(v) for k, v in loaded.items()}
     cluster_quality.print_eps_rules(cfg, feats, ["part1", "part2", "part3"], ids, cams)
@@ -493,7 +496,7 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     for row in ("| auto (no labels) |", "| auto, agreement alone", "| fixed EPS | 0.600 |", "| mmt (RHO",
                 "| oracle (grid, labels) |"):
         assert row in out
-    assert "cross_space_agreement_x_multi_camera_share" in out
+    assert "cross_space_agreement_x_multi_camera_share, one_se," in out  # INCLR.CLUSTER.AUTO_SELECT reaches the rule
 
 
 def test_camera_split_counts_pairs_by_hand():
@@ -674,7 +677,7 @@ def test_benchmark_teachers_option_adds_the_candidates_and_checks_its_files(tmp_
     bench.main()
     out = capsys.readouterr().out
     head = next(line for line in out.splitlines() if line.startswith("| case"))
-    assert "F(teachersAV)" in head and "F(autoMax)" in head
+    assert "F(teachersAV)" in head and "F(oneSE)" in head
     row = next(line for line in out.splitlines() if line.startswith("| f.npz <=5/id")).split("|")
     keep = bench.cap_per_identity(ids, 5, 0)
     r = bench.compare_eps_rules({k: v[keep] for k, v in zip(names, spaces)}, ids[keep], GRID, cams[keep],

@@ -4,8 +4,7 @@
 For each case: the sparse Jaccard distance of every feature space (global + parts) once, DBSCAN at
 each eps of the grid, then the pairwise F-score (against the true identities) of the global
 clustering at the eps each rule picks: ``auto`` (no labels; the default criterion, agreement x
-multi-camera share, the one-SE pick over the part views), ``agree`` (agreement alone and its best score:
-``AUTO_COVERAGE none``, ``AUTO_SELECT max``), the ``oracle`` (best grid eps,
+multi-camera share), ``agree`` (agreement alone, ``AUTO_COVERAGE none``), the ``oracle`` (best grid eps,
 chosen with the labels), the fixed default 0.6 and MMT-DBSCAN's rho rule (on the same Jaccard matrix).
 One table, one row per case, and the means.
 
@@ -17,9 +16,9 @@ Cases:
     --dump-features`` writes them (arrays ``global``, ``part1``.., ``ids``, ``camids``).
 ``--candidates`` also prints the other label-free criteria that were compared: ``knee`` (the sorted
 k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not chance-corrected),
-``sameEps`` (cross-space ARI with every space at the same eps; both score a one-cluster scale 0), ``autoMax``
-(auto's score, its best: ``AUTO_SELECT max``, the default before the one-SE pick), and each case's grid
-scores. ``--teachers FILE=T1.npz,T2.npz`` adds the mean teachers' agreement for the cases of ``FILE``
+``sameEps`` (cross-space ARI with every space at the same eps; both score a one-cluster scale 0), ``oneSE``
+(auto's score, picked by the one-standard-error rule over the part views: ``AUTO_SELECT one_se``,
+``eps_rule.one_se_index``), and each case's grid scores. ``--teachers FILE=T1.npz,T2.npz`` adds the mean teachers' agreement for the cases of ``FILE``
 (features of each teacher alone, ``tools/cluster_quality.py --teacher t1|t2``): ``teachers`` (the two
 teachers' global clusterings' ARI at each eps, :func:`teacher_agreement`) and ``teachersAV`` (that times
 ``auto``'s score: both kinds of views' agreement times the coverage).
@@ -169,23 +168,23 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
                       k1: int = 30, k2: int = 6, min_samples: int = 4, max_distance: float = 0.9,
                       default_eps: float = 0.6, rho: float = 1.6e-3, candidates: bool = False,
                       cross_camera: bool = False, coverage: str = "multi_camera", pairs: str = "all",
-                      select: str = "one_se", teachers: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Dict[str, object]:
+                      select: str = "max", teachers: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Dict[str, object]:
     """DBSCAN's global-space labels at the eps of each rule, with their label quality (docs/design.md §4.6).
 
     One sparse Jaccard matrix per space, reused by every rule: ``auto`` (no labels, every space's grid
     clusterings, with ``coverage`` / ``pairs`` / ``select`` as INCLR.CLUSTER.AUTO_COVERAGE / AUTO_PAIRS /
-    AUTO_SELECT: by default multi_camera / all / one_se), ``agree`` (the agreement alone: AUTO_COVERAGE none,
+    AUTO_SELECT: by default multi_camera / all / max), ``agree`` (the agreement alone: AUTO_COVERAGE none,
     AUTO_PAIRS all, AUTO_SELECT max),
     ``oracle`` (the grid eps of best pairwise F), ``fixed`` (``default_eps``) and ``mmt`` (MMT-DBSCAN's rho
     rule). Returns rule -> {"eps", "labels", "quality", "same_cam_recall", "cross_cam_recall"} (the recall of
     the identities' same- and cross-camera pairs, ``quality.camera_pair_recall``) plus the auto rule's and the
     Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``,
-    ``sameEps``, ``autoMax``); ``cross_camera`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera, no coverage, max);
+    ``sameEps``, ``oneSE``); ``cross_camera`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera, no coverage, max);
     ``teachers`` (each mean teacher's global features alone, rows as ``ids``) adds ``teachers`` and ``teachersAV``.
     """
     from inclr_fastreid.pseudo_labels import compute_jaccard_distance, label_quality, pairwise_prf
     from inclr_fastreid.pseudo_labels.clustering import cluster_dbscan, mmt_eps
-    from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, k_distance_knee, labels_over_grid
+    from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, k_distance_knee, labels_over_grid, one_se_index
 
     n = ids.size
     grid = [float(e) for e in grid]
@@ -211,7 +210,7 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
         if len(grid_labels) > 1:  # cross-space agreement by pairwise F instead of ARI (not chance-corrected)
             eps["agreeF"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "f")))]
             eps["sameEps"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "ari")))]
-            eps["autoMax"] = grid[int(np.argmax(choice.scores))]  # AUTO_SELECT max: the first of equal scores
+            eps["oneSE"] = grid[one_se_index(np.asarray(choice.per_view))]  # AUTO_SELECT one_se
     if teachers is not None:
         t_labels = [labels_over_grid(compute_jaccard_distance(t, k1, k2, max_distance=max_distance), grid, min_samples)
                     for t in teachers]
@@ -343,7 +342,7 @@ def main() -> None:
             "auto/oracle", "F(agree)", "eps agree"] + [f"xcam recall / outliers {r}" for r in recall_rules] + \
         ["auto s", "jaccard s"]
     if args.candidates:
-        head += ["F(knee)", "eps knee", "F(agreeF)", "eps agreeF", "F(sameEps)", "eps sameEps", "F(autoMax)", "eps autoMax"]
+        head += ["F(knee)", "eps knee", "F(agreeF)", "eps agreeF", "F(sameEps)", "eps sameEps", "F(oneSE)", "eps oneSE"]
     if teacher_files:
         head += ["F(teachers)", "eps teachers", "F(teachersAV)", "eps teachersAV"]
     if args.cross_camera:
@@ -363,7 +362,7 @@ def main() -> None:
         cells += [f"{r['auto_s']:.2f}", f"{r['jaccard_s']:.2f}"]
         if args.candidates:
             cells += [f"{f_of(r, 'knee'):.3f}", f"{r['knee']['eps']:.3f}"]
-            for c in ("agreeF", "sameEps", "autoMax"):
+            for c in ("agreeF", "sameEps", "oneSE"):
                 cells += [f"{f_of(r, c):.3f}", f"{r[c]['eps']:.2f}"] if c in r else ["-", "-"]
         if teacher_files:
             for c in ("teachers", "teachersAV"):
@@ -379,7 +378,7 @@ def main() -> None:
             if "teacher_agreement" in r:
                 print("    teachers:  " + " ".join(f"{s:.2f}" for s in r["teacher_agreement"]))
             print("    F:         " + " ".join(f"{f:.2f}" for f in r["f_grid"]), flush=True)
-    extra = ("agree", "autoMax", "teachers", "teachersAV") if args.candidates or teacher_files else ()
+    extra = ("agree", "oneSE", "teachers", "teachersAV") if args.candidates or teacher_files else ()
     compared = ["auto"] + [k for k in extra if all(k in r for r in rows)]  # each ratio over the draws
     if args.draws > 1:
         for rule in compared:
@@ -394,7 +393,7 @@ def main() -> None:
     if args.candidates or teacher_files:
         print("mean F of the candidates: " + ", ".join(
             f"{k} {np.mean([f_of(r, k) for r in rows]):.3f}"
-            for k in ("knee", "agreeF", "sameEps", "autoMax", "teachers", "teachersAV") if all(k in r for r in rows)))
+            for k in ("knee", "agreeF", "sameEps", "oneSE", "teachers", "teachersAV") if all(k in r for r in rows)))
     worst = min(over_oracle(r) for r in rows)
     print(f"\nmean F: auto {mean['auto']:.3f}, agree {mean['agree']:.3f}, oracle {mean['oracle']:.3f}, "
           f"0.6 {mean['fixed']:.3f}, mmt {mean['mmt']:.3f}; worst F(auto)/F(oracle) {worst:.2f}")

@@ -169,9 +169,9 @@ def print_eps_rules(cfg, feats, parts, true_ids, camids) -> None:
         spaces = {k: camera_normalize(v, camids) for k, v in spaces.items()}
     r = compare_eps_rules(spaces, true_ids, c.EPS_GRID, np.asarray(camids), k1=c.K1, k2=c.K2,
                           min_samples=c.MIN_SAMPLES, max_distance=c.MAX_DISTANCE, default_eps=c.EPS, rho=c.RHO,
-                          coverage=c.AUTO_COVERAGE, pairs=c.AUTO_PAIRS)
+                          coverage=c.AUTO_COVERAGE, pairs=c.AUTO_PAIRS, select=c.AUTO_SELECT)
     choice = r["choice"]
-    print(f"\nEPS_RULE auto ({choice['criterion']}, spaces {names}, K1 {c.K1}): grid {choice['grid']}\n"
+    print(f"\nEPS_RULE auto ({choice['criterion']}, {choice['select']}, spaces {names}, K1 {c.K1}): grid {choice['grid']}\n"
           f"  scores {choice['scores']}\n  F(grid) {[round(f, 3) for f in r['f_grid']]}")
     print(f"\n{len(np.unique(true_ids))} true identities, {len(true_ids)} images; global space before LGMR\n")
     print("| eps rule | eps | K | outliers | precision | recall | F | NMI | ARI | cross-camera pair recall |")

@@ -19,13 +19,13 @@ default ``multi_camera``): the share of images in a cluster that spans at least 
 images that give the losses a cross-camera positive), the largest cluster excepted (at too large an eps
 the views agree on chaining everything into one component, which labels nothing); :func:`coverage_over_grid`.
 
-The pick (``AUTO_SELECT``, default ``one_se``) is the one-standard-error rule (Breiman et al., CART): each
-part space is one view with its own score curve (its agreement with the global clustering x coverage), and
-the eps is the *smallest* whose mean score is within one standard error (over the views, at the best eps)
-of the best mean (:func:`one_se_index`). The coverage term is flat near its top, so ``max`` (the plain
-argmax of the mean) drifts to the coarse side of a plateau the views cannot tell apart; the one-SE rule
-takes the finest scale the evidence cannot reject, which tracks the label-chosen scale at low densities
-(README, §4.3.1). With fewer than two part views the plain argmax is used.
+The pick (``AUTO_SELECT``): ``max`` (default) takes the best mean score; ``one_se`` the one-standard-error
+rule (Breiman et al., CART): each part space is one view with its own score curve (its agreement with the
+global clustering x coverage), and the eps is the *smallest* whose mean score is within one standard error
+(over the views, at the best eps) of the best mean (:func:`one_se_index`). The coverage term is flat near
+its top, so ``max`` sits on the coarse side of a plateau the views cannot tell apart; ``one_se`` tracks the
+label-chosen scale at low densities, but over the rounds of a run it drifts below it and lost mAP on the
+synthetic target (README, docs/design.md §4.3.1). With fewer than two part views ``one_se`` is ``max``.
 """
 from __future__ import annotations
 
@@ -297,7 +297,7 @@ def one_se_index(per_view_scores: np.ndarray) -> int:
 def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
                global_dist: Optional[sp.spmatrix] = None, min_samples: int = 4,
                camids: Optional[np.ndarray] = None, pairs: str = "all", coverage: str = "none",
-               select: str = "one_se") -> EpsChoice:
+               select: str = "max") -> EpsChoice:
     """The auto rule: per part view, cross-space agreement (over ``pairs`` "all" or "cross_camera" image
     pairs, :func:`per_view_agreement`) times the global clustering's ``coverage`` (:func:`coverage_over_grid`);
     the score of an eps is the mean over the views. ``select`` "max" takes the best mean (ties: the smaller

@@ -89,8 +89,8 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     ``result.eps`` and passes it back as ``eps=`` in later rounds (MMT fixes it at the first clustering).
     ``eps_rule="auto"`` (dbscan, docs/design.md §4.3.1): without an ``eps`` override, every clustered space
     is clustered at each eps of ``eps_grid`` on its Jaccard matrix (graph components, cheap), the eps of
-    highest global/part agreement times coverage (``auto_select``: one-SE rule over the part views, or the
-    best) is chosen (:func:`~.eps_rule.choose_eps`; no labels; the
+    highest global/part agreement times coverage (``auto_select``: the best, or the one-SE rule over the part
+    views) is chosen (:func:`~.eps_rule.choose_eps`; no labels; the
     part spaces are scored even when LGMR is off) and the spaces LGMR uses are then clustered at it as
     under ``fixed``; ``result.eps_choice`` holds the grid and its scores. ``auto_pairs="cross_camera"``
     counts that agreement on cross-camera pairs of ``camids`` only; ``auto_coverage="multi_camera"`` (the

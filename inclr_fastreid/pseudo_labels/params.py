@@ -16,9 +16,9 @@ EPS_RULES = ("fixed", "mmt", "auto")
 AUTO_PAIRS = ("all", "cross_camera")
 #: INCLR.CLUSTER.AUTO_COVERAGE: what the auto rule's agreement is weighted by (eps_rule.coverage_over_grid)
 AUTO_COVERAGES = ("multi_camera", "clustered", "none")
-#: INCLR.CLUSTER.AUTO_SELECT: how the auto rule picks from its scores: the smallest eps within one standard
-#: error (over the part views) of the best, or the best (eps_rule.one_se_index / choose_eps)
-AUTO_SELECTS = ("one_se", "max")
+#: INCLR.CLUSTER.AUTO_SELECT: how the auto rule picks from its scores: the best, or the smallest eps within one
+#: standard error (over the part views) of the best (eps_rule.choose_eps / one_se_index)
+AUTO_SELECTS = ("max", "one_se")
 #: INCLR.CLUSTER.EPS_GRID's default (eps_rule.DEFAULT_EPS_GRID): 0.20, 0.25, ..., 0.80
 DEFAULT_EPS_GRID: Tuple[float, ...] = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))
 
@@ -50,7 +50,7 @@ class ClusterParams:
     eps_freeze: bool = False  # EPS_RULE auto: keep the first round's choice for the run (else re-chosen every round)
     auto_pairs: str = "all"  # EPS_RULE auto: agreement over all pairs, or cross_camera pairs only (needs camids)
     auto_coverage: str = "multi_camera"  # EPS_RULE auto: agreement x share of images in multi-camera clusters (camids)
-    auto_select: str = "one_se"  # EPS_RULE auto: one-SE rule over the part views, or the plain best score
+    auto_select: str = "max"  # EPS_RULE auto: the best score, or the one-SE rule over the part views
     seed: int = 1  # k-means initialisation (MMT's --seed default); fixed, so a round is reproducible
 
     def __post_init__(self) -> None:
