@@ -316,7 +316,7 @@ def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
         agree = views.mean(0)
         cover = coverage_over_grid(grid_labels["global"], coverage, camids)
         per_view = views * cover
-        scores = per_view.mean(0)  # = agree * cover
+        scores = agree * cover  # the views' mean of per_view, computed as before so `max` picks bit for bit as it did
         one_se = select == "one_se" and per_view.shape[0] >= 2
         best = one_se_index(per_view) if one_se else int(np.argmax(scores))  # argmax: the first of equal scores
         criterion = "cross_space_agreement" + ("" if pairs == "all" else "_cross_camera")
