@@ -16,7 +16,7 @@ from inclr_fastreid.pseudo_labels import (ClusterParams, cluster_dbscan, compute
                                           generate_pseudo_labels, pairwise_prf)
 from inclr_fastreid.pseudo_labels.eps_rule import (choose_eps, clustered_share, clustering_agreement, coverage_over_grid,
                                                    cross_space_agreement, dbscan_by_components, is_partition, k_distance,
-                                                   k_distance_knee, labels_over_grid, multi_camera_share, one_se_index,
+                                                   k_distance_knee, labels_over_grid, multi_camera_share, one_se_index, pick_index,
                                                    per_view_agreement)
 
 from test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
@@ -329,6 +329,18 @@ def test_one_se_rule_by_hand():
         one_se_index(scores[:1])
 
 
+def test_pick_index_falls_back_to_max_with_one_view():
+    """pick_index is choose_eps's pick and the benchmark's oneSE: one_se with >= 2 views, max otherwise."""
+    scores = np.array([[0.1, 0.50, 0.52, 0.60, 0.2],
+                       [0.1, 0.55, 0.60, 0.50, 0.2],
+                       [0.1, 0.45, 0.50, 0.55, 0.2]])
+    assert pick_index(scores, scores.mean(0), "one_se") == (2, "one_se")
+    assert pick_index(scores, scores.mean(0), "max") == (3, "max")
+    assert pick_index(scores[:1], scores[0], "one_se") == (3, "max")  # one view: no standard error to take
+    with pytest.raises(ValueError, match="select 'knee'"):
+        pick_index(scores, scores.mean(0), "knee")
+
+
 def test_per_view_agreement_equals_a_slow_reference():
     """Row v, column g: the best ARI of the global clustering at g with view v's at any grid eps; 0 where
     either side is no partition; the mean over the rows is cross_space_agreement."""
@@ -483,6 +495,10 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     assert rx["agree"]["eps"] == choose_eps(grid_labels, GRID).eps
     rc = bench.compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, candidates=True)  # --candidates
     assert rc["oneSE"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera", select="one_se").eps
+    two = {k: loaded[k] for k in ("global", "part1")}  # one part view: oneSE is choose_eps's fallback, max
+    r2 = bench.compare_eps_rules(two, loaded_ids, GRID, cams, k1=20, candidates=True)
+    assert r2["oneSE"]["eps"] == r2["auto"]["eps"] == choose_eps({k: grid_labels[k] for k in two}, GRID, camids=cams,
+                                                                 coverage="multi_camera").eps
     assert rx["choice"]["criterion"] == "cross_space_agreement_x_multi_camera_share"
     for rule in ("auto", "agree", "auto_xcam", "fixed", "oracle", "mmt"):
         assert rx[rule]["cross_cam_recall"] == bench.camera_pair_recall(rx[rule]["labels"], ids, cams)[1]

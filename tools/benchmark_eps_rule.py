@@ -18,7 +18,7 @@ Cases:
 k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not chance-corrected),
 ``sameEps`` (cross-space ARI with every space at the same eps; both score a one-cluster scale 0), ``oneSE``
 (auto's score, picked by the one-standard-error rule over the part views: ``AUTO_SELECT one_se``,
-``eps_rule.one_se_index``), and each case's grid scores. ``--teachers FILE=T1.npz,T2.npz`` adds the mean teachers' agreement for the cases of ``FILE``
+``eps_rule.pick_index``), and each case's grid scores. ``--teachers FILE=T1.npz,T2.npz`` adds the mean teachers' agreement for the cases of ``FILE``
 (features of each teacher alone, ``tools/cluster_quality.py --teacher t1|t2``): ``teachers`` (the two
 teachers' global clusterings' ARI at each eps, :func:`teacher_agreement`) and ``teachersAV`` (that times
 ``auto``'s score: both kinds of views' agreement times the coverage).
@@ -184,7 +184,7 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
     """
     from inclr_fastreid.pseudo_labels import compute_jaccard_distance, label_quality, pairwise_prf
     from inclr_fastreid.pseudo_labels.clustering import cluster_dbscan, mmt_eps
-    from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, k_distance_knee, labels_over_grid, one_se_index
+    from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, k_distance_knee, labels_over_grid, pick_index
 
     n = ids.size
     grid = [float(e) for e in grid]
@@ -210,7 +210,7 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
         if len(grid_labels) > 1:  # cross-space agreement by pairwise F instead of ARI (not chance-corrected)
             eps["agreeF"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "f")))]
             eps["sameEps"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "ari")))]
-            eps["oneSE"] = grid[one_se_index(np.asarray(choice.per_view))]  # AUTO_SELECT one_se
+            eps["oneSE"] = grid[pick_index(np.asarray(choice.per_view), np.asarray(choice.scores), "one_se")[0]]
     if teachers is not None:
         t_labels = [labels_over_grid(compute_jaccard_distance(t, k1, k2, max_distance=max_distance), grid, min_samples)
                     for t in teachers]

@@ -30,7 +30,7 @@ synthetic target (README, docs/design.md §4.3.1). With fewer than two part view
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,7 +41,7 @@ from .quality import count_pairs, outliers_as_singletons, pairs_sharing
 
 __all__ = ["DEFAULT_EPS_GRID", "AUTO_COVERAGES", "AUTO_SELECTS", "EpsChoice", "dbscan_by_components", "labels_over_grid",
            "clustering_agreement", "is_partition", "per_view_agreement", "cross_space_agreement", "multi_camera_share", "clustered_share",
-           "coverage_over_grid", "one_se_index", "k_distance", "k_distance_knee", "choose_eps"]
+           "coverage_over_grid", "one_se_index", "pick_index", "k_distance", "k_distance_knee", "choose_eps"]
 
 
 
@@ -294,6 +294,17 @@ def one_se_index(per_view_scores: np.ndarray) -> int:
     return int(np.flatnonzero(mean >= mean[best] - se)[0])
 
 
+def pick_index(per_view: np.ndarray, scores: np.ndarray, select: str) -> Tuple[int, str]:
+    """The grid index ``select`` takes from (V, G) per-view scores and their (G,) mean ``scores``, and the
+    pick actually made: "one_se" (:func:`one_se_index`) needs two views and is "max" with fewer; "max" is
+    the first best mean."""
+    if select not in AUTO_SELECTS:
+        raise ValueError(f"select {select!r}: use one of {list(AUTO_SELECTS)}")
+    if select == "one_se" and np.asarray(per_view).shape[0] >= 2:
+        return one_se_index(per_view), "one_se"
+    return int(np.argmax(scores)), "max"  # argmax: the first of equal scores
+
+
 def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
                global_dist: Optional[sp.spmatrix] = None, min_samples: int = 4,
                camids: Optional[np.ndarray] = None, pairs: str = "all", coverage: str = "none",
@@ -317,8 +328,7 @@ def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
         cover = coverage_over_grid(grid_labels["global"], coverage, camids)
         per_view = views * cover
         scores = agree * cover  # the views' mean of per_view, computed as before so `max` picks bit for bit as it did
-        one_se = select == "one_se" and per_view.shape[0] >= 2
-        best = one_se_index(per_view) if one_se else int(np.argmax(scores))  # argmax: the first of equal scores
+        best, picked = pick_index(per_view, scores, select)
         criterion = "cross_space_agreement" + ("" if pairs == "all" else "_cross_camera")
         if coverage != "none":
             one_cam = coverage == "multi_camera" and np.unique(np.asarray(camids)).size < 2
@@ -327,7 +337,7 @@ def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
         return EpsChoice(eps=grid[best], grid=grid, scores=scores.tolist(), criterion=criterion,
                          index=best, labels={k: v[best] for k, v in grid_labels.items()},
                          agreement=agree.tolist(), coverage=cover.tolist(), per_view=per_view.tolist(),
-                         select="one_se" if one_se else "max")
+                         select=picked)
     if global_dist is None:
         raise ValueError("choose_eps with one space needs global_dist for the k-distance knee")
     knee = k_distance_knee(global_dist, min_samples)
