@@ -748,3 +748,44 @@ def test_same_eps_candidates_score_a_scale_of_one_cluster_nothing():
     ari = bench.agreement_at_same_eps(grid_labels, "ari")
     assert ari[0] == pytest.approx(clustering_agreement(g[0], p[0])) and ari[1] == 0.0
     assert not bench.is_partition(np.array([-1, -1])) and bench.is_partition(np.array([0, 1, -1]))
+
+
+def test_benchmark_k1_grid_takes_the_k1_of_the_best_auto_score_and_the_joint_oracle(tmp_path, capsys, monkeypatch):
+    """``--k1-grid``: ``k1auto`` is the k1 whose auto score (choose_eps on that k1's Jaccard matrices) is the best,
+    at that k1's chosen eps, without labels; ``k1oracle`` the (k1, eps) of best F over the whole grid. With one
+    k1 in the grid they are ``auto`` and ``oracle``."""
+    bench = tool("benchmark_eps_rule")
+    spaces, ids, cams = identities(ids=40, per_id=8, spread=1.2, with_cams=True)
+    named = dict(zip(["global", "part1", "part2", "part3"], spaces))
+    k1_grid = [6, 10, 16, 30]
+    best, by_hand = {}, {}
+    for k1 in k1_grid:  # the slow obvious reference: each k1's own auto choice and F grid
+        dists = {k: compute_jaccard_distance(x, k1, 6, max_distance=0.9) for k, x in named.items()}
+        grid_labels = {k: labels_over_grid(d, GRID, 4) for k, d in dists.items()}
+        choice = choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera")
+        by_hand[k1] = (choice.scores[choice.index], choice.eps, dists["global"])
+        best[k1] = max(pairwise_prf(lab, ids)[2] for lab in grid_labels["global"])
+    scores = [by_hand[k][0] for k in k1_grid]
+    k1_pick = k1_grid[int(np.argmax(scores))]
+    assert k1_pick not in (k1_grid[0], k1_grid[-1]) and len(set(np.round(scores, 6))) == len(k1_grid)  # a real choice
+    r = bench.compare_eps_rules(named, ids, GRID, cams, k1_grid=k1_grid)
+    assert (r["k1auto"]["k1"], r["k1auto"]["eps"]) == (k1_pick, by_hand[k1_pick][1])
+    f_pick = pairwise_prf(cluster_dbscan(by_hand[k1_pick][2], by_hand[k1_pick][1], 4), ids)[2]
+    assert bench.f_of(r, "k1auto") == pytest.approx(f_pick)
+    assert bench.f_of(r, "k1oracle") == pytest.approx(max(best.values()))
+    assert r["k1oracle"]["k1"] == max(best, key=best.get)
+    assert bench.f_of(r, "k1oracle") >= bench.f_of(r, "k1auto") and bench.f_of(r, "k1oracle") >= bench.f_of(r, "oracle")
+    one = bench.compare_eps_rules(named, ids, GRID, cams, k1=16, k1_grid=[16])
+    assert (one["k1auto"]["eps"], one["k1oracle"]["eps"]) == (one["auto"]["eps"], one["oracle"]["eps"])
+    assert bench.f_of(one, "k1auto") == pytest.approx(bench.f_of(one, "auto"))
+    assert bench.over_oracle(one, "k1auto", "k1oracle") == pytest.approx(bench.over_oracle(one))
+
+    path = tmp_path / "f.npz"
+    np.savez(path, ids=ids, camids=cams, **named)
+    monkeypatch.setattr(sys, "argv", ["benchmark_eps_rule.py", "--features", str(path), "--k1-grid", "6", "10", "16", "30"])
+    bench.main()
+    out = capsys.readouterr().out
+    row = [line.split("|") for line in out.splitlines() if line.startswith("| f.npz")][0]
+    assert row[-5].strip() == f"{k1_pick} / {by_hand[k1_pick][1]:.2f}"  # k1auto's k1 / eps cell
+    summary = [line for line in out.splitlines() if line.startswith("k1 grid [6, 10, 16, 30]")]
+    assert len(summary) == 1 and f"{k1_pick} x1" in summary[0]

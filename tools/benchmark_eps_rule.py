@@ -22,6 +22,9 @@ k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not c
 (features of each teacher alone, ``tools/cluster_quality.py --teacher t1|t2``): ``teachers`` (the two
 teachers' global clusterings' ARI at each eps, :func:`teacher_agreement`) and ``teachersAV`` (that times
 ``auto``'s score: both kinds of views' agreement times the coverage).
+``--k1-grid K ...`` adds the k-reciprocal neighbourhood size to the choice: ``k1auto`` takes the (k1, eps) whose
+auto score is the best over every k1's grid (no labels; :func:`choose_k1_eps`), ``k1oracle`` the (k1, eps) of best
+pairwise F, and the summary compares the two (the F-best eps moves with the images per identity at a fixed k1).
 ``--camera-norm`` standardises every space per camera first (``INCLR.CLUSTER.CAMERA_NORM True``: the
 features the hook would cluster). ``--cross-camera`` adds ``auto_xcam`` (``INCLR.CLUSTER.AUTO_PAIRS cross_camera``, agreement alone) and
 each rule's recall of the identities' cross-camera image pairs (the joins a single-camera cluster misses)
@@ -35,6 +38,7 @@ over the draws.
     python tools/benchmark_eps_rule.py --features out/seed1_src.npz --camera-norm   # as CLUSTER.CAMERA_NORM True
     python tools/benchmark_eps_rule.py --features out/seed1_src.npz --cap-per-id 7 10 --draws 5
     python tools/benchmark_eps_rule.py --features src.npz --teachers src.npz=src_t1.npz,src_t2.npz --candidates
+    python tools/benchmark_eps_rule.py --features src.npz --cap-per-id 7 10 --k1-grid 10 15 20 30
     python tools/benchmark_eps_rule.py --overhead 2500 12936   # one round's seconds, fixed vs auto
 """
 from __future__ import annotations
@@ -164,11 +168,34 @@ def teacher_agreement(labels1: np.ndarray, labels2: np.ndarray) -> np.ndarray:
     return agreement_at_same_eps({"global": l1, "teacher2": l2}, "ari")
 
 
+def choose_k1_eps(spaces: Dict[str, np.ndarray], k1_grid: Sequence[int], grid: Sequence[float], camids: np.ndarray, *,
+                  k2: int = 6, min_samples: int = 4, max_distance: float = 0.9, coverage: str = "multi_camera",
+                  pairs: str = "all", select: str = "max") -> Tuple[int, object, Dict[int, Tuple[object, Dict[str, np.ndarray]]]]:
+    """The auto rule over a (k1, eps) grid, no labels: each k1's Jaccard matrices and eps choice (``choose_eps``),
+    then the k1 whose chosen score is the best (ties: the first in ``k1_grid``). Returns that k1, its EpsChoice and,
+    per k1, the global Jaccard matrix and every space's grid labels (space -> (G, N)), to score any (k1, eps)."""
+    from inclr_fastreid.pseudo_labels import compute_jaccard_distance
+    from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, labels_over_grid
+
+    if not k1_grid:
+        raise ValueError("choose_k1_eps needs at least one k1")
+    best_k1, best_choice, by_k1 = None, None, {}
+    for k1 in (int(k) for k in k1_grid):
+        dists = {name: compute_jaccard_distance(x, k1, k2, max_distance=max_distance) for name, x in spaces.items()}
+        grid_labels = {name: labels_over_grid(d, grid, min_samples) for name, d in dists.items()}
+        by_k1[k1] = (dists["global"], grid_labels)
+        choice = choose_eps(grid_labels, grid, camids=camids, coverage=coverage, pairs=pairs, select=select)
+        if best_choice is None or choice.scores[choice.index] > best_choice.scores[best_choice.index]:
+            best_k1, best_choice = k1, choice
+    return best_k1, best_choice, by_k1
+
+
 def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequence[float], camids: np.ndarray, *,
                       k1: int = 30, k2: int = 6, min_samples: int = 4, max_distance: float = 0.9,
                       default_eps: float = 0.6, rho: float = 1.6e-3, candidates: bool = False,
                       cross_camera: bool = False, coverage: str = "multi_camera", pairs: str = "all",
-                      select: str = "max", teachers: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Dict[str, object]:
+                      select: str = "max", teachers: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+                      k1_grid: Sequence[int] = ()) -> Dict[str, object]:
     """DBSCAN's global-space labels at the eps of each rule, with their label quality (docs/design.md §4.6).
 
     One sparse Jaccard matrix per space, reused by every rule: ``auto`` (no labels, every space's grid
@@ -180,7 +207,8 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
     the identities' same- and cross-camera pairs, ``quality.camera_pair_recall``) plus the auto rule's and the
     Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``,
     ``sameEps``, ``oneSE``); ``cross_camera`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera, no coverage, max);
-    ``teachers`` (each mean teacher's global features alone, rows as ``ids``) adds ``teachers`` and ``teachersAV``.
+    ``teachers`` (each mean teacher's global features alone, rows as ``ids``) adds ``teachers`` and ``teachersAV``;
+    ``k1_grid`` adds ``k1auto`` (:func:`choose_k1_eps`) and ``k1oracle`` (the (k1, eps) of best F), each with its "k1".
     """
     from inclr_fastreid.pseudo_labels import compute_jaccard_distance, label_quality, pairwise_prf
     from inclr_fastreid.pseudo_labels.clustering import cluster_dbscan, mmt_eps
@@ -226,6 +254,17 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
         labels = cluster_dbscan(dists["global"], max(e, 1e-9), min_samples)
         out[rule] = {"eps": float(e), "labels": labels, "quality": label_quality(labels, ids)}
         out[rule]["same_cam_recall"], out[rule]["cross_cam_recall"] = camera_pair_recall(labels, ids, camids)
+    if k1_grid:
+        k1_pick, k1_choice, by_k1 = choose_k1_eps(spaces, k1_grid, grid, camids, k2=k2, min_samples=min_samples,
+                                                  max_distance=max_distance, coverage=coverage, pairs=pairs,
+                                                  select=select)
+        f_joint = {(k, g): pairwise_prf(lab, ids)[2] for k, (_, ls) in by_k1.items() for g, lab in enumerate(ls["global"])}
+        best_f = max(f_joint.values())  # the first (k1, eps) of best F, in grid order: as the oracle's argmax
+        k1_or, g_or = next(kg for kg, f in f_joint.items() if f == best_f)
+        for rule, (k, g) in (("k1auto", (k1_pick, k1_choice.index)), ("k1oracle", (k1_or, g_or))):
+            labels = cluster_dbscan(by_k1[k][0], grid[g], min_samples)
+            out[rule] = {"eps": grid[g], "k1": k, "labels": labels, "quality": label_quality(labels, ids)}
+            out[rule]["same_cam_recall"], out[rule]["cross_cam_recall"] = camera_pair_recall(labels, ids, camids)
     return out
 
 
@@ -233,20 +272,21 @@ def f_of(result: Dict[str, object], rule: str) -> float:
     return float(result[rule]["quality"]["pairwise_fscore"])  # type: ignore[index]
 
 
-def over_oracle(result: Dict[str, object], rule: str = "auto") -> float:
-    """F(rule) / F(oracle), by default of ``auto``: the issue's label-quality bar asks >= 0.8."""
-    return f_of(result, rule) / max(f_of(result, "oracle"), 1e-12)
+def over_oracle(result: Dict[str, object], rule: str = "auto", oracle: str = "oracle") -> float:
+    """F(rule) / F(oracle), by default of ``auto``: the issue's label-quality bar asks >= 0.8 (``k1auto`` is
+    measured against ``k1oracle``, the best of its own (k1, eps) grid)."""
+    return f_of(result, rule) / max(f_of(result, oracle), 1e-12)
 
 
 def ratio_over_draws(names: Sequence[str], rows: Sequence[Dict[str, object]],
-                     rule: str = "auto") -> Dict[str, Tuple[float, float, float]]:
+                     rule: str = "auto", oracle: str = "oracle") -> Dict[str, Tuple[float, float, float]]:
     """Case (name without its `` draw k``) -> mean, sample std and min of F(rule)/F(oracle) over its draws:
     a capped subset is one random draw of the target, so its ratio is a sample, not a fixed figure."""
     groups: Dict[str, List[float]] = {}
     for name, r in zip(names, rows):
         case, drawn = re.subn(r" draw \d+", "", name)
         if drawn:
-            groups.setdefault(case, []).append(over_oracle(r, rule))
+            groups.setdefault(case, []).append(over_oracle(r, rule, oracle))
     return {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, float(min(v)))
             for k, v in groups.items()}
 
@@ -296,6 +336,8 @@ def main() -> None:
     ap.add_argument("--teachers", nargs="+", default=[], metavar="FILE=T1.npz,T2.npz",
                     help="--features FILE's two mean teachers' features alone (cluster_quality.py --teacher t1 / t2): "
                          "adds the teachers' agreement (teachers, teachersAV)")
+    ap.add_argument("--k1-grid", type=int, nargs="+", default=[], metavar="K",
+                    help="also choose k1 from these (k1auto, no labels) against the (k1, eps) oracle (k1oracle)")
     ap.add_argument("--cross-camera", action="store_true",
                     help="also auto with AUTO_PAIRS cross_camera (agreement alone)")
     ap.add_argument("--camera-norm", action="store_true",
@@ -347,12 +389,14 @@ def main() -> None:
         head += ["F(teachers)", "eps teachers", "F(teachersAV)", "eps teachersAV"]
     if args.cross_camera:
         head += ["F(auto_xcam)", "eps auto_xcam", "xcam recall / outliers auto_xcam"]
+    if args.k1_grid:
+        head += ["F(k1auto)", "k1 / eps k1auto", "F(k1oracle)", "k1 / eps k1oracle", "k1auto/k1oracle"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     rows = []
     for name, spaces, ids, cams, teachers in cases:
         r = compare_eps_rules(spaces, ids, args.grid, cams, k1=args.k1, candidates=args.candidates,
-                              cross_camera=args.cross_camera, teachers=teachers)
+                              cross_camera=args.cross_camera, teachers=teachers, k1_grid=args.k1_grid)
         rows.append(r)
         cells = [name, r["n"], f"{f_of(r, 'auto'):.3f}", f"{r['auto']['eps']:.2f}", f"{f_of(r, 'oracle'):.3f}",
                  f"{r['oracle']['eps']:.2f}", f"{f_of(r, 'fixed'):.3f}", f"{f_of(r, 'mmt'):.3f}",
@@ -370,6 +414,9 @@ def main() -> None:
         if args.cross_camera:
             cells += [f"{f_of(r, 'auto_xcam'):.3f}", f"{r['auto_xcam']['eps']:.2f}",
                       f"{r['auto_xcam']['cross_cam_recall']:.2f} / {r['auto_xcam']['quality']['outlier_ratio']:.0%}"]
+        if args.k1_grid:
+            cells += [f"{f_of(r, k):.3f}" if c == 0 else f"{r[k]['k1']} / {r[k]['eps']:.2f}"
+                      for k in ("k1auto", "k1oracle") for c in (0, 1)] + [f"{over_oracle(r, 'k1auto', 'k1oracle'):.2f}"]
         print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
         if args.candidates:
             print("    grid:      " + " ".join(f"{e:.2f}" for e in r["choice"]["grid"]))
@@ -385,6 +432,16 @@ def main() -> None:
             print(f"\nF({rule})/F(oracle) over the draws of each subset (mean ± std, min):")
             for case, (m, sd, lo) in ratio_over_draws([c[0] for c in cases], rows, rule).items():
                 print(f"  {case}: {m:.2f} ± {sd:.2f}, min {lo:.2f}")
+    if args.k1_grid:
+        ratios = [over_oracle(r, "k1auto", "k1oracle") for r in rows]
+        if args.draws > 1:
+            print("\nF(k1auto)/F(k1oracle) over the draws of each subset (mean ± std, min):")
+            for case, (m, sd, lo) in ratio_over_draws([c[0] for c in cases], rows, "k1auto", "k1oracle").items():
+                print(f"  {case}: {m:.2f} ± {sd:.2f}, min {lo:.2f}")
+        print(f"\nk1 grid {args.k1_grid}: F(k1auto)/F(k1oracle) over all rows: min {min(ratios):.2f}, below 0.8 in "
+              f"{sum(x < 0.8 for x in ratios)} of {len(rows)}; mean F k1auto {np.mean([f_of(r, 'k1auto') for r in rows]):.3f}, "
+              f"k1oracle {np.mean([f_of(r, 'k1oracle') for r in rows]):.3f}; k1 picked: "
+              + ", ".join(f"{k} x{sum(r['k1auto']['k1'] == k for r in rows)}" for k in args.k1_grid))
     if len(compared) > 1:
         print("\nF(rule)/F(oracle) over all rows: " + "; ".join(
             f"{k} min {min(over_oracle(r, k) for r in rows):.2f}, below 0.8 in "
