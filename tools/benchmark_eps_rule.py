@@ -51,11 +51,12 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import scipy.sparse as sp
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
-from inclr_fastreid.pseudo_labels.eps_rule import is_partition  # noqa: E402  (after the sys.path lines)
+from inclr_fastreid.pseudo_labels.eps_rule import EpsChoice, is_partition  # noqa: E402  (after the sys.path lines)
 from inclr_fastreid.pseudo_labels.quality import camera_pair_recall  # noqa: E402
 
 
@@ -170,7 +171,8 @@ def teacher_agreement(labels1: np.ndarray, labels2: np.ndarray) -> np.ndarray:
 
 def choose_k1_eps(spaces: Dict[str, np.ndarray], k1_grid: Sequence[int], grid: Sequence[float], camids: np.ndarray, *,
                   k2: int = 6, min_samples: int = 4, max_distance: float = 0.9, coverage: str = "multi_camera",
-                  pairs: str = "all", select: str = "max") -> Tuple[int, object, Dict[int, Tuple[object, Dict[str, np.ndarray]]]]:
+                  pairs: str = "all", select: str = "max"
+                  ) -> Tuple[int, EpsChoice, Dict[int, Tuple[sp.spmatrix, Dict[str, np.ndarray]]]]:
     """The auto rule over a (k1, eps) grid, no labels: each k1's Jaccard matrices and eps choice (``choose_eps``),
     then the k1 whose chosen score is the best (ties: the first in ``k1_grid``). Returns that k1, its EpsChoice and,
     per k1, the global Jaccard matrix and every space's grid labels (space -> (G, N)), to score any (k1, eps)."""
@@ -415,8 +417,9 @@ def main() -> None:
             cells += [f"{f_of(r, 'auto_xcam'):.3f}", f"{r['auto_xcam']['eps']:.2f}",
                       f"{r['auto_xcam']['cross_cam_recall']:.2f} / {r['auto_xcam']['quality']['outlier_ratio']:.0%}"]
         if args.k1_grid:
-            cells += [f"{f_of(r, k):.3f}" if c == 0 else f"{r[k]['k1']} / {r[k]['eps']:.2f}"
-                      for k in ("k1auto", "k1oracle") for c in (0, 1)] + [f"{over_oracle(r, 'k1auto', 'k1oracle'):.2f}"]
+            for k in ("k1auto", "k1oracle"):
+                cells += [f"{f_of(r, k):.3f}", f"{r[k]['k1']} / {r[k]['eps']:.2f}"]
+            cells += [f"{over_oracle(r, 'k1auto', 'k1oracle'):.2f}"]
         print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
         if args.candidates:
             print("    grid:      " + " ".join(f"{e:.2f}" for e in r["choice"]["grid"]))
