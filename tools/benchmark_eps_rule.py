@@ -251,11 +251,17 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
                               "f_grid": f_grid.tolist()}
     if teachers is not None:
         out["teacher_agreement"] = t_agree.tolist()
-    for rule, e in eps.items():
+
+    def scored(dist: sp.spmatrix, e: float) -> Dict[str, object]:
+        """One rule's global labels at ``e`` on ``dist``, their quality and same/cross-camera pair recall."""
         # mmt can give exactly 0 (the m smallest pairs all have identical supports); DBSCAN needs eps > 0
-        labels = cluster_dbscan(dists["global"], max(e, 1e-9), min_samples)
-        out[rule] = {"eps": float(e), "labels": labels, "quality": label_quality(labels, ids)}
-        out[rule]["same_cam_recall"], out[rule]["cross_cam_recall"] = camera_pair_recall(labels, ids, camids)
+        labels = cluster_dbscan(dist, max(e, 1e-9), min_samples)
+        res: Dict[str, object] = {"eps": float(e), "labels": labels, "quality": label_quality(labels, ids)}
+        res["same_cam_recall"], res["cross_cam_recall"] = camera_pair_recall(labels, ids, camids)
+        return res
+
+    for rule, e in eps.items():
+        out[rule] = scored(dists["global"], e)
     if k1_grid:
         k1_pick, k1_choice, by_k1 = choose_k1_eps(spaces, k1_grid, grid, camids, k2=k2, min_samples=min_samples,
                                                   max_distance=max_distance, coverage=coverage, pairs=pairs,
@@ -264,9 +270,7 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
         best_f = max(f_joint.values())  # the first (k1, eps) of best F, in grid order: as the oracle's argmax
         k1_or, g_or = next(kg for kg, f in f_joint.items() if f == best_f)
         for rule, (k, g) in (("k1auto", (k1_pick, k1_choice.index)), ("k1oracle", (k1_or, g_or))):
-            labels = cluster_dbscan(by_k1[k][0], grid[g], min_samples)
-            out[rule] = {"eps": grid[g], "k1": k, "labels": labels, "quality": label_quality(labels, ids)}
-            out[rule]["same_cam_recall"], out[rule]["cross_cam_recall"] = camera_pair_recall(labels, ids, camids)
+            out[rule] = dict(scored(by_k1[k][0], grid[g]), k1=k)
     return out
 
 
