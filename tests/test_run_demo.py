@@ -204,3 +204,26 @@ def test_changes_can_be_picked_by_key(demo, monkeypatch, tmp_path):
     assert stages == ["pretrain", "pretrain2", "direct", "mmt", "inclr", "change_one_source", "pretrain_low_res",
                       "pretrain2_low_res", "change_low_res"]  # CHANGES' order, only the named ones
     assert [c["key"] for c in json.loads((tmp_path / "results.json").read_text())["changes"]] == ["one_source", "low_res"]
+
+
+def test_results_name_the_target_the_source_models_and_a_pasteable_command(demo, monkeypatch, tmp_path):
+    """A run on SynthB10 from two --pretrained source models says so: the header names SynthB10 (not the
+    default SynthB), the seeds share the source models, and the printed --opts survive a shell round trip."""
+    import shlex
+
+    mod, _ = demo
+    calls = []
+    _fake_results(monkeypatch, mod, calls)
+    opts = ["DATASETS.NAMES", "('SynthB10',)", "INCLR.CLUSTER.K1", "15"]
+    _main(mod, monkeypatch, "--output-dir", str(tmp_path), "--seeds", "2", "3", "--rows", "inclr", "--no-features",
+          "--pretrained", "a.pth", "b.pth", "--opts", *opts)
+    md = (tmp_path / "results.md").read_text()
+    assert md.startswith("### Synthetic benchmark SynthA → SynthB10, seeds 2 3")
+    assert "all from the two --pretrained source models" in md and "its own two source models" not in md
+    command = md.split("`")[1]
+    assert shlex.split(command)[-len(opts):] == opts
+    assert json.loads((tmp_path / "results.json").read_text())["benchmark"].startswith("synthetic (SynthA -> SynthB10)")
+    _main(mod, monkeypatch, "--output-dir", str(tmp_path / "b"), "--seeds", "1", "--rows", "inclr", "--no-features")
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert md.startswith("### Synthetic benchmark SynthA → SynthB, seeds 1")
+    assert "its own two source models and adaptation runs" in md

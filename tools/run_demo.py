@@ -22,9 +22,11 @@ All numbers are from the *synthetic* benchmark (docs/design.md §7), never a cla
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -234,7 +236,7 @@ def run_seed(out: str, seed: Optional[int], args) -> Dict[str, Any]:
 
     total = time.perf_counter() - t_start
     payload = {
-        "benchmark": "synthetic (SynthA -> SynthB), docs/design.md §7",
+        "benchmark": f"synthetic (SynthA -> {_target(args)}), docs/design.md §7",
         "quick": args.quick, "machine": _machine(), "seed": seed, "source_models": [weights, weights2],
         "wall_seconds": round(total, 1), "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
         "rows": [{"method": n, "metrics": r, "pseudo_labels": q} for n, r, q in table],
@@ -331,12 +333,13 @@ def _per_seed(s: Dict[str, Any]) -> str:
 
 def render_multi_seed(agg: Dict[str, Any], payloads: Sequence[Dict[str, Any]], args, total: float) -> str:
     seeds = " ".join(str(s) for s in agg["seeds"])
-    lines = [f"### Synthetic benchmark SynthA → SynthB, seeds {seeds}{' (quick mode)' if args.quick else ''}", "",
-             f"`python tools/run_demo.py{' --quick' if args.quick else ''}{_cmdline_extra(args)}` on {_device()}, "
+    per_seed = ("its own adaptation runs, all from the two --pretrained source models" if args.pretrained
+                else "its own two source models and adaptation runs")
+    lines = [f"### Synthetic benchmark SynthA → {_target(args)}, seeds {seeds}{' (quick mode)' if args.quick else ''}",
+             "", f"`python tools/run_demo.py{' --quick' if args.quick else ''}{_cmdline_extra(args)}` on {_device()}, "
              f"{total / 60:.1f} min in all{' (--reuse: stages run before were read, not rerun)' if args.reuse else ''}. "
-             f"Mean ± sample std over {len(agg['seeds'])} seeds (each seed: its own two "
-             "source models and adaptation runs); pseudo-label F / NMI of the last round. Synthetic data: not a "
-             "claim about Market/Duke/MSMT.", ""]
+             f"Mean ± sample std over {len(agg['seeds'])} seeds (each seed: {per_seed}); pseudo-label F / NMI of "
+             "the last round. Synthetic data: not a claim about Market/Duke/MSMT.", ""]
     if agg["rows"]:
         lines += ["| Method | mAP | Δ mAP vs MMT (paired) | R1 | pseudo-label F | NMI | mAP per seed |",
                   "|---|---|---|---|---|---|---|"]
@@ -425,7 +428,7 @@ def main() -> None:
     print("\n" + md)
     atomic_write_text(os.path.join(out, "results.md"), md)
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(
-        {"benchmark": "synthetic (SynthA -> SynthB), docs/design.md §7", "quick": args.quick, "machine": _machine(),
+        {"benchmark": f"synthetic (SynthA -> {_target(args)}), docs/design.md §7", "quick": args.quick, "machine": _machine(),
          "wall_seconds": round(total, 1), **agg, "runs": payloads}, indent=2))
     print(f"[demo] results: {os.path.join(out, 'results.md')}")
 
@@ -446,14 +449,24 @@ def _cmdline_extra(args) -> str:
     if args.no_features:
         extra += " --no-features"
     if args.opts:
-        extra += " --opts " + " ".join(args.opts)
+        extra += " --opts " + " ".join(shlex.quote(o) for o in args.opts)
     return extra
+
+
+def _target(args) -> str:
+    """The adaptation target as the runs saw it: DATASETS.NAMES from --opts (e.g. SynthB10), else SynthB."""
+    opts = list(args.opts)
+    for key, value in zip(opts[::2], opts[1::2]):
+        if key == "DATASETS.NAMES":
+            names = ast.literal_eval(value)
+            return " + ".join(names) if isinstance(names, (list, tuple)) else str(names)
+    return "SynthB"
 
 
 def render_markdown(table, feat_rows, args, total: float, seed: Optional[int] = None) -> str:
     seed_arg = "" if seed is None or args.seeds is None else f" (seed {seed} of --seeds)"
     lines = [
-        f"### Synthetic benchmark SynthA → SynthB{' (quick mode)' if args.quick else ''}{seed_arg}",
+        f"### Synthetic benchmark SynthA → {_target(args)}{' (quick mode)' if args.quick else ''}{seed_arg}",
         "",
         f"`python tools/run_demo.py{' --quick' if args.quick else ''}{_cmdline_extra(args)}` on {_device()}, "
         f"{total / 60:.1f} min in all. "
