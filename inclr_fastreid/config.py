@@ -109,6 +109,12 @@ def add_inclr_config(cfg: CN) -> CN:
     # scale at 7-10 images per identity, but it drifts finer over the rounds and cost mAP on SynthB
     # (docs/design.md §4.3.1)
     _C.INCLR.CLUSTER.AUTO_SELECT = "max"
+    # dbscan k1: fixed = K1; size = at the first clustering, k1 = clip(round(K1_PER_SIZE x the median cluster
+    # size of a clustering at K1), K1_MIN, K1), then kept for the run (checkpointed): a neighbourhood on the
+    # scale of an identity's images, without labels (pseudo_labels/k1_rule.py, docs/design.md §4.3.2)
+    _C.INCLR.CLUSTER.K1_RULE = "fixed"
+    _C.INCLR.CLUSTER.K1_PER_SIZE = 1.5
+    _C.INCLR.CLUSTER.K1_MIN = 10
 
     # LGMR: local/global mutual refinement (docs/design.md §4.4)
     _C.INCLR.LGMR = CN()

@@ -89,6 +89,11 @@ def payload(labels, epoch=0):
 
 def eps_passed_to_clustering(hook, items, monkeypatch):
     """The ``eps`` override the hook's next clustering round hands to generate_pseudo_labels (None: none)."""
+    return overrides_passed_to_clustering(hook, items, monkeypatch).get("eps")
+
+
+def overrides_passed_to_clustering(hook, items, monkeypatch):
+    """The keyword arguments the hook's next clustering round hands to generate_pseudo_labels."""
     import inclr_fastreid.engine.pseudo_label_hook as hook_mod
 
     seen = {}
@@ -101,7 +106,7 @@ def eps_passed_to_clustering(hook, items, monkeypatch):
     feats = {"global": torch.zeros(len(items), 4), "part1": torch.zeros(len(items), 4)}
     with pytest.raises(RuntimeError, match="stop here"):
         hook._cluster(2, feats, 0.0)
-    return seen.get("eps")
+    return seen
 
 
 def true_labels(items):

@@ -789,3 +789,35 @@ def test_benchmark_k1_grid_takes_the_k1_of_the_best_auto_score_and_the_joint_ora
     assert row[-5].strip() == f"{k1_pick} / {by_hand[k1_pick][1]:.2f}"  # k1auto's k1 / eps cell
     summary = [line for line in out.splitlines() if line.startswith("k1 grid [6, 10, 16, 30]")]
     assert len(summary) == 1 and f"{k1_pick} x1" in summary[0]
+
+
+def test_benchmark_k1_size_is_the_hooks_k1_rule_and_scores_it_against_its_own_oracle(tmp_path, capsys, monkeypatch):
+    """``--k1-size``: ``k1size`` is what a round with K1_RULE size clusters (same k1, eps and global labels as
+    generate_pseudo_labels); ``k1size_oracle`` is the F-best grid eps at that k1."""
+    bench = tool("benchmark_eps_rule")
+    spaces, ids, cams = identities(ids=40, per_id=8, spread=1.2, with_cams=True)
+    named = dict(zip(["global", "part1", "part2", "part3"], spaces))
+    r = bench.compare_eps_rules(named, ids, GRID, cams, k1_size=True)
+    hook = generate_pseudo_labels(spaces[0], spaces[1:], ClusterParams(eps_rule="auto", eps_grid=GRID, k1_rule="size",
+                                                                       lgmr_enabled=False), camids=cams)
+    from inclr_fastreid.pseudo_labels.k1_rule import median_cluster_size
+
+    m = median_cluster_size(r["auto"]["labels"])  # auto's clustering at K1 30: what the round's first pass clusters
+    assert r["k1size"]["median_size"] == hook.k1_choice["median_size"] == m and 5 <= m <= 8
+    assert r["k1size"]["k1"] == hook.k1 == max(10, int(np.around(1.5 * m))) and r["k1size"]["eps"] == hook.eps
+    assert np.array_equal(r["k1size"]["labels"], hook.labels_before_lgmr)
+    fk = [pairwise_prf(lab, ids)[2] for lab in labels_over_grid(compute_jaccard_distance(spaces[0], hook.k1, 6, 0.9), GRID, 4)]
+    assert r["k1size_oracle"]["eps"] == GRID[int(np.argmax(fk))] and bench.f_of(r, "k1size_oracle") == pytest.approx(max(fk))
+    path = tmp_path / "f.npz"
+    np.savez(path, ids=ids, camids=cams, **named)
+    monkeypatch.setattr(sys, "argv", ["benchmark_eps_rule.py", "--features", str(path), "--k1-size", "--k1-per-size", "2"])
+    bench.main()
+    out = capsys.readouterr().out
+    row = [line.split("|") for line in out.splitlines() if line.startswith("| f.npz")][0]
+    r2 = bench.compare_eps_rules(named, ids, GRID, cams, k1_size=True, k1_per_size=2.0)
+    k2 = r2["k1size"]["k1"]
+    assert k2 == max(10, int(np.around(2 * m))) and k2 != hook.k1  # K1_PER_SIZE reaches the choice
+    assert row[-5].strip() == f"{k2} / {r2['k1size']['eps']:.2f}" and row[-7].strip() == f"{m:g}"
+    assert row[-6].strip() == f"{bench.f_of(r2, 'k1size'):.3f}"
+    summary = [line for line in out.splitlines() if line.startswith("K1_RULE size (K1_PER_SIZE 2, K1_MIN 10, K1 30)")]
+    assert len(summary) == 1 and f"k1 chosen {k2} x1" in summary[0]

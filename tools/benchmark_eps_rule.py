@@ -25,6 +25,10 @@ teachers' global clusterings' ARI at each eps, :func:`teacher_agreement`) and ``
 ``--k1-grid K ...`` adds the k-reciprocal neighbourhood size to the choice: ``k1auto`` takes the (k1, eps) whose
 auto score is the best over every k1's grid (no labels; :func:`choose_k1_eps`), ``k1oracle`` the (k1, eps) of best
 pairwise F, and the summary compares the two (the F-best eps moves with the images per identity at a fixed k1).
+``--k1-size`` adds ``INCLR.CLUSTER.K1_RULE size`` (docs/design.md §4.3.2): ``k1size`` is auto at the k1 that
+``K1_PER_SIZE`` (``--k1-per-size``) x the median cluster size of auto's clustering at ``--k1`` gives (no labels;
+``k1_rule.k1_from_cluster_size``), measured against ``k1size_oracle``, the F-best eps at that same k1 (and, with
+``--k1-grid``, against ``k1oracle``).
 ``--camera-norm`` standardises every space per camera first (``INCLR.CLUSTER.CAMERA_NORM True``: the
 features the hook would cluster). ``--cross-camera`` adds ``auto_xcam`` (``INCLR.CLUSTER.AUTO_PAIRS cross_camera``, agreement alone) and
 each rule's recall of the identities' cross-camera image pairs (the joins a single-camera cluster misses)
@@ -39,6 +43,7 @@ over the draws.
     python tools/benchmark_eps_rule.py --features out/seed1_src.npz --cap-per-id 7 10 --draws 5
     python tools/benchmark_eps_rule.py --features src.npz --teachers src.npz=src_t1.npz,src_t2.npz --candidates
     python tools/benchmark_eps_rule.py --features src.npz --cap-per-id 7 10 --k1-grid 10 15 20 30
+    python tools/benchmark_eps_rule.py --features src.npz --cap-per-id 7 10 --camera-norm --k1-size --k1-grid 10 15 20 30
     python tools/benchmark_eps_rule.py --overhead 2500 12936   # one round's seconds, fixed vs auto
 """
 from __future__ import annotations
@@ -171,11 +176,13 @@ def teacher_agreement(labels1: np.ndarray, labels2: np.ndarray) -> np.ndarray:
 
 def choose_k1_eps(spaces: Dict[str, np.ndarray], k1_grid: Sequence[int], grid: Sequence[float], camids: np.ndarray, *,
                   k2: int = 6, min_samples: int = 4, max_distance: float = 0.9, coverage: str = "multi_camera",
-                  pairs: str = "all", select: str = "max"
+                  pairs: str = "all", select: str = "max",
+                  known: Optional[Dict[int, Dict[str, sp.spmatrix]]] = None
                   ) -> Tuple[int, EpsChoice, Dict[int, Tuple[sp.spmatrix, Dict[str, np.ndarray]]]]:
     """The auto rule over a (k1, eps) grid, no labels: each k1's Jaccard matrices and eps choice (``choose_eps``),
     then the k1 whose chosen score is the best (ties: the first in ``k1_grid``). Returns that k1, its EpsChoice and,
-    per k1, the global Jaccard matrix and every space's grid labels (space -> (G, N)), to score any (k1, eps)."""
+    per k1, the global Jaccard matrix and every space's grid labels (space -> (G, N)), to score any (k1, eps).
+    ``known``: k1 -> every space's Jaccard matrix already computed at that k1 (not computed again)."""
     from inclr_fastreid.pseudo_labels import compute_jaccard_distance
     from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, labels_over_grid
 
@@ -183,7 +190,8 @@ def choose_k1_eps(spaces: Dict[str, np.ndarray], k1_grid: Sequence[int], grid: S
         raise ValueError("choose_k1_eps needs at least one k1")
     best_k1, best_choice, by_k1 = None, None, {}
     for k1 in (int(k) for k in k1_grid):
-        dists = {name: compute_jaccard_distance(x, k1, k2, max_distance=max_distance) for name, x in spaces.items()}
+        dists = (known or {}).get(k1) or {name: compute_jaccard_distance(x, k1, k2, max_distance=max_distance)
+                                          for name, x in spaces.items()}
         grid_labels = {name: labels_over_grid(d, grid, min_samples) for name, d in dists.items()}
         by_k1[k1] = (dists["global"], grid_labels)
         choice = choose_eps(grid_labels, grid, camids=camids, coverage=coverage, pairs=pairs, select=select)
@@ -197,7 +205,8 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
                       default_eps: float = 0.6, rho: float = 1.6e-3, candidates: bool = False,
                       cross_camera: bool = False, coverage: str = "multi_camera", pairs: str = "all",
                       select: str = "max", teachers: Optional[Tuple[np.ndarray, np.ndarray]] = None,
-                      k1_grid: Sequence[int] = ()) -> Dict[str, object]:
+                      k1_grid: Sequence[int] = (), k1_size: bool = False, k1_per_size: float = 1.5,
+                      k1_min: int = 10) -> Dict[str, object]:
     """DBSCAN's global-space labels at the eps of each rule, with their label quality (docs/design.md §4.6).
 
     One sparse Jaccard matrix per space, reused by every rule: ``auto`` (no labels, every space's grid
@@ -210,7 +219,9 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
     Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``,
     ``sameEps``, ``oneSE``); ``cross_camera`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera, no coverage, max);
     ``teachers`` (each mean teacher's global features alone, rows as ``ids``) adds ``teachers`` and ``teachersAV``;
-    ``k1_grid`` adds ``k1auto`` (:func:`choose_k1_eps`) and ``k1oracle`` (the (k1, eps) of best F), each with its "k1".
+    ``k1_grid`` adds ``k1auto`` (:func:`choose_k1_eps`) and ``k1oracle`` (the (k1, eps) of best F), each with its "k1";
+    ``k1_size`` adds ``k1size`` (K1_RULE size: auto at the k1 of auto's median cluster size at ``k1``, as the hook's
+    first round) and ``k1size_oracle`` (the F-best grid eps at that k1), each with its "k1".
     """
     from inclr_fastreid.pseudo_labels import compute_jaccard_distance, label_quality, pairwise_prf
     from inclr_fastreid.pseudo_labels.clustering import cluster_dbscan, mmt_eps
@@ -262,10 +273,23 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
 
     for rule, e in eps.items():
         out[rule] = scored(dists["global"], e)
+    if k1_size:
+        from inclr_fastreid.pseudo_labels.k1_rule import k1_from_cluster_size, median_cluster_size
+
+        size = median_cluster_size(out["auto"]["labels"])
+        k1s = k1_from_cluster_size(size, k1_per_size, k1_min, k1) if size > 0 else k1
+        d_s = dists if k1s == k1 else {name: compute_jaccard_distance(x, k1s, k2, max_distance=max_distance)
+                                       for name, x in spaces.items()}
+        gl_s = grid_labels if k1s == k1 else {name: labels_over_grid(d, grid, min_samples) for name, d in d_s.items()}
+        ch_s = choose_eps(gl_s, grid, global_dist=d_s["global"], min_samples=min_samples, camids=camids,
+                          coverage=coverage, pairs=pairs, select=select)
+        f_s = [pairwise_prf(lab, ids)[2] for lab in gl_s["global"]]
+        for rule, e in (("k1size", ch_s.eps), ("k1size_oracle", grid[int(np.argmax(f_s))])):
+            out[rule] = dict(scored(d_s["global"], e), k1=k1s, median_size=size)
     if k1_grid:
         k1_pick, k1_choice, by_k1 = choose_k1_eps(spaces, k1_grid, grid, camids, k2=k2, min_samples=min_samples,
                                                   max_distance=max_distance, coverage=coverage, pairs=pairs,
-                                                  select=select)
+                                                  select=select, known={k1: dists})
         f_joint = {(k, g): pairwise_prf(lab, ids)[2] for k, (_, ls) in by_k1.items() for g, lab in enumerate(ls["global"])}
         best_f = max(f_joint.values())  # the first (k1, eps) of best F, in grid order: as the oracle's argmax
         k1_or, g_or = next(kg for kg, f in f_joint.items() if f == best_f)
@@ -344,6 +368,10 @@ def main() -> None:
                          "adds the teachers' agreement (teachers, teachersAV)")
     ap.add_argument("--k1-grid", type=int, nargs="+", default=[], metavar="K",
                     help="also choose k1 from these (k1auto, no labels) against the (k1, eps) oracle (k1oracle)")
+    ap.add_argument("--k1-size", action="store_true",
+                    help="also K1_RULE size (k1size: auto at the k1 of the median cluster size) against its oracle")
+    ap.add_argument("--k1-per-size", type=float, default=1.5, help="--k1-size: INCLR.CLUSTER.K1_PER_SIZE")
+    ap.add_argument("--k1-min", type=int, default=10, help="--k1-size: INCLR.CLUSTER.K1_MIN")
     ap.add_argument("--cross-camera", action="store_true",
                     help="also auto with AUTO_PAIRS cross_camera (agreement alone)")
     ap.add_argument("--camera-norm", action="store_true",
@@ -397,12 +425,16 @@ def main() -> None:
         head += ["F(auto_xcam)", "eps auto_xcam", "xcam recall / outliers auto_xcam"]
     if args.k1_grid:
         head += ["F(k1auto)", "k1 / eps k1auto", "F(k1oracle)", "k1 / eps k1oracle", "k1auto/k1oracle"]
+    if args.k1_size:
+        head += ["median size", "F(k1size)", "k1 / eps k1size", "F(k1size oracle)", "eps k1size oracle",
+                 "k1size/own oracle"] + (["k1size/k1oracle"] if args.k1_grid else [])
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     rows = []
     for name, spaces, ids, cams, teachers in cases:
         r = compare_eps_rules(spaces, ids, args.grid, cams, k1=args.k1, candidates=args.candidates,
-                              cross_camera=args.cross_camera, teachers=teachers, k1_grid=args.k1_grid)
+                              cross_camera=args.cross_camera, teachers=teachers, k1_grid=args.k1_grid,
+                              k1_size=args.k1_size, k1_per_size=args.k1_per_size, k1_min=args.k1_min)
         rows.append(r)
         cells = [name, r["n"], f"{f_of(r, 'auto'):.3f}", f"{r['auto']['eps']:.2f}", f"{f_of(r, 'oracle'):.3f}",
                  f"{r['oracle']['eps']:.2f}", f"{f_of(r, 'fixed'):.3f}", f"{f_of(r, 'mmt'):.3f}",
@@ -424,6 +456,11 @@ def main() -> None:
             for k in ("k1auto", "k1oracle"):
                 cells += [f"{f_of(r, k):.3f}", f"{r[k]['k1']} / {r[k]['eps']:.2f}"]
             cells += [f"{over_oracle(r, 'k1auto', 'k1oracle'):.2f}"]
+        if args.k1_size:
+            cells += [f"{r['k1size']['median_size']:g}", f"{f_of(r, 'k1size'):.3f}",
+                      f"{r['k1size']['k1']} / {r['k1size']['eps']:.2f}", f"{f_of(r, 'k1size_oracle'):.3f}",
+                      f"{r['k1size_oracle']['eps']:.2f}", f"{over_oracle(r, 'k1size', 'k1size_oracle'):.2f}"]
+            cells += [f"{over_oracle(r, 'k1size', 'k1oracle'):.2f}"] if args.k1_grid else []
         print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
         if args.candidates:
             print("    grid:      " + " ".join(f"{e:.2f}" for e in r["choice"]["grid"]))
@@ -435,7 +472,10 @@ def main() -> None:
     extra = ("agree", "oneSE", "teachers", "teachersAV") if args.candidates or teacher_files else ()
     compared = ["auto"] + [k for k in extra if all(k in r for r in rows)]  # each ratio over the draws
     if args.draws > 1:  # each rule against its oracle; k1auto against the (k1, eps) one
-        for rule, oracle in [(k, "oracle") for k in compared] + ([("k1auto", "k1oracle")] if args.k1_grid else []):
+        pairs_k1 = ([("k1auto", "k1oracle")] if args.k1_grid else []) + \
+            ([("k1size", "k1size_oracle")] if args.k1_size else []) + \
+            ([("k1size", "k1oracle")] if args.k1_size and args.k1_grid else [])
+        for rule, oracle in [(k, "oracle") for k in compared] + pairs_k1:
             print(f"\nF({rule})/F({oracle}) over the draws of each subset (mean ± std, min):")
             for case, (m, sd, lo) in ratio_over_draws([c[0] for c in cases], rows, rule, oracle).items():
                 print(f"  {case}: {m:.2f} ± {sd:.2f}, min {lo:.2f}")
@@ -445,6 +485,13 @@ def main() -> None:
               f"{sum(x < 0.8 for x in ratios)} of {len(rows)}; mean F k1auto {np.mean([f_of(r, 'k1auto') for r in rows]):.3f}, "
               f"k1oracle {np.mean([f_of(r, 'k1oracle') for r in rows]):.3f}; k1 picked: "
               + ", ".join(f"{k} x{sum(r['k1auto']['k1'] == k for r in rows)}" for k in args.k1_grid))
+    if args.k1_size:
+        against = ["k1size_oracle"] + (["k1oracle"] if args.k1_grid else [])
+        print(f"\nK1_RULE size (K1_PER_SIZE {args.k1_per_size:g}, K1_MIN {args.k1_min}, K1 {args.k1}): " + "; ".join(
+            f"F(k1size)/F({o}) min {min(over_oracle(r, 'k1size', o) for r in rows):.2f}, below 0.8 in "
+            f"{sum(over_oracle(r, 'k1size', o) < 0.8 for r in rows)} of {len(rows)}" for o in against)
+            + f"; mean F k1size {np.mean([f_of(r, 'k1size') for r in rows]):.3f}; k1 chosen "
+            + ", ".join(f"{k} x{n}" for k, n in zip(*np.unique([r['k1size']['k1'] for r in rows], return_counts=True))))
     if len(compared) > 1:
         print("\nF(rule)/F(oracle) over all rows: " + "; ".join(
             f"{k} min {min(over_oracle(r, k) for r in rows):.2f}, below 0.8 in "

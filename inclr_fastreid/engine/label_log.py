@@ -42,6 +42,9 @@ def quality_record(epoch: int, result: PseudoLabels, true_ids: Optional[np.ndarr
     record["eps"] = None if result.eps is None else round(float(result.eps), 6)  # DBSCAN's eps (EPS_RULE mmt: computed)
     if result.eps_choice is not None:  # EPS_RULE auto chose eps this round: its grid, scores and criterion
         record["eps_choice"] = result.eps_choice
+    record["k1"] = result.k1  # the Jaccard distance's k1 (None: not dbscan)
+    if result.k1_choice is not None:  # K1_RULE size chose k1 this round: the median cluster size it came from
+        record["k1_choice"] = result.k1_choice
     return record
 
 

@@ -93,8 +93,10 @@ class PseudoLabelHook(HookBase):
         """Rank 0: cluster the gathered features, refine with LGMR; what every rank needs to apply."""
         t1 = time.perf_counter()
         parts = sorted(k for k in feats if k.startswith("part"))
-        # EPS_RULE mmt, and auto with EPS_FREEZE, after the first round
-        frozen = {} if self.state.eps is None else {"eps": self.state.eps}
+        # EPS_RULE mmt, and auto with EPS_FREEZE, after the first round; K1_RULE size after the first round
+        frozen: Dict[str, Any] = {} if self.state.eps is None else {"eps": self.state.eps}
+        if self.state.k1 is not None:
+            frozen["k1"] = self.state.k1
         result = generate_pseudo_labels(feats["global"].numpy(), [feats[p].numpy() for p in parts], self.params,
                                         lgmr_enabled=self.params.lgmr_enabled and bool(parts), camids=self.camids,
                                         **frozen)
@@ -106,7 +108,7 @@ class PseudoLabelHook(HookBase):
             self.true_ids, dump)
         return {"labels": torch.as_tensor(result.labels, dtype=torch.int64),
                 "agreement": torch.as_tensor(result.agreement, dtype=torch.float32) if parts else None,
-                "num_classes": int(result.num_classes), "record": record, "eps": result.eps,
+                "num_classes": int(result.num_classes), "record": record, "eps": result.eps, "k1": result.k1,
                 "centroids": {k: torch.as_tensor(v) for k, v in result.centroids.items()}}
 
     def _apply(self, epoch: int, payload: Dict[str, Any]) -> None:
@@ -122,6 +124,11 @@ class PseudoLabelHook(HookBase):
             logger.info("Epoch %d: INCLR.CLUSTER.EPS_RULE %s: eps = %.4f, kept for the run%s.", epoch,
                         self.params.eps_rule, self.state.eps,
                         f" (rho {self.params.rho:g})" if self.params.eps_rule == "mmt" else " (EPS_FREEZE)")
+        if self.params.k1_rule == "size" and self.state.k1 is None and payload.get("k1") is not None:
+            self.state.k1 = int(payload["k1"])  # k1 of the first clustering, kept for the run (checkpointed)
+            size = (record.get("k1_choice") or {}).get("median_size")
+            logger.info("Epoch %d: INCLR.CLUSTER.K1_RULE size: k1 = %d (median cluster size %s at K1 %d), kept for "
+                        "the run.", epoch, self.state.k1, size, self.params.k1)
         if k < 2:
             if self.state.labels is not None and self.state.num_classes >= 2:
                 logger.warning("Epoch %d: clustering gave %d cluster(s); reusing the labels of epoch %d. "

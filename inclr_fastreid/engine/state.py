@@ -24,13 +24,15 @@ class PseudoLabelState:
         self.seed = -1
         # DBSCAN eps frozen at the first round (EPS_RULE mmt, auto with EPS_FREEZE); None: not yet / not used
         self.eps: Optional[float] = None
+        # the Jaccard distance's k1 chosen at the first round (K1_RULE size); None: not yet / not used
+        self.k1: Optional[int] = None
         self.history: List[Dict[str, Any]] = []
 
     def state_dict(self) -> Dict[str, Any]:
         return {
             "labels": self.labels, "agreement": self.agreement, "num_classes": self.num_classes,
             "cluster_epoch": self.cluster_epoch, "skip_epoch": self.skip_epoch, "seed": self.seed,
-            "eps": self.eps, "history": json.dumps(self.history),
+            "eps": self.eps, "k1": self.k1, "history": json.dumps(self.history),
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -40,3 +42,5 @@ class PseudoLabelState:
         self.history = json.loads(state["history"])
         eps = state.get("eps")  # absent in checkpoints written before EPS_RULE existed
         self.eps = None if eps is None else float(eps)
+        k1 = state.get("k1")  # absent in checkpoints written before K1_RULE existed
+        self.k1 = None if k1 is None else int(k1)

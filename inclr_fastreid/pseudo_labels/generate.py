@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from .agreement import cross_agreement, refine_global_labels
 from .clustering import CLUSTERERS, FeatureSpace, cluster_centroids, cluster_dbscan, mmt_eps
 from .eps_rule import choose_eps, labels_over_grid
+from .k1_rule import k1_from_cluster_size, median_cluster_size
 from .knn import as_float32_features, is_cuda_tensor, knn_search, l2_normalize
 from .params import ClusterParams
 
@@ -36,6 +37,8 @@ class PseudoLabels:
     timings: Dict[str, float] = field(default_factory=dict)
     eps: Optional[float] = None  # DBSCAN's eps this round (computed by EPS_RULE mmt when not given); None: not dbscan
     eps_choice: Optional[Dict[str, Any]] = None  # EPS_RULE auto, when chosen this round: grid, scores, criterion
+    k1: Optional[int] = None  # the Jaccard distance's k1 this round; None: not dbscan
+    k1_choice: Optional[Dict[str, Any]] = None  # K1_RULE size, when chosen this round: k1_max, median_size, k1
 
     @property
     def num_outliers(self) -> int:
@@ -95,8 +98,15 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     under ``fixed``; ``result.eps_choice`` holds the grid and its scores. ``auto_pairs="cross_camera"``
     counts that agreement on cross-camera pairs of ``camids`` only; ``auto_coverage="multi_camera"`` (the
     default) weights it by the share of images in clusters spanning >= 2 cameras of ``camids``.
+
+    ``k1_rule="size"`` (dbscan, docs/design.md §4.3.2): without a ``k1`` override, the round is first run at
+    ``k1`` (global clustering at the eps its rule gives, LGMR off), then again at
+    ``clip(round(k1_per_size * median cluster size), k1_min, k1)`` (:mod:`.k1_rule`; ``k1`` kept when the first
+    run has no cluster); ``result.k1_choice`` records it and the caller passes ``result.k1`` back as ``k1=``.
     """
     p = replace(params or ClusterParams(), **overrides)
+    if p.method == "dbscan" and p.k1_rule == "size" and "k1" not in overrides:
+        return _with_k1_from_size(global_feats, part_feats, p, camids, n_threads, overrides)
     compute_eps = p.method == "dbscan" and p.eps_rule == "mmt" and "eps" not in overrides
     choose_auto = p.method == "dbscan" and p.eps_rule == "auto" and "eps" not in overrides
     t_all = time.perf_counter()
@@ -203,4 +213,24 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
     return PseudoLabels(labels=labels, num_classes=num_classes, agreement=agreement, centroids=centroids,
                         part_labels=part_labels, labels_before_lgmr=before, timings=timings,
-                        eps=float(p.eps) if p.method == "dbscan" else None, eps_choice=eps_choice)
+                        eps=float(p.eps) if p.method == "dbscan" else None, eps_choice=eps_choice,
+                        k1=int(p.k1) if p.method == "dbscan" else None)
+
+
+def _with_k1_from_size(global_feats: Any, part_feats: Sequence[Any], p: ClusterParams, camids: Any,
+                       n_threads: Optional[int], overrides: Dict[str, Any]) -> PseudoLabels:
+    """K1_RULE size (§4.3.2): a first clustering at ``p.k1`` (global labels only), then the round at the k1 its
+    median cluster size gives."""
+    t0 = time.perf_counter()
+    first = generate_pseudo_labels(global_feats, part_feats, p, camids=camids, n_threads=n_threads,
+                                   **{**overrides, "k1_rule": "fixed", "lgmr_enabled": False})
+    size = median_cluster_size(first.labels_before_lgmr)
+    k1 = k1_from_cluster_size(size, p.k1_per_size, p.k1_min, p.k1) if size > 0 else int(p.k1)
+    estimate_s = time.perf_counter() - t0
+    result = generate_pseudo_labels(global_feats, part_feats, p, camids=camids, n_threads=n_threads,
+                                    **{**overrides, "k1": k1})
+    result.k1_choice = {"rule": "size", "k1_max": int(p.k1), "eps_at_k1_max": first.eps,
+                        "median_size": size, "per_size": float(p.k1_per_size), "k1_min": int(p.k1_min), "k1": k1}
+    result.timings["k1_size"] = estimate_s
+    result.timings["total"] += estimate_s
+    return result

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Tuple
 
+from .k1_rule import K1_RULES
+
 __all__ = ["ClusterParams", "cluster_params_from_cfg", "EPS_RULES", "AUTO_PAIRS", "AUTO_COVERAGES", "AUTO_SELECTS",
-           "DEFAULT_EPS_GRID"]
+           "DEFAULT_EPS_GRID", "K1_RULES"]
 
 #: values of INCLR.CLUSTER.EPS_RULE (dbscan): fixed = INCLR.CLUSTER.EPS; mmt = MMT-DBSCAN's rule
 #: (clustering.py: mmt_eps at the first round, then kept for the run); auto = the grid eps at which the
@@ -51,6 +53,9 @@ class ClusterParams:
     auto_pairs: str = "all"  # EPS_RULE auto: agreement over all pairs, or cross_camera pairs only (needs camids)
     auto_coverage: str = "multi_camera"  # EPS_RULE auto: agreement x share of images in multi-camera clusters (camids)
     auto_select: str = "max"  # EPS_RULE auto: the best score, or the one-SE rule over the part views
+    k1_rule: str = "fixed"  # dbscan: fixed = k1; size = k1 from the median cluster size at k1 (k1_rule.py)
+    k1_per_size: float = 1.5  # K1_RULE size: k1 = clip(round(k1_per_size * median size), k1_min, k1)
+    k1_min: int = 10  # K1_RULE size: the smallest k1 it may choose
     seed: int = 1  # k-means initialisation (MMT's --seed default); fixed, so a round is reproducible
 
     def __post_init__(self) -> None:
@@ -69,6 +74,17 @@ class ClusterParams:
             raise ValueError(f"INCLR.CLUSTER.AUTO_COVERAGE {self.auto_coverage!r}: use one of {list(AUTO_COVERAGES)}.")
         if self.auto_select not in AUTO_SELECTS:
             raise ValueError(f"INCLR.CLUSTER.AUTO_SELECT {self.auto_select!r}: use one of {list(AUTO_SELECTS)}.")
+        if self.k1_rule not in K1_RULES:
+            raise ValueError(f"INCLR.CLUSTER.K1_RULE {self.k1_rule!r}: use one of {list(K1_RULES)}.")
+        if self.k1_rule == "size":
+            if self.method != "dbscan":
+                raise ValueError(f"INCLR.CLUSTER.K1_RULE size sets the Jaccard distance's k1, which METHOD "
+                                 f"{self.method!r} does not use: set METHOD dbscan or K1_RULE fixed.")
+            if not (0 < int(self.k1_min) <= int(self.k1)):
+                raise ValueError(f"INCLR.CLUSTER.K1_MIN={self.k1_min}: K1_RULE size needs 0 < K1_MIN <= K1={self.k1} "
+                                 "(K1 is the largest k1 it may choose).")
+            if not self.k1_per_size > 0:
+                raise ValueError(f"INCLR.CLUSTER.K1_PER_SIZE={self.k1_per_size}: must be > 0.")
         if self.eps_rule == "auto" and self.method == "dbscan":
             grid = [float(e) for e in self.eps_grid]
             if not grid or not all(0 < e <= self.max_distance for e in grid):
@@ -102,7 +118,8 @@ def cluster_params_from_cfg(cfg: Any, **overrides: Any) -> ClusterParams:
         agreement=c.LGMR.AGREEMENT, num_clusters=c.CLUSTER.NUM_CLUSTERS, eps_rule=c.CLUSTER.EPS_RULE,
         rho=c.CLUSTER.RHO, eps_grid=tuple(float(e) for e in c.CLUSTER.EPS_GRID), eps_freeze=bool(c.CLUSTER.EPS_FREEZE),
         auto_pairs=c.CLUSTER.AUTO_PAIRS, auto_coverage=c.CLUSTER.AUTO_COVERAGE,
-        auto_select=c.CLUSTER.AUTO_SELECT,
+        auto_select=c.CLUSTER.AUTO_SELECT, k1_rule=c.CLUSTER.K1_RULE, k1_per_size=float(c.CLUSTER.K1_PER_SIZE),
+        k1_min=int(c.CLUSTER.K1_MIN),
     )
     values.update(overrides)
     return ClusterParams(**values)
