@@ -504,7 +504,7 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
         assert rx[rule]["cross_cam_recall"] == bench.camera_pair_recall(rx[rule]["labels"], ids, cams)[1]
     cluster = types.SimpleNamespace(EPS_GRID=list(GRID), K1=20, K2=6, MIN_SAMPLES=4, MAX_DISTANCE=0.9, EPS=0.6,
                                     RHO=1.6e-3, CAMERA_NORM=False, AUTO_COVERAGE="multi_camera", AUTO_PAIRS="all",
-                                    AUTO_SELECT="one_se")
+                                    AUTO_SELECT="one_se", K1_RULE="fixed", K1_PER_SIZE=1.5, K1_MIN=10)
     cfg = types.SimpleNamespace(INCLR=types.SimpleNamespace(CLUSTER=cluster, LGMR=types.SimpleNamespace(ENABLED=True)))
     feats = {k: torch.from_numpy(v) for k, v in loaded.items()}
     cluster_quality.print_eps_rules(cfg, feats, ["part1", "part2", "part3"], ids, cams)
@@ -513,6 +513,15 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
                 "| oracle (grid, labels) |"):
         assert row in out
     assert "cross_space_agreement_x_multi_camera_share, one_se," in out  # INCLR.CLUSTER.AUTO_SELECT reaches the rule
+    assert "K1_RULE size" not in out
+    # K1_RULE size: two more rows, auto and the oracle at the k1 the rule takes (as compare_eps_rules' k1size)
+    cluster.K1_RULE, cluster.AUTO_SELECT = "size", "max"
+    cluster_quality.print_eps_rules(cfg, feats, ["part1", "part2", "part3"], ids, cams)
+    out = capsys.readouterr().out
+    rk = bench.compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, k1_size=True)
+    k, m = rk["k1size"]["k1"], rk["k1size"]["median_size"]
+    assert f"| auto at k1 {k} (K1_RULE size: median cluster size {m:g} at K1 20) | {rk['k1size']['eps']:.3f} |" in out
+    assert f"| oracle at k1 {k} (grid, labels) | {rk['k1size_oracle']['eps']:.3f} |" in out
 
 
 def test_camera_split_counts_pairs_by_hand():

@@ -169,15 +169,21 @@ def print_eps_rules(cfg, feats, parts, true_ids, camids) -> None:
         spaces = {k: camera_normalize(v, camids) for k, v in spaces.items()}
     r = compare_eps_rules(spaces, true_ids, c.EPS_GRID, np.asarray(camids), k1=c.K1, k2=c.K2,
                           min_samples=c.MIN_SAMPLES, max_distance=c.MAX_DISTANCE, default_eps=c.EPS, rho=c.RHO,
-                          coverage=c.AUTO_COVERAGE, pairs=c.AUTO_PAIRS, select=c.AUTO_SELECT)
+                          coverage=c.AUTO_COVERAGE, pairs=c.AUTO_PAIRS, select=c.AUTO_SELECT,
+                          k1_size=c.K1_RULE == "size", k1_per_size=c.K1_PER_SIZE, k1_min=c.K1_MIN)
     choice = r["choice"]
     print(f"\nEPS_RULE auto ({choice['criterion']}, {choice['select']}, spaces {names}, K1 {c.K1}): grid {choice['grid']}\n"
           f"  scores {choice['scores']}\n  F(grid) {[round(f, 3) for f in r['f_grid']]}")
     print(f"\n{len(np.unique(true_ids))} true identities, {len(true_ids)} images; global space before LGMR\n")
     print("| eps rule | eps | K | outliers | precision | recall | F | NMI | ARI | cross-camera pair recall |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for rule, label in (("auto", "auto (no labels)"), ("agree", "auto, agreement alone (AUTO_COVERAGE none)"),
-                        ("fixed", "fixed EPS"), ("mmt", f"mmt (RHO {c.RHO:g})"), ("oracle", "oracle (grid, labels)")):
+    rules = [("auto", "auto (no labels)"), ("agree", "auto, agreement alone (AUTO_COVERAGE none)"),
+             ("fixed", "fixed EPS"), ("mmt", f"mmt (RHO {c.RHO:g})"), ("oracle", "oracle (grid, labels)")]
+    if "k1size" in r:  # K1_RULE size: the round's k1 from auto's median cluster size at K1 (docs/design.md §4.3.2)
+        k, m = r["k1size"]["k1"], r["k1size"]["median_size"]
+        rules += [("k1size", f"auto at k1 {k} (K1_RULE size: median cluster size {m:g} at K1 {c.K1})"),
+                  ("k1size_oracle", f"oracle at k1 {k} (grid, labels)")]
+    for rule, label in rules:
         q = r[rule]["quality"]
         print(f"| {label} | {r[rule]['eps']:.3f} | {q['num_clusters']} | {q['num_outliers']} | "
               f"{q['pairwise_precision']:.3f} | {q['pairwise_recall']:.3f} | {q['pairwise_fscore']:.3f} | "
