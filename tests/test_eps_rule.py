@@ -830,3 +830,26 @@ def test_benchmark_k1_size_is_the_hooks_k1_rule_and_scores_it_against_its_own_or
     assert row[-6].strip() == f"{bench.f_of(r2, 'k1size'):.3f}"
     summary = [line for line in out.splitlines() if line.startswith("K1_RULE size (K1_PER_SIZE 2, K1_MIN 10, K1 30)")]
     assert len(summary) == 1 and f"k1 chosen {k2} x1" in summary[0]
+
+
+def test_benchmark_computes_each_k1s_matrices_once_across_k1size_and_the_k1_grid(monkeypatch):
+    """``--k1-size --k1-grid``: the rules share every k1's Jaccard matrices (one per space and k1, the size rule's k1
+    and K1 in the grid included), and sharing changes no label: k1size as alone, k1auto as choose_k1_eps afresh."""
+    import inclr_fastreid.pseudo_labels as pl
+
+    bench = tool("benchmark_eps_rule")
+    spaces, ids, cams = identities(ids=40, per_id=8, spread=1.2, with_cams=True)
+    named = dict(zip(["global", "part1", "part2", "part3"], spaces))
+    alone = bench.compare_eps_rules(named, ids, GRID, cams, k1_size=True)
+    k1s = alone["k1size"]["k1"]
+    assert k1s != 30
+    fresh_k1, fresh_choice, _ = bench.choose_k1_eps(named, [k1s, 30], GRID, cams)
+    calls = []
+    real = pl.compute_jaccard_distance
+    monkeypatch.setattr(pl, "compute_jaccard_distance",
+                        lambda x, k1, *a, **kw: calls.append(int(k1)) or real(x, k1, *a, **kw))
+    both = bench.compare_eps_rules(named, ids, GRID, cams, k1_size=True, k1_grid=[k1s, 30])
+    assert sorted(calls) == sorted([30] * 4 + [k1s] * 4)
+    for rule in ("auto", "k1size", "k1size_oracle"):
+        assert np.array_equal(both[rule]["labels"], alone[rule]["labels"]) and both[rule]["eps"] == alone[rule]["eps"]
+    assert (both["k1auto"]["k1"], both["k1auto"]["eps"]) == (fresh_k1, fresh_choice.eps)

@@ -30,6 +30,7 @@ def test_k1_from_cluster_size_by_hand():
     assert k1_from_cluster_size(40, 1.5, 10, 30) == 30  # K1 is the ceiling
     assert k1_from_cluster_size(3, 1.5, 10, 30) == 10
     assert k1_from_cluster_size(10, 2.0, 5, 30) == 20
+    assert k1_from_cluster_size(0, 1.5, 10, 30) == 30  # no cluster, no density to read: K1 as configured
     with pytest.raises(ValueError, match="k1_min <= k1_max"):
         k1_from_cluster_size(10, 1.5, 31, 30)
     with pytest.raises(ValueError, match="per_size"):

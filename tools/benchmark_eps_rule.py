@@ -174,27 +174,43 @@ def teacher_agreement(labels1: np.ndarray, labels2: np.ndarray) -> np.ndarray:
     return agreement_at_same_eps({"global": l1, "teacher2": l2}, "ari")
 
 
+GridAtK1 = Tuple[Dict[str, sp.spmatrix], Dict[str, np.ndarray]]
+
+
+def grid_at_k1(spaces: Dict[str, np.ndarray], k1: int, grid: Sequence[float], cache: Dict[int, GridAtK1], *,
+               k2: int = 6, min_samples: int = 4, max_distance: float = 0.9) -> GridAtK1:
+    """Every space's Jaccard matrix at ``k1`` and its DBSCAN labels over ``grid`` (space -> (G, N)), computed once
+    per k1: ``cache`` (k1 -> that pair) is read first and filled, so every rule at the same k1 shares them."""
+    from inclr_fastreid.pseudo_labels import compute_jaccard_distance
+    from inclr_fastreid.pseudo_labels.eps_rule import labels_over_grid
+
+    k1 = int(k1)
+    if k1 not in cache:
+        dists = {name: compute_jaccard_distance(x, k1, k2, max_distance=max_distance) for name, x in spaces.items()}
+        cache[k1] = (dists, {name: labels_over_grid(d, grid, min_samples) for name, d in dists.items()})
+    return cache[k1]
+
+
 def choose_k1_eps(spaces: Dict[str, np.ndarray], k1_grid: Sequence[int], grid: Sequence[float], camids: np.ndarray, *,
                   k2: int = 6, min_samples: int = 4, max_distance: float = 0.9, coverage: str = "multi_camera",
-                  pairs: str = "all", select: str = "max",
-                  known: Optional[Dict[int, Dict[str, sp.spmatrix]]] = None
+                  pairs: str = "all", select: str = "max", known: Optional[Dict[int, GridAtK1]] = None
                   ) -> Tuple[int, EpsChoice, Dict[int, Tuple[sp.spmatrix, Dict[str, np.ndarray]]]]:
     """The auto rule over a (k1, eps) grid, no labels: each k1's Jaccard matrices and eps choice (``choose_eps``),
     then the k1 whose chosen score is the best (ties: the first in ``k1_grid``). Returns that k1, its EpsChoice and,
     per k1, the global Jaccard matrix and every space's grid labels (space -> (G, N)), to score any (k1, eps).
-    ``known``: k1 -> every space's Jaccard matrix already computed at that k1 (not computed again)."""
-    from inclr_fastreid.pseudo_labels import compute_jaccard_distance
-    from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, labels_over_grid
+    ``known``: the :func:`grid_at_k1` cache (k1 -> matrices and grid labels already computed; filled here)."""
+    from inclr_fastreid.pseudo_labels.eps_rule import choose_eps
 
     if not k1_grid:
         raise ValueError("choose_k1_eps needs at least one k1")
+    cache = {} if known is None else known
     best_k1, best_choice, by_k1 = None, None, {}
     for k1 in (int(k) for k in k1_grid):
-        dists = (known or {}).get(k1) or {name: compute_jaccard_distance(x, k1, k2, max_distance=max_distance)
-                                          for name, x in spaces.items()}
-        grid_labels = {name: labels_over_grid(d, grid, min_samples) for name, d in dists.items()}
+        dists, grid_labels = grid_at_k1(spaces, k1, grid, cache, k2=k2, min_samples=min_samples,
+                                        max_distance=max_distance)
         by_k1[k1] = (dists["global"], grid_labels)
-        choice = choose_eps(grid_labels, grid, camids=camids, coverage=coverage, pairs=pairs, select=select)
+        choice = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples, camids=camids,
+                            coverage=coverage, pairs=pairs, select=select)
         if best_choice is None or choice.scores[choice.index] > best_choice.scores[best_choice.index]:
             best_k1, best_choice = k1, choice
     return best_k1, best_choice, by_k1
@@ -273,14 +289,13 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
 
     for rule, e in eps.items():
         out[rule] = scored(dists["global"], e)
+    cache: Dict[int, GridAtK1] = {int(k1): (dists, grid_labels)}  # k1size and the k1 grid: each k1 computed once
     if k1_size:
         from inclr_fastreid.pseudo_labels.k1_rule import k1_from_cluster_size, median_cluster_size
 
         size = median_cluster_size(out["auto"]["labels"])
-        k1s = k1_from_cluster_size(size, k1_per_size, k1_min, k1) if size > 0 else k1
-        d_s = dists if k1s == k1 else {name: compute_jaccard_distance(x, k1s, k2, max_distance=max_distance)
-                                       for name, x in spaces.items()}
-        gl_s = grid_labels if k1s == k1 else {name: labels_over_grid(d, grid, min_samples) for name, d in d_s.items()}
+        k1s = k1_from_cluster_size(size, k1_per_size, k1_min, k1)
+        d_s, gl_s = grid_at_k1(spaces, k1s, grid, cache, k2=k2, min_samples=min_samples, max_distance=max_distance)
         ch_s = choose_eps(gl_s, grid, global_dist=d_s["global"], min_samples=min_samples, camids=camids,
                           coverage=coverage, pairs=pairs, select=select)
         f_s = [pairwise_prf(lab, ids)[2] for lab in gl_s["global"]]
@@ -289,7 +304,7 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
     if k1_grid:
         k1_pick, k1_choice, by_k1 = choose_k1_eps(spaces, k1_grid, grid, camids, k2=k2, min_samples=min_samples,
                                                   max_distance=max_distance, coverage=coverage, pairs=pairs,
-                                                  select=select, known={k1: dists})
+                                                  select=select, known=cache)
         f_joint = {(k, g): pairwise_prf(lab, ids)[2] for k, (_, ls) in by_k1.items() for g, lab in enumerate(ls["global"])}
         best_f = max(f_joint.values())  # the first (k1, eps) of best F, in grid order: as the oracle's argmax
         k1_or, g_or = next(kg for kg, f in f_joint.items() if f == best_f)

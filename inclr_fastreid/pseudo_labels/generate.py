@@ -225,7 +225,7 @@ def _with_k1_from_size(global_feats: Any, part_feats: Sequence[Any], p: ClusterP
     first = generate_pseudo_labels(global_feats, part_feats, p, camids=camids, n_threads=n_threads,
                                    **{**overrides, "k1_rule": "fixed", "lgmr_enabled": False})
     size = median_cluster_size(first.labels_before_lgmr)
-    k1 = k1_from_cluster_size(size, p.k1_per_size, p.k1_min, p.k1) if size > 0 else int(p.k1)
+    k1 = k1_from_cluster_size(size, p.k1_per_size, p.k1_min, p.k1)
     estimate_s = time.perf_counter() - t0
     result = generate_pseudo_labels(global_feats, part_feats, p, camids=camids, n_threads=n_threads,
                                     **{**overrides, "k1": k1})

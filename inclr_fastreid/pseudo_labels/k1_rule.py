@@ -32,9 +32,12 @@ def median_cluster_size(labels: Any) -> float:
 
 
 def k1_from_cluster_size(size: float, per_size: float, k1_min: int, k1_max: int) -> int:
-    """``clip(round(per_size * size), k1_min, k1_max)`` (round half to even, as numpy); §4.3.2."""
+    """``clip(round(per_size * size), k1_min, k1_max)`` (round half to even, as numpy); §4.3.2. A size of 0 (the
+    first clustering found no cluster, so there is no density to read) keeps ``k1_max``, the configured K1."""
     if not (0 < k1_min <= k1_max):
         raise ValueError(f"k1_from_cluster_size needs 0 < k1_min <= k1_max, got {k1_min} and {k1_max}")
     if per_size <= 0:
         raise ValueError(f"per_size must be > 0, got {per_size}")
+    if size <= 0:
+        return int(k1_max)
     return int(np.clip(int(np.around(per_size * float(size))), int(k1_min), int(k1_max)))
