@@ -153,6 +153,7 @@ def test_real_task_configs_cluster_as_the_table_says(name):
     c = cfg.INCLR.CLUSTER
     assert (c.METHOD, c.NUM_CLUSTERS, c.EPS_RULE, c.K1) == CLUSTERING[name]
     assert (c.MIN_SAMPLES, c.K2, c.RHO) == (4, 6, 1.6e-3)  # MMT-DBSCAN's min_samples, k2, rho
+    assert c.K1_RULE == "fixed"  # the references' k1 as written, not K1_RULE size
     with open(os.path.join(ROOT, "configs", name)) as f:  # the comments say which reading and why
         text = f.read()
     if "ablation" not in name:
@@ -229,13 +230,15 @@ def test_synthetic_parts_each_pool_several_rows(name):
 
 
 def test_synthetic_adaptation_follows_the_reference_recipe():
-    """DBSCAN on the references' Jaccard graph (k1 30, min_samples 4: SpCL / PPLR) with the label-free scale
-    on camera-standardised features (issue 10: the synthetic configs use auto), the fixed eps left at 0.6 for
-    the other reading, and the AALS switch reached within the 5-round schedule (PPLR: after a tenth of it)."""
+    """DBSCAN on the references' Jaccard graph (min_samples 4, K1 30 as the ceiling: SpCL / PPLR) with the
+    label-free scales on camera-standardised features (issue 10: the synthetic configs use auto, k1 from the
+    density), the fixed eps left at 0.6 for the other reading, and the AALS switch reached within the 5-round
+    schedule (PPLR: after a tenth of it)."""
     for name in ("INCLR/synthetic.yml", "UDA/synthetic_baseline.yml"):
         c = setup_cfg(os.path.join(ROOT, "configs", name), []).INCLR.CLUSTER
         assert (c.METHOD, c.EPS_RULE, c.CAMERA_NORM, c.EPS, c.K1, c.MIN_SAMPLES) == (
             "dbscan", "auto", True, 0.6, 30, 4), name
+        assert (c.K1_RULE, c.K1_PER_SIZE, c.K1_MIN) == ("size", 1.5, 10), name
         assert (c.AUTO_PAIRS, c.AUTO_COVERAGE, c.EPS_FREEZE) == ("all", "multi_camera", False), name
     cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR/synthetic.yml"), [])
     assert 0 < cfg.INCLR.LGMR.AALS_EPOCH < cfg.SOLVER.MAX_EPOCH

@@ -570,21 +570,21 @@ def test_cluster_quality_clusters_as_the_config_unless_told_otherwise():
 
 
 def test_cluster_quality_eps_table_clusters_at_the_eps_it_names_under_an_auto_config():
-    """The synthetic config chooses eps itself (EPS_RULE auto); the eps / k1 table of ``cluster_quality.py``
-    must still cluster each row at the eps it prints (the labels of EPS_RULE fixed at that eps)."""
+    """The synthetic config chooses eps and k1 itself (EPS_RULE auto, K1_RULE size); the eps / k1 table of
+    ``cluster_quality.py`` must still cluster each row at the eps and k1 it prints (EPS_RULE and K1_RULE fixed)."""
     from inclr_fastreid.config import setup_cfg
     from inclr_fastreid.pseudo_labels import cluster_params_from_cfg
 
     cluster_quality = tool("cluster_quality")
     cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR", "synthetic.yml"), ["INCLR.CLUSTER.K1", "20"])
-    assert cfg.INCLR.CLUSTER.EPS_RULE == "auto"
+    assert (cfg.INCLR.CLUSTER.EPS_RULE, cfg.INCLR.CLUSTER.K1_RULE) == ("auto", "size")
     spaces, ids, cams = identities(ids=48, spread=1.1, with_cams=True)
     feats = {k: torch.from_numpy(v) for k, v in zip(["global", "part1", "part2", "part3"], spaces)}
     rows = cluster_quality.eps_table_rows(cfg, feats, ["part1", "part2", "part3"], ids, cams, [0.25, 0.7], [20], [True])
     for eps, k1, cam, k, outliers, q in rows:
-        p = cluster_params_from_cfg(cfg, eps=eps, k1=k1, camera_norm=cam, eps_rule="fixed")
+        p = cluster_params_from_cfg(cfg, eps=eps, k1=k1, camera_norm=cam, eps_rule="fixed", k1_rule="fixed")
         ref = generate_pseudo_labels(spaces[0], spaces[1:], p, camids=cams)
-        assert (k, outliers) == (ref.num_classes, ref.num_outliers)
+        assert ref.k1 == k1 and (k, outliers) == (ref.num_classes, ref.num_outliers)
         assert q["pairwise_fscore"] == pytest.approx(pairwise_prf(ref.labels, ids)[2])
     assert rows[0][3:5] != rows[1][3:5]  # the two scales differ, so an ignored eps would show
 

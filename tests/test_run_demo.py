@@ -227,3 +227,19 @@ def test_results_name_the_target_the_source_models_and_a_pasteable_command(demo,
     md = (tmp_path / "b" / "results.md").read_text()
     assert md.startswith("### Synthetic benchmark SynthA → SynthB, seeds 1")
     assert "its own two source models and adaptation runs" in md
+
+
+def test_clustering_changes_put_back_the_references_scale_on_the_synthetic_config(demo):
+    """--changes fixed_eps / mmt_eps on today's synthetic config (auto, K1_RULE size, CAMERA_NORM) cluster as
+    the references do: eps 0.6 at k1 30 (SpCL / PPLR) and MMT's rho rule at k1 20, each k1 as written."""
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg
+
+    mod, _ = demo
+    default = cluster_params_from_cfg(setup_cfg(os.path.join(ROOT, mod.INCLR_CFG), []))
+    assert (default.eps_rule, default.k1_rule, default.camera_norm) == ("auto", "size", True)
+    expected = {"fixed_eps": ("fixed", 0.6, 30, "fixed", False), "mmt_eps": ("mmt", 0.6, 20, "fixed", False)}
+    for ch in (c for c in mod.CHANGES if c.key in expected):
+        p = cluster_params_from_cfg(setup_cfg(os.path.join(ROOT, mod.INCLR_CFG), list(ch.adapt)))
+        assert (p.eps_rule, p.eps, p.k1, p.k1_rule, p.camera_norm) == expected.pop(ch.key), ch.key
+    assert not expected

@@ -99,7 +99,7 @@ def main() -> None:
 
 def eps_table_rows(cfg, feats, parts, true_ids, camids, eps_values, k1_values, norms) -> List[tuple]:
     """(eps, k1, camera norm, K, outliers, label quality) of the final labels at every combination, each at
-    exactly that eps (EPS_RULE fixed, whatever the config's rule) and with the config's LGMR."""
+    exactly that eps and k1 (EPS_RULE and K1_RULE fixed, whatever the config's rules) and with the config's LGMR."""
     from inclr_fastreid.pseudo_labels import cluster_params_from_cfg, generate_pseudo_labels, label_quality
 
     c = cfg.INCLR
@@ -107,7 +107,7 @@ def eps_table_rows(cfg, feats, parts, true_ids, camids, eps_values, k1_values, n
     for eps, k1, cam in itertools.product(eps_values, k1_values, norms):
         params = cluster_params_from_cfg(cfg, eps=eps, k1=k1, max_distance=max(c.CLUSTER.MAX_DISTANCE, eps),
                                          camera_norm=cam, lgmr_enabled=bool(c.LGMR.ENABLED and parts),
-                                         eps_rule="fixed")
+                                         eps_rule="fixed", k1_rule="fixed")
         res = generate_pseudo_labels(feats["global"].numpy(), [feats[p].numpy() for p in parts], params,
                                      camids=camids)
         rows.append((eps, k1, cam, res.num_classes, res.num_outliers, label_quality(res.labels, true_ids)))

@@ -73,12 +73,16 @@ LOW_RES = ("INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]", "INPUT.P
 CHANGES: List[Change] = [
     Change("one_source", "1. one source model for both students", one_source=True),
     Change("no_target_bn", "2. no target BN in source pretraining", pretrain=("INCLR.PRETRAIN.TARGET_BN", "False")),
-    # Item 3 added the clustering readings; the synthetic default is now EPS_RULE auto on camera-standardised
-    # features (issue 10), so these rows put back the references' fixed scale and MMT-DBSCAN's rule.
-    Change("fixed_eps", "3. the references' fixed scale: eps 0.6 on raw features (SpCL / PPLR), not auto + CAMERA_NORM",
-           adapt=("INCLR.CLUSTER.EPS_RULE", "fixed", "INCLR.CLUSTER.CAMERA_NORM", "False")),
+    # Item 3 added the clustering readings; the synthetic default is now EPS_RULE auto with K1_RULE size on
+    # camera-standardised features (issue 10), so these rows put back the references' fixed scale (k1 30) and
+    # MMT-DBSCAN's rule (k1 20), each at its k1 as written.
+    Change("fixed_eps", "3. the references' fixed scale: eps 0.6, k1 30 on raw features (SpCL / PPLR), not auto + "
+           "K1_RULE size + CAMERA_NORM",
+           adapt=("INCLR.CLUSTER.EPS_RULE", "fixed", "INCLR.CLUSTER.K1_RULE", "fixed",
+                  "INCLR.CLUSTER.CAMERA_NORM", "False")),
     Change("mmt_eps", "3. the other DBSCAN reading: MMT-DBSCAN's eps rule (rho 1.6e-3, k1 20) on raw features",
-           adapt=("INCLR.CLUSTER.EPS_RULE", "mmt", "INCLR.CLUSTER.K1", "20", "INCLR.CLUSTER.CAMERA_NORM", "False")),
+           adapt=("INCLR.CLUSTER.EPS_RULE", "mmt", "INCLR.CLUSTER.K1", "20", "INCLR.CLUSTER.K1_RULE", "fixed",
+                  "INCLR.CLUSTER.CAMERA_NORM", "False")),
     Change("lgmr_before_pplr", "4. LGMR before PPLR: mean agreement, MIN_AGREEMENT 0.1, AALS from round 0",
            adapt=("INCLR.LGMR.AGREEMENT", "mean", "INCLR.LGMR.MIN_AGREEMENT", "0.1", "INCLR.LGMR.AALS_EPOCH", "0")),
     Change("no_mmt_details", "5. no MMT details: camera-blind P×K, no label smoothing, students averaged",
