@@ -11,7 +11,8 @@ Degenerate clusterings, by rule (each logged as a warning):
 - fewer than 2 clusters (all outliers, or one cluster): reuse the last labels if there are any,
   otherwise skip this epoch's adaptation (the model is left unchanged);
 - fewer clusters than identities per batch: batches hold all K clusters (smaller batches);
-- more clusters than pre-allocated classifier rows: stop, naming ``INCLR.MAX_CLASSES``.
+- more clusters than classifier rows: the trainer grows the classifiers (``ensure_rows``; without it,
+  e.g. a hook used on its own, the model refuses and the run stops naming ``INCLR.CLASSIFIER_ROWS``).
 
 Reliability: each epoch's randomness is a function of ``PseudoLabelState.seed`` (checkpointed), and
 the previous loader is shut down before reseeding, so a resumed run replays the batches of an
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -50,8 +51,10 @@ __all__ = ["PseudoLabelHook"]
 class PseudoLabelHook(HookBase):
     """Cluster the target set and swap the train loader before each clustering epoch."""
 
-    def __init__(self, cfg: CfgNode, items: Sequence[TargetItem], state: PseudoLabelState):
+    def __init__(self, cfg: CfgNode, items: Sequence[TargetItem], state: PseudoLabelState,
+                 ensure_rows: Optional[Callable[[int], None]] = None):
         self.cfg = cfg
+        self.ensure_rows = ensure_rows  # grows the classifiers for K clusters (INCLRTrainer.ensure_classifier_rows)
         self.items = list(items)
         self.state = state
         self.params = cluster_params_from_cfg(cfg)
@@ -141,7 +144,9 @@ class PseudoLabelHook(HookBase):
                                "INCLR.CLUSTER.MIN_SAMPLES if this persists.", epoch, k)
                 record["action"], self.state.skip_epoch = "skipped_epoch", True
         else:
-            # Raises (naming INCLR.MAX_CLASSES) before any state changes if K exceeds the rows.
+            if self.ensure_rows is not None:
+                self.ensure_rows(k)
+            # Raises (naming INCLR.CLASSIFIER_ROWS) before any state changes if K still exceeds the rows.
             as_pseudo_label_model(unwrap(self.trainer.model)).set_pseudo_classes(k, payload["centroids"])
             record["action"], self.state.skip_epoch = "trained", False
             self.state.labels, self.state.agreement = payload["labels"], payload["agreement"]
