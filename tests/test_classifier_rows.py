@@ -80,7 +80,8 @@ def trainer(tmp_path_factory):
     fr_build._root = os.environ["FASTREID_DATASETS"] = str(root)
     try:
         cfg = setup_cfg(os.path.join(CONFIGS, "duke2market.yml"),
-                        TINY + SMALL_NET + TINY_CLUSTER + ["MODEL.WEIGHTS", "", "INCLR.SEED", "3", "OUTPUT_DIR", ""])
+                        TINY + SMALL_NET + TINY_CLUSTER + ["MODEL.WEIGHTS", "", "INCLR.SEED", "3",
+                                                           "OUTPUT_DIR", str(root / "out")])
         yield INCLRTrainer(cfg)
     finally:
         fr_build._root = saved
