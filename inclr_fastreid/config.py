@@ -88,6 +88,9 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.CLUSTER.CAMERA_NORM = False
     # Images per batch when extracting features for clustering
     _C.INCLR.CLUSTER.BATCH_SIZE = 128
+    # Seconds the other ranks wait for rank 0's clustering (a gloo group of their own, so NCCL's watchdog
+    # and the default group's timeout do not end a long round); a failure on rank 0 ends them at once
+    _C.INCLR.CLUSTER.WAIT_TIMEOUT = 7200
     # kmeans (METHOD kmeans, MMT / P2LR): K in the global and every part space; 0 = unset (kmeans
     # refuses it). The paper's K per target (§IV-B): Market 500, Duke 700, MSMT17 1500
     _C.INCLR.CLUSTER.NUM_CLUSTERS = 0
@@ -271,9 +274,12 @@ def setup_cfg(config_file: str, opts: list | None = None, freeze: bool = True) -
         except (KeyError, ValueError, AssertionError) as e:  # unknown key, wrong type, bad literal
             raise _explain_key_error(e, cfg, "command-line overrides") from None
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger(__name__).warning("MODEL.DEVICE=%s but no GPU is visible: using the CPU.",
-                                            cfg.MODEL.DEVICE)
+        amp = bool(cfg.SOLVER.AMP.ENABLED)
+        logging.getLogger(__name__).warning("MODEL.DEVICE=%s but no GPU is visible: using the CPU%s.", cfg.MODEL.DEVICE,
+                                            ", in float32 (SOLVER.AMP.ENABLED off; set MODEL.DEVICE cpu to keep "
+                                            "bfloat16 autocast on the CPU)" if amp else "")
         cfg.MODEL.DEVICE = "cpu"
+        cfg.SOLVER.AMP.ENABLED = False
     validate_inclr_config(cfg)
     validate_registry_names(cfg)
     if freeze:

@@ -36,7 +36,7 @@ from ..modeling.interface import MeanTeacherModel, as_pseudo_label_model
 from ..modeling.pseudo_classes import is_classifier_key, rows_for_clusters
 from .checkpoint import (MatchingCheckpointer, RoundCheckpointer, model_state, remove_stale_temp_files,
                          restore_best_metric)
-from .distributed import seed_everything, unwrap
+from .distributed import seed_everything, sync_buffers, unwrap
 from .ema_hook import EMAHook
 from .pseudo_label_hook import PseudoLabelHook
 from .rows import checkpoint_classifier_rows, initial_classifier_rows, resize_model_rows
@@ -238,6 +238,12 @@ class INCLRTrainer(DefaultTrainer):
             raise NonFiniteLossError(
                 f"{e} Epoch {self.epoch}. {keep} after lowering SOLVER.BASE_LR or checking the input data."
             ) from None
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: torch.nn.Module):
+        """FastReID's evaluation, every rank holding rank 0's buffers (BN statistics; :func:`.distributed.sync_buffers`)."""
+        sync_buffers(unwrap(model), "Evaluation")
+        return super().test(cfg, model)
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
