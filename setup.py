@@ -54,7 +54,7 @@ setup(
         # requirement) both install the `faiss` module, so pulling both leaves one overwriting the other.
         # Kept, empty, so `pip install '.[gpu]'` keeps working.
         "gpu": [],
-        # tools/export_model.py --onnx: ONNX graph checked with onnxruntime
+        # inclr-export --onnx (tools/export_model.py --onnx): ONNX graph checked with onnxruntime
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
         "test": ["pytest>=7", "onnx>=1.14", "onnxruntime>=1.16"],
     },
