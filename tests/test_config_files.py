@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inclr_fastreid import config_files
+from inclr_fastreid import __version__, config_files
 from inclr_fastreid.config import setup_cfg
 from inclr_fastreid.config_files import config_root, resolve_config_file, shipped_configs
 from inclr_fastreid.errors import ConfigError
@@ -127,7 +127,7 @@ def test_inclr_train_print_config_from_another_folder(elsewhere, capsys):
 
     main(["--config-file", "configs/INCLR/duke2market.yml", "--print-config", "INCLR.CLUSTER.NUM_CLUSTERS", "42"])
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"inclr_fastreid 0.1.0 from {os.path.join(ROOT, 'inclr_fastreid')}"
+    assert out[0] == f"inclr_fastreid {__version__} from {os.path.join(ROOT, 'inclr_fastreid')}"
     assert out[1] == f"config file: {os.path.join(REPO_CONFIGS, 'INCLR', 'duke2market.yml')}"
     cfg = yaml.safe_load("\n".join(out[2:]))
     assert cfg["INCLR"]["CLUSTER"]["NUM_CLUSTERS"] == 42 and cfg["MODEL"]["META_ARCHITECTURE"] == "INCLR"

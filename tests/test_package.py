@@ -15,6 +15,8 @@ import zipfile
 import pytest
 import yaml
 
+from inclr_fastreid import __version__  # the checkout the wheel is built from
+
 pytestmark = pytest.mark.e2e
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +80,7 @@ def test_inclr_train_reads_the_packaged_config_and_its_base_chain_from_an_empty_
                                                "--print-config", "INCLR.KAPPA", "0.3"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout.splitlines()
-    assert out[0] == f"inclr_fastreid 0.1.0 from {site / 'inclr_fastreid'}"
+    assert out[0] == f"inclr_fastreid {__version__} from {site / 'inclr_fastreid'}"
     assert out[1] == f"config file: {site / 'inclr_fastreid' / 'configs' / 'INCLR' / 'ablation' / 'duke2market_mmt.yml'}"
     cfg = yaml.safe_load("\n".join(out[2:]))
     assert cfg["OUTPUT_DIR"] == "logs/INCLR/duke2market_mmt" and cfg["INCLR"]["LGMR"]["ENABLED"] is False
