@@ -24,6 +24,7 @@ setup(
                 "for unsupervised domain adaptive person re-ID, as a FastReID add-on",
     long_description=open(os.path.join(HERE, "README.md")).read() if os.path.exists(os.path.join(HERE, "README.md")) else "",
     long_description_content_type="text/markdown",
+    license="Apache-2.0",  # FastReID's own license (LICENSE)
     python_requires=">=3.9",
     packages=find_packages(include=["inclr_fastreid", "inclr_fastreid.*"]) + CONFIG_PACKAGES,
     package_dir={"inclr_fastreid.configs": "configs"},
