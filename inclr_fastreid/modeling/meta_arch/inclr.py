@@ -50,7 +50,7 @@ from ..losses import (
 
 __all__ = ["INCLR", "ReIDNet"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("fastreid." + __name__)  # under "fastreid": the run log (log.txt) records it
 
 NETWORKS = ("student1", "student2", "teacher1", "teacher2")
 LOSS_NAMES = ("loss_ce", "loss_soft_ce", "loss_tri", "loss_soft_tri", "loss_kl")
