@@ -268,3 +268,24 @@ def test_options_that_need_part_views_are_one_line_config_errors():
     setup_cfg(os.path.join(ROOT, "configs", "Pretrain", "synthetic.yml"), ["MODEL.HEADS.NUM_PARTS", "0"])
     with pytest.raises(ConfigError, match=">= 0"):
         build_model(_cfg(num_parts=-1))
+
+
+def test_a_global_only_head_trains_under_fastreids_stock_baseline():
+    """Source pretraining with NUM_PARTS 0 (no clustering, so neither LGMR nor EPS_RULE matters): FastReID's
+    Baseline reads the global branch's outputs; the losses are finite and reach the backbone."""
+    from fastreid.utils.events import EventStorage
+
+    setup_cfg(os.path.join(ROOT, "configs", "Pretrain", "synthetic.yml"), ["MODEL.HEADS.NUM_PARTS", "0"])
+    cfg = _cfg(meta="Baseline", num_classes=4)
+    cfg.MODEL.LOSSES.NAME = ("CrossEntropyLoss", "TripletLoss")
+    torch.manual_seed(0)
+    baseline = build_model(cfg).train()
+    batch = {"images": torch.rand(8, 3, 64, 32) * 255, "targets": torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])}
+    with EventStorage(0):  # Baseline.losses logs its accuracy there
+        losses = baseline(batch)
+    assert set(losses) == {"loss_cls", "loss_triplet"} and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert baseline.backbone.conv1.conv.weight.grad.abs().sum() > 0 and baseline.heads.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        out = baseline.eval()(batch["images"])
+    assert out.shape == (8, D) and torch.allclose(out.norm(dim=1), torch.ones(8), atol=1e-5)
