@@ -134,8 +134,9 @@ def test_global_only_mmt_adapts_from_the_source_model_with_parts(data_and_source
     state = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)
     assert not [k for k in state["model"] if "part_" in k] and state["pseudo_labels"]["agreement"] is None
     # joint = global with no parts: the --eval-only of the global feature reproduces the run's final evaluation
-    run_main_in_process(["--config-file", cfg, "--eval-only", *TINY, *market, "MODEL.WEIGHTS", str(out / "model_final.pth"),
-                         "INCLR.TEST_FEATURE", "global", "OUTPUT_DIR", str(out / "eval")], data, 2)
+    run_main_in_process(["--config-file", cfg, "--eval-only", *TINY, *market, "MODEL.WEIGHTS",
+                         str(out / "model_final.pth"), "INCLR.TEST_FEATURE", "global", "OUTPUT_DIR", str(out / "eval")],
+                        data, 2)
     got = json.loads((out / "eval" / "eval_global.json").read_text())
     for key in ("Rank-1", "Rank-5", "mAP", "mINP"):
         assert got[key] == pytest.approx(results[key], abs=1e-6), key

@@ -18,8 +18,8 @@ def test_all_task_configs_are_present():
     expected |= {f"INCLR/ablation/{t}_{a}.yml" for t in ("duke2market", "synthetic") for a in ("mmt", "lgmr", "igmo")}
     expected |= {f"Pretrain/{t}.yml" for t in ("duke2market", "market2duke", "duke2msmt", "market2msmt")}
     expected |= {f"INCLR/{t}_dbscan.yml" for t in ("duke2market", "market2duke", "duke2msmt", "market2msmt")}
-    expected |= {f"INCLR/ablation/{t}_mmt_global.yml" for t in ("duke2market", "market2duke", "duke2msmt", "market2msmt",
-                                                                 "synthetic")}
+    expected |= {f"INCLR/ablation/{t}_mmt_global.yml"
+                 for t in ("duke2market", "market2duke", "duke2msmt", "market2msmt", "synthetic")}
     assert expected <= names
 
 

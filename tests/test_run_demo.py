@@ -159,7 +159,8 @@ def test_seeds_write_mean_std_and_per_seed_figures(demo, monkeypatch, tmp_path):
     assert res["rows"][0]["delta_mAP_vs_mmt"]["mean"] == -1.0  # direct transfer: index 0 - 1
     # and against MMT global only (fake index 12): 4 - 12 in each seed
     g = _fake_names(mod).index("mmt_global")
-    assert inclr["delta_mAP_vs_mmt_global"]["per_seed"] == [4.0 - g] * 3 and "delta_mAP_vs_mmt_global" not in res["rows"][2]
+    assert inclr["delta_mAP_vs_mmt_global"]["per_seed"] == [4.0 - g] * 3
+    assert "delta_mAP_vs_mmt_global" not in res["rows"][2]
     assert res["rows"][2]["delta_mAP_vs_mmt"]["per_seed"] == [g - 1.0] * 3
     assert "| Δ mAP vs MMT (paired) | Δ mAP vs MMT global only (paired) |" in md
     assert (f"| INCLR (LGMR+IGMO) | {statistics.mean([14, 24, 44]):.1f} ± {statistics.stdev([14, 24, 44]):.1f} | "

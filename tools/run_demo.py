@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The embedded demo (README's main command): on the synthetic domain-shift benchmark, pretrain two
 source models with different seeds (with the target's BN statistics, as MMT), then run the ablation
-rows of the paper's Table III (INCLR by default; --rows all for MMT global only, MMT with parts, +LGMR, +IGMO), each adapting student 1 / teacher 1 from the first source model and
+rows of the paper's Table III (INCLR by default; --rows all for MMT global only, MMT with parts, +LGMR, +IGMO),
+each adapting student 1 / teacher 1 from the first source model and
 student 2 / teacher 2 from the second (MMT --init-1 / --init-2), and the feature rows of Table II,
 and print one results table (also written to OUTPUT_DIR/results.md and results.json).
 
@@ -61,7 +62,8 @@ ROWS: List[Tuple[str, str, str]] = [  # (name, stage dir, config)
     ("Stock Baseline + PseudoLabelHook", "baseline_uda", "configs/UDA/synthetic_baseline.yml"),
 ]
 ABLATION_ROWS = ["mmt", "mmt_global", "mmt_test_global", "lgmr", "igmo", "inclr"]
-DEFAULT_ROWS = ["inclr"]  # `make demo`: one seed, both pretrainings, under 20 min on 2 cores; --rows all adds the MMT rows, +LGMR, +IGMO
+# `make demo`: one seed, both pretrainings, under 20 min on 2 cores; --rows all adds the MMT rows, +LGMR, +IGMO
+DEFAULT_ROWS = ["inclr"]
 # Rows that are an --eval-only of another row's model: stage -> (trained stage, INCLR.TEST_FEATURE)
 EVAL_ROWS: Dict[str, Tuple[str, str]] = {"mmt_test_global": ("mmt", "global")}
 # Rows that cluster at the eps and k1 another row's rules chose in its first round: stage -> that row's stage
@@ -390,7 +392,8 @@ def render_multi_seed(agg: Dict[str, Any], payloads: Sequence[Dict[str, Any]], a
              "the last round. Synthetic data: not a claim about Market/Duke/MSMT.", ""]
     if agg["rows"]:
         vs_global = any(r["method"] == MMT_GLOBAL for r in agg["rows"])  # its column only where the row was run
-        lines += ["| Method | mAP | Δ mAP vs MMT (paired) | " + ("Δ mAP vs MMT global only (paired) | " if vs_global else "")
+        lines += ["| Method | mAP | Δ mAP vs MMT (paired) | "
+                  + ("Δ mAP vs MMT global only (paired) | " if vs_global else "")
                   + "R1 | pseudo-label F | NMI | mAP per seed |", "|---" * (8 if vs_global else 7) + "|"]
         for r in agg["rows"]:
             lines.append(f"| {r['method']} | {_pm(r['mAP'])} | {_delta(r.get('delta_mAP_vs_mmt'))} | "
