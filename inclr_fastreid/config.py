@@ -202,6 +202,7 @@ def validate_inclr_config(cfg: CN) -> None:
         check_label_smooth(c.MMT.LABEL_SMOOTH)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    _check_global_only(cfg)
     if c.PRETRAIN.TARGET_BN:
         if not c.PRETRAIN.TARGET_DATASETS:
             raise ConfigError("INCLR.PRETRAIN.TARGET_BN needs INCLR.PRETRAIN.TARGET_DATASETS, e.g. (\"Market1501\",).")
@@ -214,6 +215,20 @@ def validate_inclr_config(cfg: CN) -> None:
     for key in ("CLASSIFIER_ROWS", "KEEP_CHECKPOINTS"):
         if int(c[key]) < 0:
             raise ConfigError(f"INCLR.{key}={c[key]}: must be >= 0 (0 = {'automatic' if key == 'CLASSIFIER_ROWS' else 'keep all'}).")
+
+
+def _check_global_only(cfg: CN) -> None:
+    """MODEL.HEADS.NUM_PARTS 0 (the global branch alone, MMT's own network) in a run that adapts: the
+    options that need part views are errors, not silently skipped (docs/design.md §4.2.5)."""
+    from .modeling.meta_arch.inclr import check_lgmr_has_parts
+
+    if cfg.MODEL.HEADS.NUM_PARTS != 0 or not (cfg.INCLR.CLUSTER.ENABLED or cfg.MODEL.META_ARCHITECTURE == "INCLR"):
+        return
+    check_lgmr_has_parts(cfg.INCLR.LGMR.ENABLED, 0)
+    if cfg.INCLR.CLUSTER.EPS_RULE == "auto":
+        raise ConfigError("INCLR.CLUSTER.EPS_RULE auto scores the agreement of the global and part clusterings, but "
+                          "MODEL.HEADS.NUM_PARTS is 0: set INCLR.CLUSTER.EPS_RULE fixed (with INCLR.CLUSTER.EPS) "
+                          "or mmt, or MODEL.HEADS.NUM_PARTS >= 1.")
 
 
 def _check_registered(registry, key: str, names) -> None:

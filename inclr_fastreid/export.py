@@ -122,7 +122,8 @@ def check_inclr_cfg(cfg) -> None:
 def baseline_cfg(inclr_cfg, num_classes: int, weights: str = "", output_dir: str = ""):
     """The FastReID ``Baseline`` + ``PartPoolHead`` config of one INCLR network: same backbone,
     head (NUM_PARTS, EMBEDDING_DIM, ...), input size, normalisation, INCLR.KAPPA and
-    INCLR.TEST_FEATURE (so the eval output is the same feature), ``num_classes`` classifier rows."""
+    INCLR.TEST_FEATURE (so the eval output is the same feature), ``num_classes`` classifier rows.
+    With NUM_PARTS 0 the state dict has exactly EmbeddingHead's keys (docs/design.md §4.2.5)."""
     check_inclr_cfg(inclr_cfg)
     cfg = inclr_cfg.clone()
     cfg.defrost()
@@ -299,6 +300,9 @@ def export_model(cfg, weights: str, teacher: str, output_dir: str, onnx: bool = 
 def feature_description(result: Mapping[str, Any]) -> str:
     """One line: what the output feature is and how to compare two of them."""
     feat, dim, kappa, parts = result["test_feature"], result["feature_dim"], result["kappa"], result["num_parts"]
+    if parts == 0:  # the global branch alone: joint is the global feature
+        return (f"{feat} (MODEL.HEADS.NUM_PARTS 0, the global branch alone): L2-normalised, dimension {dim}; the "
+                "weights also load into FastReID's EmbeddingHead, whose output is this feature before normalising")
     if feat == "joint":
         per = dim // (1 + parts)
         norm = (1 + parts * kappa) ** 0.5

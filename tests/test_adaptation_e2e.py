@@ -18,7 +18,7 @@ from PIL import Image
 
 from layouts import make_dukemtmc, make_market1501
 
-from tiny import ROOT, SMALL_NET, TINY_CLUSTER, TRAIN_NET
+from tiny import ROOT, SMALL_NET, TINY_CLUSTER, TRAIN_NET, run_main_in_process
 from tiny import TINY as _TINY
 
 # OSNet x0.25: every INCLR checkpoint here is a few MB, not 360 MB (ResNet-18 x 4 networks + Adam).
@@ -109,6 +109,37 @@ def test_duke2market_adapts_through_train_net(data_and_source):
     for name in ("curves.png", "clusters.png", "ranked_lists.png"):
         png = out / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, name
+
+
+def test_global_only_mmt_adapts_from_the_source_model_with_parts(data_and_source):
+    """configs/INCLR/ablation/synthetic_mmt_global.yml (NUM_PARTS 0, the paper's Table III Baseline) on the
+    tiny Market layout, from the shared source model pretrained with three parts, at a fixed eps and k1 as
+    run_demo passes them: the part branches are skipped with a log line, the clustering and the checkpoint
+    hold the global space alone, and the joint feature evaluates exactly as the global one."""
+    root, data, source, counts = data_and_source
+    out = root / "mmt_global"
+    cfg = os.path.join(ROOT, "configs/INCLR/ablation/synthetic_mmt_global.yml")
+    market = ["DATASETS.NAMES", '("Market1501",)', "DATASETS.TESTS", '("Market1501",)']
+    run_main_in_process(["--config-file", cfg, *TINY, *TINY_CLUSTER, *market, "MODEL.WEIGHTS", str(source),
+                         "INCLR.WEIGHTS2", "", "SOLVER.MAX_EPOCH", "1", "INCLR.ITERS_PER_EPOCH", "2",
+                         "TEST.EVAL_PERIOD", "1", "OUTPUT_DIR", str(out)], data, 2)
+    log = (out / "log.txt").read_text()
+    assert "MODEL.HEADS.NUM_PARTS 0: skipped the 3 part branches of " + str(source) in log
+    assert "loss_soft_tri" in log and "loss_kl" not in log  # MMT: no IGMO
+    results = json.loads((out / "final_results.json").read_text())
+    assert results["test_feature"] == "joint" and 0.0 < results["mAP"] < 100.0
+    (r,) = [json.loads(line) for line in (out / "pseudo_labels.jsonl").read_text().splitlines()]
+    assert r["num_samples"] == counts["train"] and (r["eps"], r["k1"]) == (0.8, 6)  # the scale as passed
+    assert r["pairwise_fscore_before_lgmr"] == r["pairwise_fscore_after_lgmr"]  # no LGMR
+    state = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)
+    assert not [k for k in state["model"] if "part_" in k] and state["pseudo_labels"]["agreement"] is None
+    # joint = global with no parts: the --eval-only of the global feature reproduces the run's final evaluation
+    run_main_in_process(["--config-file", cfg, "--eval-only", *TINY, *market, "MODEL.WEIGHTS",
+                         str(out / "model_final.pth"), "INCLR.TEST_FEATURE", "global", "OUTPUT_DIR", str(out / "eval")],
+                        data, 2)
+    got = json.loads((out / "eval" / "eval_global.json").read_text())
+    for key in ("Rank-1", "Rank-5", "mAP", "mINP"):
+        assert got[key] == pytest.approx(results[key], abs=1e-6), key
 
 
 def test_pseudo_label_hook_mixes_into_stock_baseline(data_and_source):

@@ -91,10 +91,16 @@ def test_no_seed_leaves_fastreids_random_seed(demo, monkeypatch, tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["seed"] is None
 
 
+def _fake_names(mod):
+    return ["direct", "mmt", "lgmr", "igmo", "inclr"] + ["change_" + c.key for c in mod.CHANGES] + [
+        "mmt_global", "mmt_test_global"]
+
+
 def _fake_results(monkeypatch, mod, calls):
     """Fake train_net: mAP = 10 * seed + (index of the stage's name in a fixed list), so every seed and row
-    differs and the aggregate can be computed by hand; the INCLR rows also write a two-round label log."""
-    names = ["direct", "mmt", "lgmr", "igmo", "inclr"] + ["change_" + c.key for c in mod.CHANGES]
+    differs and the aggregate can be computed by hand; the INCLR rows also write a two-round label log
+    (eps 0.4 + seed / 100 and k1 20 + seed in round 0, other values in round 1)."""
+    names = _fake_names(mod)
 
     def fake_run(stage, args, out_dir):
         calls.append((out_dir, list(args)))
@@ -102,7 +108,8 @@ def _fake_results(monkeypatch, mod, calls):
         name = os.path.basename(out_dir)
         seed = int(os.path.basename(os.path.dirname(out_dir))[len("seed"):])
         value = 10.0 * seed + (names.index(name) if name in names else 0)
-        fname = "eval_joint.json" if "--eval-only" in args else "final_results.json"
+        feature = args[args.index("INCLR.TEST_FEATURE") + 1] if "INCLR.TEST_FEATURE" in args else "joint"
+        fname = f"eval_{feature}.json" if "--eval-only" in args else "final_results.json"
         with open(os.path.join(out_dir, fname), "w") as f:
             json.dump({"mAP": value, "Rank-1": value + 1, "Rank-5": 0.0, "Rank-10": 0.0}, f)
         if "--eval-only" not in args:
@@ -110,7 +117,8 @@ def _fake_results(monkeypatch, mod, calls):
                 for epoch, fs in ((0, 0.1 * seed), (1, 0.2 * seed)):
                     f.write(json.dumps({"epoch": epoch, "pairwise_fscore_after_lgmr": fs, "nmi_after_lgmr": 0.5,
                                         "pairwise_precision_after_lgmr": 0.01 * seed, "pairwise_recall_after_lgmr": 0.5,
-                                        "num_clusters": 40 + seed, "num_outliers": 3}) + "\n")
+                                        "num_clusters": 40 + seed, "num_outliers": 3,
+                                        "eps": 0.4 + seed / 100 + epoch / 10, "k1": 20 + seed + 5 * epoch}) + "\n")
         return 1.0
 
     monkeypatch.setattr(mod, "_run", fake_run)
@@ -131,9 +139,12 @@ def test_seeds_write_mean_std_and_per_seed_figures(demo, monkeypatch, tmp_path):
             assert _arg(by_dir[f"seed{s}/{row}"], "MODEL.WEIGHTS") == str(tmp_path / f"seed{s}" / "pretrain" / "model_final.pth")
             assert _arg(by_dir[f"seed{s}/{row}"], "INCLR.SEED") == str(s)
     res = json.loads((tmp_path / "results.json").read_text())
+    stages = ["direct", "mmt", "mmt_global", "mmt_test_global", "lgmr", "igmo", "inclr"]
     assert res["seeds"] == [1, 2, 4] and [r["method"] for r in res["rows"]] == [
-        "Direct transfer (source only)", "MMT baseline", "+LGMR", "+IGMO", "INCLR (LGMR+IGMO)"]
-    for i, row in enumerate(res["rows"]):
+        "Direct transfer (source only)", "MMT baseline", mod.MMT_GLOBAL, "MMT with parts, global feature at test",
+        "+LGMR", "+IGMO", "INCLR (LGMR+IGMO)"]
+    for stage, row in zip(stages, res["rows"]):
+        i = _fake_names(mod).index(stage)
         want = [10.0 * s + i for s in (1, 2, 4)]
         assert row["mAP"]["per_seed"] == want
         assert row["mAP"]["mean"] == pytest.approx(statistics.mean(want))
@@ -146,8 +157,14 @@ def test_seeds_write_mean_std_and_per_seed_figures(demo, monkeypatch, tmp_path):
     # INCLR (index 4) against MMT (index 1) in the same seed: +3 in each, so +3.0 ± 0.0
     assert inclr["delta_mAP_vs_mmt"]["per_seed"] == [3.0, 3.0, 3.0] and "delta_mAP_vs_mmt" not in res["rows"][1]
     assert res["rows"][0]["delta_mAP_vs_mmt"]["mean"] == -1.0  # direct transfer: index 0 - 1
+    # and against MMT global only (fake index 12): 4 - 12 in each seed
+    g = _fake_names(mod).index("mmt_global")
+    assert inclr["delta_mAP_vs_mmt_global"]["per_seed"] == [4.0 - g] * 3
+    assert "delta_mAP_vs_mmt_global" not in res["rows"][2]
+    assert res["rows"][2]["delta_mAP_vs_mmt"]["per_seed"] == [g - 1.0] * 3
+    assert "| Δ mAP vs MMT (paired) | Δ mAP vs MMT global only (paired) |" in md
     assert (f"| INCLR (LGMR+IGMO) | {statistics.mean([14, 24, 44]):.1f} ± {statistics.stdev([14, 24, 44]):.1f} | "
-            "+3.0 ± 0.0 |") in md
+            f"+3.0 ± 0.0 | {4 - g:+.1f} ± 0.0 |") in md
     assert "| MMT baseline | " in md and "| INCLR (LGMR+IGMO) | 0.02 / 0.50 | 0.02 / 0.50 |" in md  # P / R per round
     assert "14.0 / 24.0 / 44.0" in md
     assert "| INCLR (LGMR+IGMO) | 23.3 (42) | 46.7 (42) |" in md  # per-round F (clusters), mean over seeds
@@ -243,3 +260,53 @@ def test_clustering_changes_put_back_the_references_scale_on_the_synthetic_confi
         p = cluster_params_from_cfg(setup_cfg(os.path.join(ROOT, mod.INCLR_CFG), list(ch.adapt)))
         assert (p.eps_rule, p.eps, p.k1, p.k1_rule, p.camera_norm) == expected.pop(ch.key), ch.key
     assert not expected
+
+
+def test_global_only_rows_take_the_mmt_rows_scale_and_model(demo, monkeypatch, tmp_path):
+    """MMT (global only) clusters at the eps and k1 of the MMT row's *first* round in the same seed, from the
+    same two source models; "MMT with parts, global feature at test" is an --eval-only of the MMT row's model
+    with INCLR.TEST_FEATURE global. Asking for either runs the MMT row first."""
+    mod, _ = demo
+    calls = []
+    _fake_results(monkeypatch, mod, calls)
+    _main(mod, monkeypatch, "--output-dir", str(tmp_path), "--seeds", "3", "--rows", "mmt_test_global", "mmt_global",
+          "--no-features", "--opts", "INCLR.CLUSTER.CAMERA_NORM", "True")
+    by_dir = {os.path.relpath(d, tmp_path): a for d, a in calls}
+    assert list(by_dir) == [f"seed3/{s}" for s in ("pretrain", "pretrain2", "direct", "mmt", "mmt_global",
+                                                   "mmt_test_global")]
+    glob_args, mmt_args = by_dir["seed3/mmt_global"], by_dir["seed3/mmt"]
+    assert _arg(glob_args, "--config-file") == "configs/INCLR/ablation/synthetic_mmt_global.yml"
+    for key in ("MODEL.WEIGHTS", "INCLR.WEIGHTS2", "INCLR.SEED", "INCLR.CLUSTER.CAMERA_NORM"):
+        assert _arg(glob_args, key) == _arg(mmt_args, key), key
+    # round 0 of the fake MMT log: eps 0.4 + 3/100, k1 20 + 3 (round 1 has 0.53 and 28)
+    assert (_arg(glob_args, "INCLR.CLUSTER.EPS_RULE"), _arg(glob_args, "INCLR.CLUSTER.K1_RULE")) == ("fixed", "fixed")
+    assert float(_arg(glob_args, "INCLR.CLUSTER.EPS")) == 0.4 + 3 / 100 and _arg(glob_args, "INCLR.CLUSTER.K1") == "23"
+    ev = by_dir["seed3/mmt_test_global"]
+    assert "--eval-only" in ev and _arg(ev, "--config-file") == mod.MMT_CFG
+    assert _arg(ev, "MODEL.WEIGHTS") == str(tmp_path / "seed3" / "mmt" / "model_final.pth")
+    assert _arg(ev, "INCLR.TEST_FEATURE") == "global" and _arg(ev, "INCLR.SEED") == "3"
+    res = json.loads((tmp_path / "results.json").read_text())
+    names = _fake_names(mod)
+    assert [(r["method"], r["mAP"]["per_seed"]) for r in res["rows"]] == [
+        ("Direct transfer (source only)", [30.0]), ("MMT baseline", [31.0]),
+        (mod.MMT_GLOBAL, [30.0 + names.index("mmt_global")]),
+        ("MMT with parts, global feature at test", [30.0 + names.index("mmt_test_global")])]
+
+    # The synthetic config these overrides go to takes them: fixed rules at the MMT row's scale.
+    from inclr_fastreid.config import setup_cfg
+    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg
+
+    p = cluster_params_from_cfg(setup_cfg(os.path.join(ROOT, _arg(glob_args, "--config-file")),
+                                          mod.first_round_scale_opts(str(tmp_path / "seed3" / "mmt"))))
+    assert (p.eps_rule, p.eps, p.k1_rule, p.k1, p.camera_norm) == ("fixed", 0.4 + 3 / 100, "fixed", 23, True)
+
+
+def test_global_only_row_needs_the_mmt_rows_recorded_scale(demo, tmp_path):
+    mod, _ = demo
+    (tmp_path / "mmt").mkdir()
+    with open(tmp_path / "mmt" / "pseudo_labels.jsonl", "w") as f:  # a k-means run records no eps
+        f.write(json.dumps({"epoch": 0, "eps": None, "k1": None}) + "\n")
+    with pytest.raises(SystemExit, match="pseudo_labels.jsonl: no eps / k1"):
+        mod.first_round_scale_opts(str(tmp_path / "mmt"))
+    with pytest.raises(SystemExit, match="no eps / k1"):
+        mod.first_round_scale_opts(str(tmp_path / "missing"))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The embedded demo (README's main command): on the synthetic domain-shift benchmark, pretrain two
 source models with different seeds (with the target's BN statistics, as MMT), then run the ablation
-rows of the paper's Table III (INCLR by default; --rows all for MMT, +LGMR, +IGMO), each adapting student 1 / teacher 1 from the first source model and
+rows of the paper's Table III (INCLR by default; --rows all for MMT global only, MMT with parts, +LGMR, +IGMO),
+each adapting student 1 / teacher 1 from the first source model and
 student 2 / teacher 2 from the second (MMT --init-1 / --init-2), and the feature rows of Table II,
 and print one results table (also written to OUTPUT_DIR/results.md and results.json).
 
@@ -12,7 +13,8 @@ Every stage is an ordinary ``tools/train_net.py`` call, logged to OUTPUT_DIR/<st
     python tools/run_demo.py --reuse         # skip stages whose results already exist
     python tools/run_demo.py --seed 0        # INCLR.SEED 0 for every stage, 1000 for the second source model
                                              # (default: drawn at random, a new one per stage)
-    python tools/run_demo.py --rows all      # every ablation row of Table III (direct, MMT, +LGMR, +IGMO, INCLR)
+    python tools/run_demo.py --rows all      # every ablation row of Table III (direct, MMT global only, MMT with
+                                             # parts (global feature at test, joint), +LGMR, +IGMO, INCLR)
     python tools/run_demo.py --seeds 1 2 3 --rows all      # the README's multi-seed table: mean ± std
     python tools/run_demo.py --seeds 1 2 --changes         # the per-change table: INCLR with each part of
                                                            # the reference recipe undone alone
@@ -42,8 +44,16 @@ from inclr_fastreid.io import atomic_write_text  # noqa: E402  (after the sys.pa
 TRAIN_NET = os.path.join(HERE, "train_net.py")
 PRETRAIN_CFG = "configs/Pretrain/synthetic.yml"
 INCLR_CFG = "configs/INCLR/synthetic.yml"
+MMT_CFG = "configs/INCLR/ablation/synthetic_mmt.yml"
+MMT_GLOBAL = "MMT (global only, reference)"
 ROWS: List[Tuple[str, str, str]] = [  # (name, stage dir, config)
-    ("MMT baseline", "mmt", "configs/INCLR/ablation/synthetic_mmt.yml"),
+    ("MMT baseline", "mmt", MMT_CFG),
+    # The paper's Table III "Baseline": MMT as its reference code trains it, global features only; it clusters
+    # at the eps and k1 the MMT row's rules chose in its first round (SCALE_FROM), so the two differ in the
+    # part branches alone.
+    (MMT_GLOBAL, "mmt_global", "configs/INCLR/ablation/synthetic_mmt_global.yml"),
+    # The MMT row's own model evaluated on its global feature (EVAL_ROWS): no training.
+    ("MMT with parts, global feature at test", "mmt_test_global", MMT_CFG),
     ("+LGMR", "lgmr", "configs/INCLR/ablation/synthetic_lgmr.yml"),
     ("+IGMO", "igmo", "configs/INCLR/ablation/synthetic_igmo.yml"),
     ("INCLR (LGMR+IGMO)", "inclr", "configs/INCLR/synthetic.yml"),
@@ -51,8 +61,13 @@ ROWS: List[Tuple[str, str, str]] = [  # (name, stage dir, config)
     ("INCLR, IGMO weight not detached (UNRN)", "undetached", "configs/INCLR/ablation/synthetic_undetached.yml"),
     ("Stock Baseline + PseudoLabelHook", "baseline_uda", "configs/UDA/synthetic_baseline.yml"),
 ]
-ABLATION_ROWS = ["mmt", "lgmr", "igmo", "inclr"]
-DEFAULT_ROWS = ["inclr"]  # `make demo`: one seed, both pretrainings, under 20 min on 2 cores; --rows all adds MMT, +LGMR, +IGMO
+ABLATION_ROWS = ["mmt", "mmt_global", "mmt_test_global", "lgmr", "igmo", "inclr"]
+# `make demo`: one seed, both pretrainings, under 20 min on 2 cores; --rows all adds the MMT rows, +LGMR, +IGMO
+DEFAULT_ROWS = ["inclr"]
+# Rows that are an --eval-only of another row's model: stage -> (trained stage, INCLR.TEST_FEATURE)
+EVAL_ROWS: Dict[str, Tuple[str, str]] = {"mmt_test_global": ("mmt", "global")}
+# Rows that cluster at the eps and k1 another row's rules chose in its first round: stage -> that row's stage
+SCALE_FROM: Dict[str, str] = {"mmt_global": "mmt"}
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,24 @@ def _label_quality(stage_dir: str) -> Dict[str, Any]:
     return out
 
 
+def first_round_scale_opts(stage_dir: str) -> List[str]:
+    """Overrides that cluster at the eps and k1 of ``stage_dir``'s first clustering round (its
+    pseudo_labels.jsonl), with both rules fixed: the global-only MMT row has no part views for EPS_RULE
+    auto, so it takes the scale the MMT row's rules chose for the same seed."""
+    path = os.path.join(stage_dir, "pseudo_labels.jsonl")
+    rounds = []
+    if os.path.isfile(path):
+        with open(path) as f:
+            rounds = [json.loads(line) for line in f if line.strip()]
+    first = rounds[0] if rounds else {}
+    eps, k1 = first.get("eps"), first.get("k1")
+    if eps is None or k1 is None:
+        raise SystemExit(f"[demo] {path}: no eps / k1 recorded for the first clustering round (a DBSCAN run of "
+                         f"{MMT_CFG} writes them); the global-only MMT row clusters at that scale.")
+    return ["INCLR.CLUSTER.EPS_RULE", "fixed", "INCLR.CLUSTER.EPS", repr(float(eps)),
+            "INCLR.CLUSTER.K1_RULE", "fixed", "INCLR.CLUSTER.K1", str(int(k1))]
+
+
 def _fmt(v: Optional[float], scale: float = 1.0, nd: int = 1) -> str:
     return "–" if v is None else f"{v * scale:.{nd}f}"
 
@@ -210,10 +243,21 @@ def run_seed(out: str, seed: Optional[int], args) -> Dict[str, Any]:
     # 3. Ablation rows (Table III): each adapts from the same two source models (the stock Baseline
     #    row has one network: the first).
     for name, stage, cfg in ROWS:
-        if stage in args.rows:
-            two = cfg.startswith("configs/INCLR/")
-            table.append((name, *_adapt(out, stage, name, cfg, weights, weights2 if two else None, [], seed, args,
-                                        timings)))
+        if stage not in args.rows:
+            continue
+        if stage in EVAL_ROWS:  # another row's model, evaluated on another feature (no training)
+            trained, feature = EVAL_ROWS[stage]
+            d = os.path.join(out, stage)
+            if not (args.reuse and _json(os.path.join(d, f"eval_{feature}.json"))):
+                timings[stage] = _run(f"{name} (eval of the {trained} model)", [
+                    "--config-file", cfg, "--eval-only", "MODEL.WEIGHTS", os.path.join(out, trained, "model_final.pth"),
+                    "INCLR.TEST_FEATURE", feature] + seed_opts + args.opts, d)
+            table.append((name, _json(os.path.join(d, f"eval_{feature}.json")), {}))
+            continue
+        extra = first_round_scale_opts(os.path.join(out, SCALE_FROM[stage])) if stage in SCALE_FROM else []
+        two = cfg.startswith("configs/INCLR/")
+        table.append((name, *_adapt(out, stage, name, cfg, weights, weights2 if two else None, extra, seed, args,
+                                    timings)))
 
     # 4. Per-change rows: INCLR with one part of the reference recipe undone.
     changes = []
@@ -302,14 +346,16 @@ def aggregate(payloads: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 
     seeds = [p["seed"] for p in payloads]
     rows = []
-    mmt = next((i for i, r in enumerate(payloads[0]["rows"]) if r["method"] == "MMT baseline"), None)
+    refs = [(key, next((i for i, r in enumerate(payloads[0]["rows"]) if r["method"] == method), None))
+            for key, method in (("delta_mAP_vs_mmt", "MMT baseline"), ("delta_mAP_vs_mmt_global", MMT_GLOBAL))]
     for i, row in enumerate(payloads[0]["rows"]):
         rows.append({"method": row["method"], **summarise([p["rows"][i] for p in payloads])})
-        if mmt is not None and i != mmt:  # paired: each seed's row against that seed's MMT baseline
-            diffs = [None if a is None or b is None else a - b for a, b in zip(
-                rows[-1]["mAP"]["per_seed"], (_metric(p["rows"][mmt], "metrics", "mAP", 1.0) for p in payloads))]
-            d_mean, d_std = mean_std(diffs)
-            rows[-1]["delta_mAP_vs_mmt"] = {"per_seed": diffs, "mean": d_mean, "std": d_std}
+        for key, ref in refs:
+            if ref is not None and i != ref:  # paired: each seed's row against that seed's reference row
+                diffs = [None if a is None or b is None else a - b for a, b in zip(
+                    rows[-1]["mAP"]["per_seed"], (_metric(p["rows"][ref], "metrics", "mAP", 1.0) for p in payloads))]
+                d_mean, d_std = mean_std(diffs)
+                rows[-1][key] = {"per_seed": diffs, "mean": d_mean, "std": d_std}
     inclr_map = [next((_metric(r, "metrics", "mAP", 1.0) for r in p["rows"] if r["method"].startswith("INCLR (")),
                       None) for p in payloads]
     changes = []
@@ -345,11 +391,14 @@ def render_multi_seed(agg: Dict[str, Any], payloads: Sequence[Dict[str, Any]], a
              f"Mean ± sample std over {len(agg['seeds'])} seeds (each seed: {per_seed}); pseudo-label F / NMI of "
              "the last round. Synthetic data: not a claim about Market/Duke/MSMT.", ""]
     if agg["rows"]:
-        lines += ["| Method | mAP | Δ mAP vs MMT (paired) | R1 | pseudo-label F | NMI | mAP per seed |",
-                  "|---|---|---|---|---|---|---|"]
+        vs_global = any(r["method"] == MMT_GLOBAL for r in agg["rows"])  # its column only where the row was run
+        lines += ["| Method | mAP | Δ mAP vs MMT (paired) | "
+                  + ("Δ mAP vs MMT global only (paired) | " if vs_global else "")
+                  + "R1 | pseudo-label F | NMI | mAP per seed |", "|---" * (8 if vs_global else 7) + "|"]
         for r in agg["rows"]:
-            lines.append(f"| {r['method']} | {_pm(r['mAP'])} | {_delta(r.get('delta_mAP_vs_mmt'))} | {_pm(r['R1'])} | "
-                         f"{_pm(r['F'])} | {_pm(r['NMI'])} | {_per_seed(r['mAP'])} |")
+            lines.append(f"| {r['method']} | {_pm(r['mAP'])} | {_delta(r.get('delta_mAP_vs_mmt'))} | "
+                         + (f"{_delta(r.get('delta_mAP_vs_mmt_global'))} | " if vs_global else "")
+                         + f"{_pm(r['R1'])} | {_pm(r['F'])} | {_pm(r['NMI'])} | {_per_seed(r['mAP'])} |")
     if agg["changes"]:
         lines += ["", "INCLR with one part of the reference recipe undone (issue 9, items 1–6); Δ = paired "
                   "difference to INCLR with everything on, same seed:", "",
@@ -415,6 +464,8 @@ def main() -> None:
         args.rows = ABLATION_ROWS + [r for r in args.rows if r not in ABLATION_ROWS + ["all"]]
     if args.changes is not None and "inclr" not in args.rows:
         args.rows = args.rows + ["inclr"]  # the per-change table's reference row
+    if any(r in args.rows for r in list(EVAL_ROWS) + list(SCALE_FROM)) and "mmt" not in args.rows:
+        args.rows = ["mmt"] + args.rows  # their model / clustering scale comes from the MMT row of the same seed
     if args.changes is not None and args.pretrained:
         ap.error("--changes pretrains its own source models for items 2 and 6: leave out --pretrained")
     out = os.path.abspath(args.output_dir)

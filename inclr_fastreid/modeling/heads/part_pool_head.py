@@ -3,6 +3,10 @@
 
 Works under FastReID's stock ``Baseline`` (``MODEL.HEADS.NAME: PartPoolHead``): its training
 output carries the keys ``Baseline.losses`` reads for the global branch, plus the part branches.
+
+``NUM_PARTS 0`` leaves the global branch alone (pooling, BNNeck, classifier as with parts): MMT's
+own network (yxgeee/MMT, global features only), the paper's Table III "Baseline". Its state dict then
+has exactly the keys of FastReID's ``EmbeddingHead`` (docs/design.md §4.2.5).
 """
 from __future__ import annotations
 
@@ -58,7 +62,8 @@ def join_eval_features(feats: Dict[str, torch.Tensor], test_feature: str, kappa:
 
     ``joint`` = concat(f_g, sqrt(kappa) f_1, ..., sqrt(kappa) f_P), so the squared Euclidean
     distance between two joint features is d_g + kappa * sum_p d_p with d the squared Euclidean
-    distance of the normalised branch features. ``global`` / ``partK`` return that branch alone.
+    distance of the normalised branch features (without parts, P = 0: f_g). ``global`` / ``partK``
+    return that branch alone.
     """
     if test_feature == "joint":
         names = sorted((k for k in feats if k.startswith("part")), key=lambda k: int(k[4:]))
@@ -123,8 +128,8 @@ class PartPoolHead(nn.Module):
             raise ConfigError(f"MODEL.HEADS.CLS_LAYER={cls_type!r}: expected one of {any_softmax.__all__}")
         if neck_feat not in ("before", "after"):
             raise ConfigError(f"MODEL.HEADS.NECK_FEAT={neck_feat!r}: expected 'before' or 'after'")
-        if num_parts < 1:
-            raise ConfigError(f"MODEL.HEADS.NUM_PARTS must be >= 1, got {num_parts}")
+        if num_parts < 0:
+            raise ConfigError(f"MODEL.HEADS.NUM_PARTS must be >= 0 (0 = the global branch alone), got {num_parts}")
         if kappa < 0:
             raise ConfigError(f"INCLR.KAPPA must be >= 0, got {kappa}")
         _check_test_feature(test_feature, num_parts)
@@ -181,6 +186,8 @@ class PartPoolHead(nn.Module):
         if features.dim() != 4:
             raise ValueError(f"PartPoolHead expects a B x C x H x W feature map, got {tuple(features.shape)}")
         global_pool = self.pool_layer(features)
+        if self.num_parts == 0:  # the global branch alone
+            return global_pool, []
         parts = [
             features[:, :, start:end].mean(dim=(2, 3), keepdim=True)
             for start, end in stripe_bounds(int(features.shape[2]), self.num_parts)  # int: constant when traced

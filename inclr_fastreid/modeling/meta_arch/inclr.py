@@ -10,6 +10,10 @@ Batch contract (the pseudo-label loader): ``images`` (view 1, B x 3 x H x W floa
 ``images2`` (view 2; default ``images``), ``targets`` (pseudo labels 0..K-1), ``index`` (dataset
 indices), ``camids``, ``agreement`` (B x P cross-agreement in [0, 1]; default ones).
 View 1 feeds S1 and T1, view 2 feeds S2 and T2.
+
+``MODEL.HEADS.NUM_PARTS 0`` trains the same four networks with the global branch alone: MMT as its
+reference code trains it (yxgeee/MMT, global features only), the paper's Table III "Baseline"
+(docs/design.md §4.2.5). LGMR needs part views and is refused then.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from fastreid.modeling.backbones import build_backbone
 from fastreid.modeling.heads import build_heads
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 
+from ...errors import ConfigError
 from ...registry import register_once
 from ..ema import ema_update
 from ..heads.part_pool_head import PartPoolHead, _check_test_feature, branch_names, join_eval_features
@@ -45,7 +50,7 @@ from ..losses import (
 
 __all__ = ["INCLR", "ReIDNet"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("fastreid." + __name__)  # under "fastreid": the run log (log.txt) records it
 
 NETWORKS = ("student1", "student2", "teacher1", "teacher2")
 LOSS_NAMES = ("loss_ce", "loss_soft_ce", "loss_tri", "loss_soft_tri", "loss_kl")
@@ -83,6 +88,26 @@ def check_mixing_weights(soft_ce: float, soft_tri: float) -> None:
     for key, w in (("INCLR.MMT.SOFT_CE", soft_ce), ("INCLR.MMT.SOFT_TRI", soft_tri)):
         if not 0.0 <= w <= 1.0:
             raise ValueError(f"{key} must be in [0, 1], got {w}")
+
+
+def check_lgmr_has_parts(lgmr_enabled: bool, num_parts: int) -> None:
+    """LGMR refines global and part labels against each other (paper Eq. 1-2): it needs part branches."""
+    if lgmr_enabled and num_parts == 0:
+        raise ConfigError("INCLR.LGMR.ENABLED True needs part branches, but MODEL.HEADS.NUM_PARTS is 0: set "
+                          "INCLR.LGMR.ENABLED False (global-only MMT) or MODEL.HEADS.NUM_PARTS >= 1.")
+
+
+def _mean_over_parts(terms: list):
+    """Mean of the per-part loss terms; 0 without part branches (NUM_PARTS 0: the global terms alone, as MMT)."""
+    return sum(terms) / len(terms) if terms else 0.0
+
+
+def _without_part_branches(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], int]:
+    """``state`` less its part branches (``heads.part_bottlenecks.*``, ``heads.part_weights.*``), and how
+    many branches that was: a NUM_PARTS P source model feeds a global-only (NUM_PARTS 0) network."""
+    prefixes = ("heads.part_bottlenecks.", "heads.part_weights.")
+    parts = {k.split(".")[2] for k in state if k.startswith(prefixes)}
+    return {k: v for k, v in state.items() if not k.startswith(prefixes)}, len(parts)
 
 
 def _mean_branches(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -134,6 +159,7 @@ class INCLR(nn.Module, MeanTeacherModel):
                 )
             self.add_module(name, networks[name])
         _check_test_feature(test_feature, networks["student1"].heads.num_parts)
+        check_lgmr_has_parts(lgmr_enabled, networks["student1"].heads.num_parts)
         check_test_model(test_model)
         check_mixing_weights(soft_ce_weight, soft_tri_weight)
         check_label_smooth(label_smooth)
@@ -352,11 +378,11 @@ class INCLR(nn.Module, MeanTeacherModel):
         else:
             eps = self.label_smooth
             ce_g = label_smoothed_cross_entropy(s["cls_outputs"], targets, eps)
-            ce_p = sum(label_smoothed_cross_entropy(z, targets, eps) for z in s["part_cls_outputs"]) / p
+            ce_p = _mean_over_parts([label_smoothed_cross_entropy(z, targets, eps) for z in s["part_cls_outputs"]])
         soft_g = soft_cross_entropy(s["pred_class_logits"], other_t["pred_class_logits"])
-        soft_p = sum(
-            soft_cross_entropy(z, zt) for z, zt in zip(s["part_pred_class_logits"], other_t["part_pred_class_logits"])
-        ) / p
+        soft_p = _mean_over_parts(
+            [soft_cross_entropy(z, zt) for z, zt in zip(s["part_pred_class_logits"], other_t["part_pred_class_logits"])]
+        )
         losses = {
             "loss_ce": (1.0 - self.soft_ce_weight) * (ce_g + ce_p),
             "loss_soft_ce": self.soft_ce_weight * (soft_g + soft_p),
@@ -411,9 +437,16 @@ class INCLR(nn.Module, MeanTeacherModel):
         """Load a source-pretrained FastReID ``Baseline`` + PartPoolHead checkpoint into S1/T1 and
         ``path2`` (default ``path1``) into S2/T2. Source classifier rows are skipped (the target
         classifiers get cluster centroids each epoch); any other missing, unexpected or
-        mis-shaped key raises, listing them."""
+        mis-shaped key raises, listing them. With NUM_PARTS 0 the source's part branches are
+        skipped (logged): every row starts from the same source models, pretrained with parts."""
         for path, (s_name, t_name) in ((path1, ("student1", "teacher1")), (path2 or path1, ("student2", "teacher2"))):
             state = read_source_state(path)
+            if self.num_parts == 0:
+                state, skipped = _without_part_branches(state)
+                if skipped:
+                    logger.info("MODEL.HEADS.NUM_PARTS 0: skipped the %d part branches of %s (necks and "
+                                "classifiers); %s and %s take its backbone and global branch.", skipped, path,
+                                s_name, t_name)
             student = getattr(self, s_name)
             filtered = source_weights_for(student.state_dict(), state, path, NETWORKS)
             student.load_state_dict(filtered, strict=False)
