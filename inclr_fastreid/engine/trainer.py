@@ -320,7 +320,7 @@ def freeze_unreached_part_branches(model: torch.nn.Module) -> bool:
 
     model = unwrap(model)
     heads = getattr(model, "heads", None)
-    if isinstance(model, MeanTeacherModel) or not isinstance(heads, PartPoolHead):
+    if isinstance(model, MeanTeacherModel) or not isinstance(heads, PartPoolHead) or heads.num_parts == 0:
         return False
     heads.part_bottlenecks.requires_grad_(False)
     for w in heads.part_weights:
