@@ -72,6 +72,13 @@ def synthetic_features(n: int, dim: int, space: int, seed: int) -> np.ndarray:
     return out
 
 
+def synthetic_camids(n: int, seed: int) -> np.ndarray:
+    """The camera of each row of :func:`synthetic_features` (0..5)."""
+    rng = np.random.default_rng([seed, n])
+    rng.integers(0, max(2, n // 17), n)  # the identities come first from the same stream
+    return rng.integers(0, 6, n)
+
+
 def true_labels(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng([seed, n])
     return rng.integers(0, max(2, n // 17), n)
