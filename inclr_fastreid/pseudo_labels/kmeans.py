@@ -57,14 +57,15 @@ def as_torch_features(features: Any) -> Any:
 def _sq_dist(a: Any, a_sq: Any, b: Any, b_sq: Optional[Any] = None) -> Any:
     """(len(a), len(b)) squared Euclidean distances of the rows of ``a`` (squared norms ``a_sq``) to the rows of
     ``b``, clamped at 0; one matrix product."""
+    import torch
+
     b_sq = (b * b).sum(dim=1) if b_sq is None else b_sq
-    d = a @ b.T
-    d.mul_(-2.0).add_(a_sq[:, None]).add_(b_sq[None, :])
-    return d.clamp_(min=0.0)
+    d = torch.addmm(b_sq[None, :], a, b.T, beta=1.0, alpha=-2.0)  # |b|^2 - 2 a.b in the product's own pass
+    return d.add_(a_sq[:, None]).clamp_(min=0.0)
 
 
 def kmeans_plus_plus_torch(x: Any, k: int, seed: int, *, trials: Optional[int] = None,
-                           pool: int = 1024) -> Tuple[Any, int]:
+                           pool: int = 1024) -> Tuple[Any, int, Optional[Any]]:
     """Greedy k-means++ (scikit-learn's ``_kmeans_plusplus``): each next centre is, of ``trials`` (default
     2 + floor(ln k)) samples drawn with probability proportional to their squared distance to the nearest
     centre so far, the one that leaves the smallest total. Candidates are drawn by rejection from a pool
@@ -72,7 +73,8 @@ def kmeans_plus_plus_torch(x: Any, k: int, seed: int, *, trials: Optional[int] =
 
     ``x``: (N, D) float32 torch tensor (any device). Random draws come from numpy's generator seeded with
     ``seed``, so the seeds do not depend on the device. Returns ((k, D) centres, rows of ``x``; the number
-    of distance columns computed)."""
+    of distance columns computed; (N,) int64 index of each sample's nearest centre, None when the seeding ran
+    out of distinct samples)."""
     import torch
 
     n = x.shape[0]
@@ -87,6 +89,8 @@ def kmeans_plus_plus_torch(x: Any, k: int, seed: int, *, trials: Optional[int] =
     d2 = _sq_dist(x[chosen[0]:chosen[0] + 1], x_sq[chosen[0]:chosen[0] + 1], x, x_sq)[0]
     if on_cpu:
         d2 = d2.numpy()
+    # the nearest chosen centre of every sample: Lloyd's first assignment comes free with the seeding
+    nearest = np.zeros(n, dtype=np.int64) if on_cpu else torch.zeros(n, dtype=torch.int64, device=x.device)
     columns = 1
     pool_idx = np.empty(0, dtype=np.int64)  # samples drawn from the distribution at the last refresh
     pool_u = np.empty(0)  # their uniforms for the acceptance test
@@ -102,7 +106,7 @@ def kmeans_plus_plus_torch(x: Any, k: int, seed: int, *, trials: Optional[int] =
                 total = d2_cpu.sum()
                 if total <= 0:  # every sample sits on a centre already
                     break
-                m = int(min(pool, max(trials, trials * (k - j) * 2)))
+                m = int(min(pool, trials * (k - j) + 8 * trials))  # acceptance is high: about what is left
                 pool_idx = rng.choice(n, size=m, p=d2_cpu / total)
                 pool_u = rng.random(m)
                 pool_d2 = d2_cpu[pool_idx]
@@ -126,18 +130,39 @@ def kmeans_plus_plus_torch(x: Any, k: int, seed: int, *, trials: Optional[int] =
                         break
         if not picked:
             chosen[j:] = rng.integers(n, size=k - j)
+            nearest = None  # the rest were not scored
             break
         if on_cpu:
             cand = np.stack(picked_cols)
             best = int(np.argmin(np.minimum(d2[None, :], cand).sum(axis=1, dtype=np.float64)))
+            nearest[cand[best] < d2] = j
             d2 = np.minimum(d2, cand[best])
         else:
             cand = torch.stack(picked_cols)
             best = int(torch.argmin(torch.minimum(d2[None, :], cand).double().sum(dim=1)))
+            nearest[cand[best] < d2] = j
             d2 = torch.minimum(d2, cand[best])
         chosen[j] = picked[best]
         j += 1
-    return x[torch.as_tensor(chosen, device=x.device)].clone(), columns
+    if nearest is not None and on_cpu:
+        nearest = torch.from_numpy(nearest)
+    return x[torch.as_tensor(chosen, device=x.device)].clone(), columns, nearest
+
+
+def _means(x: Any, labels: Any, k: int, centres: Any) -> Tuple[Any, Any]:
+    """Centres as the means of their members; an empty cluster takes the sample farthest from its (old) centre
+    (scikit-learn's ``_relocate_empty_clusters``: that sample leaves its old cluster). Returns (centres, labels)."""
+    import torch
+
+    counts = torch.bincount(labels, minlength=k)
+    empty = torch.nonzero(counts == 0).flatten()
+    if empty.numel():
+        far = torch.argsort(_dist_to_own(x, centres, labels), descending=True, stable=True)[:empty.numel()]
+        labels = labels.clone()
+        labels[far] = empty[:far.numel()]
+        counts = torch.bincount(labels, minlength=k)
+    sums = torch.zeros(k, x.shape[1], dtype=torch.float32, device=x.device).index_add_(0, labels, x)
+    return sums / counts.clamp(min=1).to(sums.dtype)[:, None], labels
 
 
 def _assign(x: Any, x_sq: Any, centres: Any, chunk: int = CHUNK) -> Tuple[Any, Any]:
@@ -154,27 +179,20 @@ def _assign(x: Any, x_sq: Any, centres: Any, chunk: int = CHUNK) -> Tuple[Any, A
     return labels, dmin.add_(x_sq).clamp_(min=0.0)
 
 
-def _means(x: Any, labels: Any, k: int, dmin: Any) -> Tuple[Any, Any]:
-    """Centres as the means of their members; an empty cluster takes the sample farthest from its centre
-    (scikit-learn's ``_relocate_empty_clusters``: that sample leaves its old cluster). Returns (centres, labels)."""
+def _dist_to_own(x: Any, centres: Any, labels: Any) -> Any:
+    """(N,) squared Euclidean distance of every row to its own centre (difference first: no cancellation)."""
     import torch
 
-    counts = torch.bincount(labels, minlength=k)
-    empty = torch.nonzero(counts == 0).flatten()
-    if empty.numel():
-        far = torch.argsort(dmin, descending=True, stable=True)[:empty.numel()]
-        labels = labels.clone()
-        labels[far] = empty[:far.numel()]
-        counts = torch.bincount(labels, minlength=k)
-    sums = torch.zeros(k, x.shape[1], dtype=torch.float32, device=x.device).index_add_(0, labels, x)
-    return sums / counts.clamp(min=1).to(sums.dtype)[:, None], labels
+    return torch.linalg.vector_norm(x - centres[labels], dim=1) ** 2
 
 
-def lloyd(x: Any, centres: Any, *, max_iter: int = MAX_ITER, tol: float = TOL) -> Tuple[Any, Any, Any, int]:
+def lloyd(x: Any, centres: Any, *, max_iter: int = MAX_ITER, tol: float = TOL,
+          labels: Optional[Any] = None) -> Tuple[Any, Any, Any, int]:
     """Lloyd's iterations as scikit-learn's ``_kmeans_single_lloyd``: assign, move every centre to its members'
     mean; stop when the labels repeat (strict convergence) or the summed squared centre shift is at most
     ``tol`` x the mean per-dimension variance of ``x``; then (unless strict) assign once more to the final
-    centres. Returns (labels, squared distances, centres, iterations run)."""
+    centres. ``labels``: the first assignment, when the caller has it (k-means++ tracks it). Returns (labels,
+    squared distances, centres, iterations run)."""
     import torch
 
     k = centres.shape[0]
@@ -184,18 +202,19 @@ def lloyd(x: Any, centres: Any, *, max_iter: int = MAX_ITER, tol: float = TOL) -
     it = 0
     strict = False
     for it in range(1, int(max_iter) + 1):
-        labels, dmin = _assign(x, x_sq, centres)
+        if labels is None:
+            labels, _ = _assign(x, x_sq, centres)
         if prev is not None and torch.equal(labels, prev):  # centres are already these labels' means
             strict = True
             break
-        new, labels = _means(x, labels, k, dmin)
+        new, labels = _means(x, labels, k, centres)
         shift = float(((new - centres) ** 2).sum())
-        centres, prev = new, labels
+        centres, prev, labels = new, labels, None
         if shift <= tol_abs:
             break
-    if not strict:
-        labels, dmin = _assign(x, x_sq, centres)
-    return labels, dmin, centres, it
+    if not strict or labels is None:
+        labels, _ = _assign(x, x_sq, centres)
+    return labels, _dist_to_own(x, centres, labels), centres, it
 
 
 def kmeans(features: Any, k: int, *, seed: int = 1, max_iter: int = MAX_ITER, tol: float = TOL,
@@ -209,8 +228,8 @@ def kmeans(features: Any, k: int, *, seed: int = 1, max_iter: int = MAX_ITER, to
     torch.set_float32_matmul_precision("highest")
     try:
         with torch.no_grad():
-            init, columns = kmeans_plus_plus_torch(x, int(k), int(seed), trials=trials)
-            labels, dmin, centres, it = lloyd(x, init, max_iter=max_iter, tol=tol)
+            init, columns, nearest = kmeans_plus_plus_torch(x, int(k), int(seed), trials=trials)
+            labels, dmin, centres, it = lloyd(x, init, max_iter=max_iter, tol=tol, labels=nearest)
             inertia = float(dmin.double().sum())
     finally:
         torch.set_float32_matmul_precision(prec)
