@@ -479,11 +479,13 @@ def main(argv=None) -> int:
     # the classifier rows / per-sample buffers of a real run: the trainer's own sizing at the full target N
     cfg = INCLRTrainer.scale_for_adaptation(cfg, args.cluster_n or len(items))
     full_cfg = cfg
-    if cfg.INCLR.CLUSTER.METHOD == "kmeans" and cfg.INCLR.CLUSTER.NUM_CLUSTERS > len(items) // 4:
-        # the sampled round (a)-(d) clusters only len(items) images: a K they can hold; (e) keeps the config's K
+    if args.cluster_n:  # (e) clusters as the config says; the sampled round (a)-(d) clusters only len(items) images:
         cfg = cfg.clone()
         cfg.defrost()
-        cfg.INCLR.CLUSTER.NUM_CLUSTERS = max(2, len(items) // 4)
+        if cfg.INCLR.CLUSTER.METHOD == "kmeans":  # a K they can hold
+            cfg.INCLR.CLUSTER.NUM_CLUSTERS = min(int(cfg.INCLR.CLUSTER.NUM_CLUSTERS), max(2, len(items) // 4))
+        if cfg.INCLR.CLUSTER.EPS_RULE == "mmt":  # MMT's rho of a few dozen random-weight images can give eps 0
+            cfg.INCLR.CLUSTER.EPS_RULE = "fixed"
         cfg.freeze()
     mem = StageMemory(device)
     full = None
