@@ -30,8 +30,13 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.WEIGHTS2 = ""
     # Iterations per adaptation epoch (MMT's fixed 400: the target set's size changes with K)
     _C.INCLR.ITERS_PER_EPOCH = 400
-    # Classifier rows pre-allocated per network; 0 = number of target training images (MMT)
-    _C.INCLR.MAX_CLASSES = 0
+    # Classifier rows per network at the start of an adaptation run; a round that finds more clusters grows
+    # them (engine/rows.py). 0 = INCLR.CLUSTER.NUM_CLUSTERS under k-means (its K never exceeds it: trains as
+    # MMT's one row per target image would, without the N rows on disk), else grown at the first round
+    _C.INCLR.CLASSIFIER_ROWS = 0
+    # Round checkpoints (model_XXXX.pth) kept on disk: the newest ones; model_best and model_final are always
+    # kept. 0 = keep every one (FastReID's own behaviour)
+    _C.INCLR.KEEP_CHECKPOINTS = 2
     # Seed of the run: network initialisation, samplers and augmentation (reseeded per epoch, so
     # a resume replays the same batches). -1 = draw one at start and keep it in the checkpoint.
     _C.INCLR.SEED = -1
@@ -83,6 +88,9 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.CLUSTER.CAMERA_NORM = False
     # Images per batch when extracting features for clustering
     _C.INCLR.CLUSTER.BATCH_SIZE = 128
+    # Seconds the other ranks wait for rank 0's clustering (a gloo group of their own, so NCCL's watchdog
+    # and the default group's timeout do not end a long round); a failure on rank 0 ends them at once
+    _C.INCLR.CLUSTER.WAIT_TIMEOUT = 7200
     # kmeans (METHOD kmeans, MMT / P2LR): K in the global and every part space; 0 = unset (kmeans
     # refuses it). The paper's K per target (§IV-B): Market 500, Duke 700, MSMT17 1500
     _C.INCLR.CLUSTER.NUM_CLUSTERS = 0
@@ -155,6 +163,10 @@ def _all_keys(node: CN, prefix: str = "") -> list:
     return keys
 
 
+#: keys of earlier versions -> what replaces them (named in the error instead of a guess)
+_RENAMED = {"INCLR.MAX_CLASSES": "INCLR.CLASSIFIER_ROWS (the rows to start with; they grow with the clusters)"}
+
+
 def _explain_key_error(err: Exception, cfg: CN, source: str) -> ConfigError:
     import difflib
     import re
@@ -164,6 +176,8 @@ def _explain_key_error(err: Exception, cfg: CN, source: str) -> ConfigError:
         text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
         return ConfigError(f"{source}: {text}")
     key = m.group(1)
+    if key in _RENAMED:
+        return ConfigError(f"Config key {key!r} in {source} was renamed: use {_RENAMED[key]}.")
     close = difflib.get_close_matches(key, _all_keys(cfg), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return ConfigError(f"Unknown config key {key!r} in {source}.{hint}")
@@ -197,6 +211,9 @@ def validate_inclr_config(cfg: CN) -> None:
         if cfg.TEST.PRECISE_BN.ENABLED:
             raise ConfigError("TEST.PRECISE_BN recomputes the BN statistics on the source training set, undoing "
                               "INCLR.PRETRAIN.TARGET_BN: enable one of the two.")
+    for key in ("CLASSIFIER_ROWS", "KEEP_CHECKPOINTS"):
+        if int(c[key]) < 0:
+            raise ConfigError(f"INCLR.{key}={c[key]}: must be >= 0 (0 = {'automatic' if key == 'CLASSIFIER_ROWS' else 'keep all'}).")
 
 
 def _check_registered(registry, key: str, names) -> None:
@@ -257,9 +274,12 @@ def setup_cfg(config_file: str, opts: list | None = None, freeze: bool = True) -
         except (KeyError, ValueError, AssertionError) as e:  # unknown key, wrong type, bad literal
             raise _explain_key_error(e, cfg, "command-line overrides") from None
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger(__name__).warning("MODEL.DEVICE=%s but no GPU is visible: using the CPU.",
-                                            cfg.MODEL.DEVICE)
+        amp = bool(cfg.SOLVER.AMP.ENABLED)
+        logging.getLogger(__name__).warning("MODEL.DEVICE=%s but no GPU is visible: using the CPU%s.", cfg.MODEL.DEVICE,
+                                            ", in float32 (SOLVER.AMP.ENABLED off; set MODEL.DEVICE cpu to keep "
+                                            "bfloat16 autocast on the CPU)" if amp else "")
         cfg.MODEL.DEVICE = "cpu"
+        cfg.SOLVER.AMP.ENABLED = False
     validate_inclr_config(cfg)
     validate_registry_names(cfg)
     if freeze:

@@ -54,7 +54,7 @@ class EmptyTargetSetError(DatasetError, ValueError):
 
 
 class TooManyClustersError(UserError, RuntimeError, ValueError):
-    """Clustering found more clusters than the classifier rows pre-allocated (INCLR.MAX_CLASSES)."""
+    """Clustering found more clusters than the classifier rows (INCLR.CLASSIFIER_ROWS) and nothing grew them."""
 
 
 class ConfigError(UserError, ValueError):

@@ -2,7 +2,7 @@
 
 Rules (pseudo_label_hook module docstring): fewer than 2 clusters reuses the last labels, or skips
 the epoch's adaptation when there are none; fewer clusters than identities per batch gives smaller
-batches; more clusters than classifier rows stops naming INCLR.MAX_CLASSES. Unit tests drive the
+batches; more clusters than classifier rows, with nothing to grow them, stops naming INCLR.CLASSIFIER_ROWS. Unit tests drive the
 hook with a fake trainer and crafted clustering payloads; one tiny run finds no cluster at all.
 """
 import glob
@@ -149,12 +149,12 @@ def test_one_cluster_after_good_labels_reuses_them(items, fastreid_warnings):
     close(hook)
 
 
-def test_more_clusters_than_classifier_rows_names_max_classes(items):
+def test_more_clusters_than_classifier_rows_without_growth_names_the_rows_key(items):
     hook = make_hook(items)
     labels = np.arange(len(items)) % (ROWS + 2)
     with pytest.raises(ValueError) as err:
         hook._apply(0, payload(labels))
-    assert "INCLR.MAX_CLASSES" in str(err.value) and f"{ROWS + 2} clusters" in str(err.value)
+    assert "INCLR.CLASSIFIER_ROWS" in str(err.value) and f"{ROWS + 2} clusters" in str(err.value)
     assert isinstance(err.value, TooManyClustersError)  # a user error: train_net prints one line, exits 2
     assert hook.state.labels is None
 

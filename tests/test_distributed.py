@@ -79,6 +79,16 @@ def test_two_cpu_processes_train_on_identical_pseudo_labels(tmp_path):
     for epoch, (crc, _) in views[0].items():
         assert f"Epoch {epoch}: pseudo labels identical on all 2 ranks (crc32={crc})" in rank0
 
+    # Every rank extracted (each round) and evaluated (at the end) with rank 0's BN buffers (sync_buffers).
+    buffers = {}
+    for rank, name in ((0, "log.txt"), (1, "log.txt.rank1")):
+        text = (out / name).read_text()
+        buffers[rank] = re.findall(rf"(Epoch \d+: extraction|Evaluation), rank {rank}/2: buffers crc32=([0-9a-f]{{8}})", text)
+    assert [w for w, _ in buffers[0]] == ["Epoch 0: extraction", "Epoch 1: extraction", "Evaluation"]
+    assert buffers[0] == buffers[1]
+    # The classifiers grew from one row at the first clustering, under DDP, on both ranks alike.
+    assert "growing every classifier" in rank0
+
     # The checksum is of what was trained on: the labels in the final checkpoint (last clustering).
     state = safe_torch_load(str(out / "model_final.pth"))["pseudo_labels"]
     assert f"{labels_checksum(state['labels'].numpy(), state['agreement'].numpy()):08x}" == views[0][1][0]

@@ -25,6 +25,8 @@ from inclr_fastreid.io import CheckpointLoadError, safe_torch_load
 
 from layouts import make_market1501
 
+from inclr_fastreid.modeling.pseudo_classes import rows_for_clusters
+
 from tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER, TRAIN_NET, run_main_in_process
 
 CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
@@ -35,14 +37,14 @@ RUN = TINY + SMALL_NET + TINY_CLUSTER + ["MODEL.WEIGHTS", "", "INCLR.SEED", "7",
 THREADS = 1
 TIMING_KEYS = ("extract_seconds", "cluster_seconds")
 
-# Runs train_net.py, but the save of the epoch-1 checkpoint writes half of its bytes and stalls,
-# so the test can SIGKILL the process in the middle of a checkpoint write.
+# Runs train_net.py, but the save of the last epoch's checkpoint (model_final) writes half of its bytes
+# and stalls, so the test can SIGKILL the process in the middle of a checkpoint write.
 STALL_IN_SAVE = r"""
 import io, os, runpy, sys, time
 import torch
 _save = torch.save
 def save(obj, f, *a, **k):
-    if isinstance(obj, dict) and obj.get("epoch") == 1 and hasattr(f, "write"):
+    if isinstance(obj, dict) and obj.get("epoch") == 2 and hasattr(f, "write"):
         buf = io.BytesIO()
         _save(obj, buf, *a, **k)
         data = buf.getvalue()
@@ -88,59 +90,72 @@ def data(tmp_path_factory):
 
 # ------------------------------------------------------------------------------ kill and resume
 def test_sigkill_mid_save_then_resume_replays_the_run(data, tmp_path):
+    """Killed while writing model_final, with INCLR.KEEP_CHECKPOINTS 1: model_0000 was deleted when
+    model_0001 was written, and the resume from model_0001 (whose classifiers had grown with the
+    clusters) ends bit-identical to the run that was never killed."""
     out = tmp_path / "killed"
     mark = tmp_path / "stalled"
+    keep = ["INCLR.KEEP_CHECKPOINTS", "1"]
     env = dict(os.environ, FASTREID_DATASETS=str(data), STALL_MARK=str(mark), PYTHONUNBUFFERED="1",
                OMP_NUM_THREADS=str(THREADS))
     with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-c", STALL_IN_SAVE, TRAIN_NET, "--config-file", CFG, *RUN,
+        proc = subprocess.Popen([sys.executable, "-c", STALL_IN_SAVE, TRAIN_NET, "--config-file", CFG, *RUN, *keep,
                                  "OUTPUT_DIR", str(out)], cwd=tmp_path, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             uninterrupted = tmp_path / "uninterrupted"
-            train_in_process(uninterrupted, data)  # the reference run, meanwhile
+            train_in_process(uninterrupted, data, *keep)  # the reference run, meanwhile
             deadline = time.monotonic() + 300
             while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert mark.exists(), "the run never reached its epoch-1 checkpoint:\n" + (tmp_path / "killed.log").read_text()[-3000:]
-            # Killed while half of model_0001.pth is on disk: last_checkpoint still names epoch 0.
-            assert (out / "last_checkpoint").read_text().strip() == "model_0000.pth"
+            assert mark.exists(), "the run never reached its last checkpoint:\n" + (tmp_path / "killed.log").read_text()[-3000:]
+            # Killed while half of model_final.pth is on disk: last_checkpoint still names epoch 1.
+            assert (out / "last_checkpoint").read_text().strip() == "model_0001.pth"
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     partial = glob.glob(str(out / ".tmp-*.pth"))
-    assert len(partial) == 1 and not (out / "model_0001.pth").exists()
+    assert len(partial) == 1 and not (out / "model_final.pth").exists()
     with pytest.raises(CheckpointLoadError):  # the half-written temporary really is unusable
         safe_torch_load(partial[0])
+    # Bounded disk: one round checkpoint kept, in the killed run as in the finished one.
+    assert not (out / "model_0000.pth").exists() and (out / "model_0001.pth").exists()
+    assert sorted(p.name for p in uninterrupted.glob("model_*.pth")) == ["model_0001.pth", "model_final.pth"]
 
-    # Everything a resume needs is in the epoch-0 checkpoint, loadable without arbitrary unpickling.
-    ckpt = safe_torch_load(str(out / "model_0000.pth"))
-    assert ckpt["epoch"] == 0 and {"optimizer", "lr_sched", "pseudo_labels"} <= set(ckpt)
+    # Everything a resume needs is in the epoch-1 checkpoint, loadable without arbitrary unpickling.
+    ckpt = safe_torch_load(str(out / "model_0001.pth"))
+    assert ckpt["epoch"] == 1 and {"optimizer", "lr_sched", "pseudo_labels"} <= set(ckpt)
     model = ckpt["model"]
-    for net in ("student1", "student2", "teacher1", "teacher2"):
-        assert f"{net}.heads.weight" in model
     state = ckpt["pseudo_labels"]
     k = state["num_classes"]
-    assert k >= 2 and state["seed"] == 7 and state["cluster_epoch"] == 0
+    max_k = max(r["num_clusters"] for r in json.loads(state["history"]))
+    # The classifiers follow the clusters (grown from one row at the first round), not the 36 images.
+    rows = model["student1.heads.weight"].shape[0]
+    assert max_k <= rows <= rows_for_clusters(max_k) < 36
+    for net in ("student1", "student2", "teacher1", "teacher2"):
+        assert model[f"{net}.heads.weight"].shape[0] == rows
+        assert all(model[f"{net}.heads.part_weights.{p}"].shape[0] == rows for p in range(3))
+    assert model["igmo_centroids"].shape[0] == rows
+    assert k >= 2 and state["seed"] == 7 and state["cluster_epoch"] == 1
     assert state["labels"].shape == (36,) and state["agreement"].shape == (36, 3)
     assert int(model["num_live_classes"]) == k and model["igmo_centroids"][:k].norm(dim=1).allclose(torch.ones(k))
     assert torch.isfinite(model["credibility"]).sum() > 0  # IGMO credibility of the images seen
     assert ckpt["optimizer"]["state"], "optimizer moments missing"
 
-    epoch0_bytes = (out / "model_0000.pth").read_bytes()
+    epoch1_bytes = (out / "model_0001.pth").read_bytes()
     seen = _LogRecorder()
     fr_logger = logging.getLogger("fastreid")
     fr_logger.addHandler(seen)
     try:
-        train_in_process(out, data, resume=True)
+        train_in_process(out, data, *keep, resume=True)
     finally:
         fr_logger.removeHandler(seen)
     assert not glob.glob(str(out / ".tmp-*")), "the interrupted save's temporary was not cleaned up"
-    # The resumed process started at the saved epoch: it never ran epoch 0 again.
-    assert "Starting training from epoch 1" in seen.messages
-    assert sorted(int(m.split()[3].rstrip(":")) for m in seen.messages if m.startswith("Pseudo labels, epoch ")) == [1, 2]
-    assert (out / "model_0000.pth").read_bytes() == epoch0_bytes
+    # The resumed process started at the saved epoch: it never ran epochs 0 and 1 again.
+    assert "Starting training from epoch 2" in seen.messages
+    assert sorted(int(m.split()[3].rstrip(":")) for m in seen.messages if m.startswith("Pseudo labels, epoch ")) == [2]
+    assert (out / "model_0001.pth").read_bytes() == epoch1_bytes
 
     # Same labels, same records, same final network and metrics as the run that was never killed.
     assert records(out) == records(uninterrupted)

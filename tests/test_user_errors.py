@@ -127,10 +127,11 @@ def test_mismatched_weights(market, tmp_path):
 
 
 # ------------------------------------------------------------------------------ during training
-def test_more_clusters_than_classifier_rows(market, tmp_path):
+def test_a_renamed_key_names_its_replacement(market, tmp_path):
+    # (More clusters than classifier rows is no error any more: the trainer grows them, test_classifier_rows.)
     assert_user_error(*run(TRAIN_NET, ["--config-file", CFG, *RUN, "INCLR.MAX_CLASSES", "1",
                                        "OUTPUT_DIR", tmp_path / "o"], tmp_path, datasets=market),
-                      "classifier rows", "INCLR.MAX_CLASSES")
+                      "INCLR.MAX_CLASSES", "renamed", "INCLR.CLASSIFIER_ROWS")
 
 
 def test_non_finite_loss(market, tmp_path):

@@ -8,7 +8,8 @@ TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
 TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512",
         "MODEL.BACKBONE.PRETRAIN", "False", "INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]",
         "INPUT.PADDING.SIZE", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8",
-        "DATALOADER.NUM_INSTANCE", "2", "TEST.IMS_PER_BATCH", "16", "CUDNN_BENCHMARK", "False"]
+        "DATALOADER.NUM_INSTANCE", "2", "TEST.IMS_PER_BATCH", "16", "CUDNN_BENCHMARK", "False",
+        "SOLVER.AMP.ENABLED", "False"]  # the real configs train with AMP on GPUs; CPU test runs in float32
 # DBSCAN with a fixed eps and k1: the task configs' own k-means K (500-1500) exceeds a tiny set's images, and
 # the synthetic config's K1_RULE size would need K1 >= K1_MIN 10.
 TINY_CLUSTER = ["INCLR.CLUSTER.METHOD", "dbscan", "INCLR.CLUSTER.EPS_RULE", "fixed", "INCLR.CLUSTER.EPS", "0.8", "INCLR.CLUSTER.MAX_DISTANCE", "0.9", "INCLR.CLUSTER.MIN_SAMPLES", "2",

@@ -83,28 +83,36 @@ def _launch_cpu() -> None:
     launch_mod._distributed_worker = _distributed_worker
 
 
-@_fix("AMPTrainer on torch.amp instead of the deprecated torch.cuda.amp")
+@_fix("AMPTrainer on torch.amp instead of the deprecated torch.cuda.amp, on the model's device")
 def _amp() -> None:
+    """FastReID's AMPTrainer with ``torch.amp``: float16 autocast and loss scaling on CUDA; on the CPU
+    bfloat16 autocast (float32's exponent range: no scaling), so an AMP config also runs, and is
+    tested, without a GPU."""
     import time
 
     from fastreid.engine import train_loop
+    from torch import nn
 
     AMP = train_loop.AMPTrainer
     orig_init = AMP.__init__
 
+    def _device_type(model) -> str:
+        net = model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+        first = next(net.parameters(), None)
+        return first.device.type if first is not None else "cpu"
+
     def __init__(self, model, data_loader, optimizer, param_wrapper, grad_scaler=None):
         if grad_scaler is None:
-            grad_scaler = torch.amp.GradScaler("cuda")
+            grad_scaler = torch.amp.GradScaler("cuda", enabled=_device_type(model) == "cuda")
         orig_init(self, model, data_loader, optimizer, param_wrapper, grad_scaler=grad_scaler)
 
     def run_step(self):
         assert self.model.training, "[AMPTrainer] model was changed to eval mode!"
-        if not torch.cuda.is_available():
-            raise ConfigError("SOLVER.AMP.ENABLED needs CUDA; set SOLVER.AMP.ENABLED False on the CPU.")
         start = time.perf_counter()
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
-        with torch.autocast("cuda"):
+        device = _device_type(self.model)
+        with torch.autocast(device, dtype=torch.float16 if device == "cuda" else torch.bfloat16):
             loss_dict = self.model(data)
             losses = sum(loss_dict.values())
         self.optimizer.zero_grad()

@@ -1,21 +1,25 @@
-"""Checkpoints of a run: strict key checks, and what FastReID forgets on a resume (the best
-metric, temporaries of an interrupted save)."""
+"""Checkpoints of a run: strict key checks, what FastReID forgets on a resume (the best metric,
+temporaries of an interrupted save), and a bounded disk: the newest ``INCLR.KEEP_CHECKPOINTS`` round
+checkpoints are kept, and ``model_best`` holds the network alone (it is never resumed from)."""
 from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any, Dict, List, Optional
 
 from fastreid.engine import hooks
 from fastreid.utils.checkpoint import Checkpointer
 
-from ..io import check_state_dict, safe_torch_load
+from ..io import atomic_torch_save, check_state_dict, safe_torch_load
 from ..modeling.pseudo_classes import is_classifier_key
 
 logger = logging.getLogger("fastreid." + __name__)
 
 __all__ = ["MatchingCheckpointer", "check_state_matches", "model_state", "restore_best_metric",
-           "remove_stale_temp_files"]
+           "remove_stale_temp_files", "RoundCheckpointer", "prune_round_checkpoints"]
+
+_ROUND_FILE = re.compile(r"^model_(\d+)\.pth$")
 
 _PSEUDO_BUFFERS = ("igmo_centroids", "credibility", "num_live_classes", "current_epoch")
 
@@ -88,3 +92,50 @@ def remove_stale_temp_files(output_dir: str) -> List[str]:
     if removed:
         logger.warning("Removed %d unfinished file(s) of an interrupted save: %s", len(removed), ", ".join(removed))
     return removed
+
+
+def prune_round_checkpoints(output_dir: str, keep: int) -> List[str]:
+    """Delete all but the newest ``keep`` round checkpoints (``model_XXXX.pth``) in ``output_dir``;
+    ``model_best`` / ``model_final`` are not round checkpoints. ``keep`` 0 keeps all. Returns the names removed."""
+    if keep <= 0 or not output_dir or not os.path.isdir(output_dir):
+        return []
+    rounds = sorted((int(m.group(1)), name) for name in os.listdir(output_dir) if (m := _ROUND_FILE.match(name)))
+    removed = [name for _, name in rounds[:-keep]]
+    for name in removed:
+        os.unlink(os.path.join(output_dir, name))
+    return removed
+
+
+class RoundCheckpointer(hooks.PeriodicCheckpointer):
+    """FastReID's PeriodicCheckpointer (same schedule and names) with a bounded disk: after each round
+    checkpoint only the newest ``keep`` remain (``last_checkpoint`` names the newest, so a resume
+    never needs a deleted one), and ``model_best`` holds the network and its metric without the
+    optimiser and pseudo-label state (evaluation and export read the network only)."""
+
+    def __init__(self, checkpointer: Checkpointer, period: int, keep: int):
+        super().__init__(checkpointer, period)
+        self.keep = int(keep)
+
+    def step(self, epoch: int, **kwargs: Any) -> None:
+        epoch = int(epoch)
+        state = {"epoch": epoch, **kwargs}
+        last = epoch >= self.max_epoch - 1
+        if ((epoch + 1) % self.period == 0 or last) and state["metric"] > self.best_metric:
+            self._save_best(state)
+            self.best_metric = state["metric"]
+        if last:
+            self.checkpointer.save("model_final", **state)
+        elif (epoch + 1) % self.period == 0:
+            self.checkpointer.save(f"model_{epoch:04d}", **state)
+            removed = prune_round_checkpoints(self.checkpointer.save_dir, self.keep)
+            if removed:
+                logger.info("Kept the newest %d round checkpoint(s) (INCLR.KEEP_CHECKPOINTS); removed %s.",
+                            self.keep, ", ".join(removed))
+
+    def _save_best(self, state: Dict[str, Any]) -> None:
+        c = self.checkpointer
+        if not c.save_dir or not c.save_to_disk:
+            return
+        path = os.path.join(c.save_dir, "model_best.pth")
+        logger.info("Saving the best model so far (metric %.4f) to %s", state["metric"], path)
+        atomic_torch_save({"model": c.model.state_dict(), **state}, path)

@@ -1,11 +1,13 @@
 """Multi-process plumbing of an adaptation run (docs/design.md §6): unwrapping DDP, seeding,
-rank 0's objects on every rank, failing all ranks together, and the per-epoch label agreement check."""
+rank 0's objects on every rank (over a group whose timeout fits a long clustering), one set of BN
+statistics on every rank, failing all ranks together, and the per-epoch label agreement check."""
 from __future__ import annotations
 
 import logging
 import random
 import zlib
-from typing import Any, Callable, Optional, TypeVar
+from datetime import timedelta
+from typing import Any, Callable, Dict, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -19,7 +21,9 @@ logger = logging.getLogger("fastreid." + __name__)
 
 T = TypeVar("T")
 __all__ = ["unwrap", "seed_everything", "broadcast_object", "fail_together", "on_main_then_broadcast",
-           "labels_checksum", "check_ranks_agree"]
+           "labels_checksum", "check_ranks_agree", "wait_group", "sync_buffers", "buffers_checksum"]
+
+_WAIT_GROUPS: Dict[float, Any] = {}
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -36,13 +40,52 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def broadcast_object(obj: Any) -> Any:
-    """Rank 0's object on every rank (identity on a single process)."""
+def broadcast_object(obj: Any, group: Any = None) -> Any:
+    """Rank 0's object on every rank (identity on a single process); ``group``: default group if None."""
     if comm.get_world_size() == 1:
         return obj
     holder = [obj if comm.is_main_process() else None]
-    dist.broadcast_object_list(holder, src=0)
+    dist.broadcast_object_list(holder, src=0, group=group)
     return holder[0]
+
+
+def wait_group(timeout_s: float) -> Any:
+    """A gloo group of all ranks whose collectives time out after ``timeout_s`` seconds (one per
+    timeout, made on first use: every rank must call this at the same point). The other ranks wait
+    in it while rank 0 clusters, which may take longer than the default group's timeout (NCCL's
+    watchdog would end the run). None on a single process."""
+    if comm.get_world_size() == 1:
+        return None
+    key = float(timeout_s)
+    if key not in _WAIT_GROUPS:
+        _WAIT_GROUPS[key] = dist.new_group(backend="gloo", timeout=timedelta(seconds=key))
+    return _WAIT_GROUPS[key]
+
+
+@torch.no_grad()
+def sync_buffers(model: nn.Module, what: str = "") -> None:
+    """Every buffer of ``model`` (BN running statistics above all) becomes rank 0's on every rank;
+    with ``what``, each rank logs the checksum of what it now holds.
+
+    DDP runs with ``broadcast_buffers=False``, so each rank's teachers update their BN statistics on
+    their own batches; extraction and evaluation must see one network (as MMT's DataParallel, whose
+    buffers are those of the replica on the first GPU). No-op on a single process."""
+    if comm.get_world_size() == 1:
+        return
+    for buf in model.buffers():
+        dist.broadcast(buf, src=0)
+    if what:
+        logger.info("%s, rank %d/%d: buffers crc32=%08x", what, comm.get_rank(), comm.get_world_size(),
+                    buffers_checksum(model))
+
+
+def buffers_checksum(model: nn.Module) -> int:
+    """CRC-32 of the bytes of every buffer of ``model`` in registration order (equal on two ranks iff
+    their buffers are)."""
+    crc = 0
+    for buf in model.buffers():
+        crc = zlib.crc32(buf.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes(), crc)
+    return crc
 
 
 def fail_together(fn: Callable[[], T], what: str) -> Optional[T]:
@@ -68,9 +111,10 @@ def fail_together(fn: Callable[[], T], what: str) -> Optional[T]:
     return result
 
 
-def on_main_then_broadcast(fn: Callable[[], T], what: str) -> T:
-    """``fn()`` on rank 0, its result on every rank. If it raises there, every rank raises: rank 0
-    its own error, the others a RuntimeError naming ``what`` (no rank waits forever)."""
+def on_main_then_broadcast(fn: Callable[[], T], what: str, group: Any = None) -> T:
+    """``fn()`` on rank 0, its result on every rank (broadcast in ``group``, e.g. :func:`wait_group`).
+    If it raises there, every rank raises: rank 0 its own error, the others a RuntimeError naming
+    ``what`` (no rank waits forever)."""
     result: Any = None
     failure: Optional[BaseException] = None
     if comm.is_main_process():
@@ -79,7 +123,7 @@ def on_main_then_broadcast(fn: Callable[[], T], what: str) -> T:
         except Exception as e:  # noqa: BLE001 - other ranks wait in the broadcast: tell them, then fail together
             failure = e
             result = _Failed(f"{type(e).__name__}: {e}", isinstance(e, UserError))
-    result = broadcast_object(result)
+    result = broadcast_object(result, group)
     if isinstance(result, _Failed):
         if failure is not None:
             raise failure

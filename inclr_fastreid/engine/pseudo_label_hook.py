@@ -11,19 +11,22 @@ Degenerate clusterings, by rule (each logged as a warning):
 - fewer than 2 clusters (all outliers, or one cluster): reuse the last labels if there are any,
   otherwise skip this epoch's adaptation (the model is left unchanged);
 - fewer clusters than identities per batch: batches hold all K clusters (smaller batches);
-- more clusters than pre-allocated classifier rows: stop, naming ``INCLR.MAX_CLASSES``.
+- more clusters than classifier rows: the trainer grows the classifiers (``ensure_rows``; without it,
+  e.g. a hook used on its own, the model refuses and the run stops naming ``INCLR.CLASSIFIER_ROWS``).
 
 Reliability: each epoch's randomness is a function of ``PseudoLabelState.seed`` (checkpointed), and
 the previous loader is shut down before reseeding, so a resumed run replays the batches of an
-uninterrupted one. Under torch.distributed a failure while extracting or clustering fails every
-rank, and every epoch the ranks check that they train on the same labels.
+uninterrupted one. Under torch.distributed every rank extracts with rank 0's BN statistics, the
+others wait for rank 0's clustering in a gloo group with ``INCLR.CLUSTER.WAIT_TIMEOUT``, a failure
+while extracting or clustering fails every rank, and every epoch the ranks check that they train on
+the same labels.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -36,7 +39,8 @@ from ..data.pseudo_dataset import NoPseudoLabelsLoader
 from ..data.target import TargetItem
 from ..modeling.interface import as_pseudo_label_model
 from ..pseudo_labels import cluster_params_from_cfg, generate_pseudo_labels
-from .distributed import broadcast_object, on_main_then_broadcast, seed_everything, unwrap
+from .distributed import (broadcast_object, on_main_then_broadcast, seed_everything, sync_buffers,
+                          unwrap, wait_group)
 from .features import extract_features
 from .label_log import last_credibility_auroc, quality_record, write_log
 from .loader import build_pseudo_label_loader, close_loader, install_train_loader
@@ -50,8 +54,11 @@ __all__ = ["PseudoLabelHook"]
 class PseudoLabelHook(HookBase):
     """Cluster the target set and swap the train loader before each clustering epoch."""
 
-    def __init__(self, cfg: CfgNode, items: Sequence[TargetItem], state: PseudoLabelState):
+    def __init__(self, cfg: CfgNode, items: Sequence[TargetItem], state: PseudoLabelState,
+                 ensure_rows: Optional[Callable[[int], None]] = None):
         self.cfg = cfg
+        self.ensure_rows = ensure_rows  # grows the classifiers for K clusters (INCLRTrainer.ensure_classifier_rows)
+        self.wait_group: Any = None  # where the other ranks wait for rank 0's clustering (before_train)
         self.items = list(items)
         self.state = state
         self.params = cluster_params_from_cfg(cfg)
@@ -65,6 +72,8 @@ class PseudoLabelHook(HookBase):
         self.jsonl_path = os.path.join(cfg.OUTPUT_DIR, "pseudo_labels.jsonl") if cfg.OUTPUT_DIR else ""
 
     def before_train(self) -> None:
+        # made here, on every rank at the same point (a collective); None on a single process
+        self.wait_group = wait_group(float(self.cfg.INCLR.CLUSTER.WAIT_TIMEOUT))
         if self.state.seed < 0:
             seed = int(self.cfg.INCLR.SEED)
             if seed < 0:
@@ -80,8 +89,12 @@ class PseudoLabelHook(HookBase):
         seed_everything(self.state.seed + 1000 * epoch)
         if epoch % max(1, int(self.cfg.INCLR.CLUSTER.PERIOD)) == 0 or self.state.labels is None:
             t0 = time.perf_counter()
+            net = unwrap(self.trainer.model)
+            # one set of teacher BN statistics on every rank (DDP does not broadcast them)
+            sync_buffers(net, f"Epoch {epoch}: extraction")
             feats = extract_features(self.trainer.model, self.items, self.cfg)
-            payload = on_main_then_broadcast(lambda: self._cluster(epoch, feats, t0), f"Epoch {epoch}: clustering")
+            payload = on_main_then_broadcast(lambda: self._cluster(epoch, feats, t0), f"Epoch {epoch}: clustering",
+                                             group=self.wait_group)
             self._apply(epoch, payload)
         self._install_loader(epoch)
         as_pseudo_label_model(unwrap(self.trainer.model)).start_epoch(epoch)
@@ -97,7 +110,8 @@ class PseudoLabelHook(HookBase):
         frozen: Dict[str, Any] = {} if self.state.eps is None else {"eps": self.state.eps}
         if self.state.k1 is not None:
             frozen["k1"] = self.state.k1
-        result = generate_pseudo_labels(feats["global"].numpy(), [feats[p].numpy() for p in parts], self.params,
+        # the features stay on the device the teachers ran on (pseudo_labels searches there)
+        result = generate_pseudo_labels(feats["global"], [feats[p] for p in parts], self.params,
                                         lgmr_enabled=self.params.lgmr_enabled and bool(parts), camids=self.camids,
                                         **frozen)
         record = quality_record(epoch, result, self.true_ids, time.perf_counter() - t1, t1 - t0, camids=self.camids)
@@ -141,7 +155,9 @@ class PseudoLabelHook(HookBase):
                                "INCLR.CLUSTER.MIN_SAMPLES if this persists.", epoch, k)
                 record["action"], self.state.skip_epoch = "skipped_epoch", True
         else:
-            # Raises (naming INCLR.MAX_CLASSES) before any state changes if K exceeds the rows.
+            if self.ensure_rows is not None:
+                self.ensure_rows(k)
+            # Raises (naming INCLR.CLASSIFIER_ROWS) before any state changes if K still exceeds the rows.
             as_pseudo_label_model(unwrap(self.trainer.model)).set_pseudo_classes(k, payload["centroids"])
             record["action"], self.state.skip_epoch = "trained", False
             self.state.labels, self.state.agreement = payload["labels"], payload["agreement"]

@@ -3,8 +3,8 @@
 Supervised runs (source pretraining) are FastReID's own, plus, with ``INCLR.PRETRAIN.TARGET_BN``, a
 target batch forwarded without a loss after every source forward so the BN statistics describe the
 target (MMT's PreTrainer; :mod:`.target_bn`). In adaptation runs the target training set is
-unlabeled: iterations per epoch come from ``INCLR.ITERS_PER_EPOCH``, classifier rows are
-pre-allocated (docs/design.md §9, so the true identity count never leaks), and the
+unlabeled: iterations per epoch come from ``INCLR.ITERS_PER_EPOCH``, classifier rows follow the
+clusters (:mod:`.rows`, docs/design.md §9; the true identity count never leaks), and the
 :class:`PseudoLabelHook` clusters before each epoch and swaps the train loader.
 
 Reliability (beyond FastReID's DefaultTrainer): a fixed ``INCLR.SEED`` also fixes network
@@ -32,12 +32,14 @@ from ..errors import ConfigError, UserError
 from ..data.pseudo_dataset import NoPseudoLabelsLoader
 from ..data.target import build_target_train_items
 from ..io import CheckpointLoadError, atomic_write_text, safe_torch_load
-from ..modeling.interface import MeanTeacherModel
-from ..modeling.pseudo_classes import is_classifier_key
-from .checkpoint import MatchingCheckpointer, model_state, remove_stale_temp_files, restore_best_metric
-from .distributed import seed_everything, unwrap
+from ..modeling.interface import MeanTeacherModel, as_pseudo_label_model
+from ..modeling.pseudo_classes import is_classifier_key, rows_for_clusters
+from .checkpoint import (MatchingCheckpointer, RoundCheckpointer, model_state, remove_stale_temp_files,
+                         restore_best_metric)
+from .distributed import seed_everything, sync_buffers, unwrap
 from .ema_hook import EMAHook
 from .pseudo_label_hook import PseudoLabelHook
+from .rows import checkpoint_classifier_rows, initial_classifier_rows, resize_model_rows
 from .state import PseudoLabelState
 
 logger = logging.getLogger("fastreid." + __name__)
@@ -130,17 +132,7 @@ class INCLRTrainer(DefaultTrainer):
             # before the source loader's prefetch thread starts: its shuffling and worker seeds are
             # drawn here, at a fixed point of this thread's random streams.
             self.target_bn = TargetBatchNormHook(build_target_bn_loader(cfg))
-        if comm.get_world_size() > 1:
-            from fastreid.engine import defaults
-
-            # FastReID's Baseline with PartPoolHead (configs/Pretrain, configs/UDA) leaves the part
-            # branches out of its loss. They no longer require grad (freeze_unreached_part_branches),
-            # so DDP does not wait for them; find_unused_parameters stays on for stock Baselines
-            # (not re-checked without it). INCLR's losses reach every student parameter.
-            model = defaults.DistributedDataParallel(
-                model, device_ids=[comm.get_local_rank()], broadcast_buffers=False,
-                find_unused_parameters=not isinstance(model, MeanTeacherModel),
-            )
+        model = self.wrap_distributed(model)
         self._trainer = (_CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else _CheckedSimpleTrainer)(
             model, data_loader, optimizer, param_wrapper
         )
@@ -159,25 +151,60 @@ class INCLRTrainer(DefaultTrainer):
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
+    @staticmethod
+    def wrap_distributed(model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` in DDP under torch.distributed (itself otherwise)."""
+        if comm.get_world_size() == 1:
+            return model
+        from fastreid.engine import defaults
+
+        # FastReID's Baseline with PartPoolHead (configs/Pretrain, configs/UDA) leaves the part
+        # branches out of its loss. They no longer require grad (freeze_unreached_part_branches),
+        # so DDP does not wait for them; find_unused_parameters stays on for stock Baselines
+        # (not re-checked without it). INCLR's losses reach every student parameter.
+        return defaults.DistributedDataParallel(
+            model, device_ids=[comm.get_local_rank()],
+            broadcast_buffers=False, find_unused_parameters=not isinstance(model, MeanTeacherModel),
+        )
+
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module):
         """FastReID's optimizer; for a model of several networks (INCLR's students) its per-name
         rules apply inside each network (frozen teachers are skipped by FastReID already). The part
-        branches of a stock Baseline's PartPoolHead are left out (:func:`freeze_unreached_part_branches`)."""
-        from fastreid.engine import defaults
+        branches of a stock Baseline's PartPoolHead are left out (:func:`freeze_unreached_part_branches`).
+        Adaptation runs keep one tensor per parameter instead of FastReID's contiguous buffer, so the
+        classifiers can grow with the clusters (:mod:`.rows`); Adam's update is element-wise either way."""
+        from fastreid.solver import build_optimizer
 
         freeze_unreached_part_branches(model)
         scoped = NetworkScopedNames(model)
-        return defaults.build_optimizer(cfg, scoped if scoped.networks else model)
+        return build_optimizer(cfg, scoped if scoped.networks else model,
+                               contiguous=not bool(cfg.INCLR.CLUSTER.ENABLED))
+
+    def ensure_classifier_rows(self, num_classes: int) -> None:
+        """Before a round's K pseudo classes are set: grow every classifier when K exceeds its rows
+        (optimiser state of the kept rows carried over; DDP rebuilt around the new parameters)."""
+        rows = as_pseudo_label_model(self.unwrapped_model).classifier_rows()
+        if int(num_classes) > rows:
+            new_rows = rows_for_clusters(num_classes)
+            logger.info("Clustering found %d clusters, more than the %d classifier rows: growing every classifier "
+                        "to %d rows (optimiser state kept).", num_classes, rows, new_rows)
+            self.resize_classifier_rows(new_rows)
+
+    def resize_classifier_rows(self, rows: int) -> None:
+        """Every classifier to exactly ``rows`` rows, the optimiser and DDP following."""
+        net = self.unwrapped_model
+        resize_model_rows(net, rows, self.optimizer)
+        if self.model is not net:
+            self._trainer.model = self.wrap_distributed(net)
 
     # ---------------------------------------------------------------------------------------
     @staticmethod
     def scale_for_adaptation(cfg: CfgNode, num_target: int) -> CfgNode:
-        """Pre-allocate classifier rows (MMT: one per target image) without reading true identities."""
+        """Classifier rows to start with (:func:`.rows.initial_classifier_rows`), without reading true identities."""
         cfg = cfg.clone()
         cfg.defrost()
-        rows = cfg.INCLR.MAX_CLASSES if cfg.INCLR.MAX_CLASSES > 0 else num_target
-        cfg.MODEL.HEADS.NUM_CLASSES = int(rows)
+        cfg.MODEL.HEADS.NUM_CLASSES = initial_classifier_rows(cfg)
         cfg.INCLR.NUM_SAMPLES = int(num_target)
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
@@ -186,10 +213,12 @@ class INCLRTrainer(DefaultTrainer):
         return cfg
 
     def build_hooks(self) -> List[hooks.HookBase]:
-        ret = super().build_hooks()
+        ret = [RoundCheckpointer(h.checkpointer, h.period, int(self.cfg.INCLR.KEEP_CHECKPOINTS))
+               if type(h) is hooks.PeriodicCheckpointer else h for h in super().build_hooks()]
         if self.adapting:
             # Clustering must run before any other before_epoch work of the epoch.
-            ret.insert(0, PseudoLabelHook(self.cfg, self.target_items, self.pseudo_state))
+            ret.insert(0, PseudoLabelHook(self.cfg, self.target_items, self.pseudo_state,
+                                          ensure_rows=self.ensure_classifier_rows))
         if isinstance(self.unwrapped_model, MeanTeacherModel):
             # Right after the optimiser step, before evaluation and checkpointing read the teachers.
             ret.insert(1 if self.adapting else 0, EMAHook(self.cfg.INCLR.EMA_MOMENTUM))
@@ -209,6 +238,12 @@ class INCLRTrainer(DefaultTrainer):
             raise NonFiniteLossError(
                 f"{e} Epoch {self.epoch}. {keep} after lowering SOLVER.BASE_LR or checking the input data."
             ) from None
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: torch.nn.Module):
+        """FastReID's evaluation, every rank holding rank 0's buffers (BN statistics; :func:`.distributed.sync_buffers`)."""
+        sync_buffers(unwrap(model), "Evaluation")
+        return super().test(cfg, model)
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
@@ -232,7 +267,11 @@ class INCLRTrainer(DefaultTrainer):
         if resume and self.checkpointer.has_checkpoint():
             if comm.is_main_process():
                 remove_stale_temp_files(self.cfg.OUTPUT_DIR)
-            checkpoint = self.checkpointer.load(self.checkpointer.get_checkpoint_file())
+            path = self.checkpointer.get_checkpoint_file()
+            rows = checkpoint_classifier_rows(path) if self.adapting else None
+            if rows is not None and rows != as_pseudo_label_model(self.unwrapped_model).classifier_rows():
+                self.resize_classifier_rows(rows)  # the rows the run had grown to
+            checkpoint = self.checkpointer.load(path)
             self.start_epoch = checkpoint.get("epoch", -1) + 1
             restore_best_metric(self._hooks, self.cfg.OUTPUT_DIR)
             return
@@ -257,6 +296,9 @@ class INCLRTrainer(DefaultTrainer):
         ):  # a source (Baseline) model evaluated as INCLR: teacher 1 = the source network
             model.load_pretrained(path)
             return model
+        rows = checkpoint_classifier_rows(path)
+        if cfg.INCLR.CLUSTER.ENABLED and rows is not None:
+            resize_model_rows(model, rows)  # an adaptation run's classifiers grew with its clusters
         MatchingCheckpointer(model).load(path)
         return model
 

@@ -32,6 +32,15 @@ class PseudoLabelModel(abc.ABC):
         """Start an epoch with K pseudo classes: classifier rows 0..K-1 become the cluster centroids
         (per branch) and only those rows take part in training."""
 
+    def classifier_rows(self) -> int:
+        """Rows of each classifier (pseudo classes it can hold)."""
+        raise NotImplementedError(f"{type(self).__name__} does not report its classifier rows")
+
+    def resize_classifier_rows(self, rows: int) -> None:
+        """Give every classifier exactly ``rows`` rows (kept rows keep their values, new rows are zero).
+        Parameters are replaced by new objects: the trainer swaps them into its optimiser."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resize its classifiers")
+
     def start_epoch(self, epoch: int) -> None:
         """The trainer starts epoch ``epoch`` (0-based); for losses that change with the epoch, e.g.
         INCLR's AALS warm-up (docs/design.md §4.4). Default: nothing to do."""
@@ -77,6 +86,16 @@ class BaselineAdapter(PseudoLabelModel):
         from .pseudo_classes import set_stock_head_classes
 
         set_stock_head_classes(self.model.heads, num_classes, centroids)
+
+    def classifier_rows(self) -> int:
+        from .pseudo_classes import head_classifier_weights
+
+        return int(head_classifier_weights(self.model.heads)[0].shape[0])
+
+    def resize_classifier_rows(self, rows: int) -> None:
+        from .pseudo_classes import resize_head_rows
+
+        resize_head_rows(self.model.heads, rows)
 
 
 def as_pseudo_label_model(model: nn.Module) -> PseudoLabelModel:

@@ -1,10 +1,10 @@
 """The one "K pseudo classes are live" mechanism (docs/design.md §4.5, §9).
 
-Classifier rows are pre-allocated (one per target image, as MMT) so that parameters never change
-shape (FastReID's contiguous optimizer and DDP would break). Each clustering round writes the K
-cluster centroids into rows 0..K-1 of every classifier, branch by branch, and only those rows
-enter the softmax: INCLR passes K to its heads; a stock head gets a forward hook that cuts the
-logits to K columns in training.
+Each clustering round writes the K cluster centroids into rows 0..K-1 of every classifier, branch
+by branch, and only those rows enter the softmax: INCLR passes K to its heads; a stock head gets a
+forward hook that cuts the logits to K columns in training. The number of rows follows the
+clusters, not the target set's size: a round that finds more clusters than there are rows grows
+every classifier (:func:`resize_head_rows`; the trainer carries the optimiser state over).
 """
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from torch import nn
 from ..errors import TooManyClustersError
 
 __all__ = ["check_pseudo_classes", "write_centroid_rows", "head_classifier_weights", "set_stock_head_classes",
-           "is_classifier_key"]
+           "is_classifier_key", "resize_head_rows", "rows_for_clusters", "ROW_HEADROOM"]
+
+#: a round with K > rows grows the classifiers to ceil(K * ROW_HEADROOM) rows, so that a K rising by a
+#: few clusters per round does not resize (and re-wrap DDP) every round
+ROW_HEADROOM = 1.25
 
 
 def check_pseudo_classes(num_classes: int, rows: int, centroids: Mapping[str, Any], names: Sequence[str],
@@ -28,8 +32,8 @@ def check_pseudo_classes(num_classes: int, rows: int, centroids: Mapping[str, An
     if k > rows:
         raise TooManyClustersError(
             f"Clustering found {k} clusters but only {rows} classifier rows are pre-allocated: "
-            f"raise INCLR.MAX_CLASSES (it sets MODEL.HEADS.NUM_CLASSES) to at least {k} "
-            "(0 = one row per target image)."
+            f"raise INCLR.CLASSIFIER_ROWS (it sets MODEL.HEADS.NUM_CLASSES) to at least {k}; INCLRTrainer grows "
+            "them by itself."
         )
     missing = [n for n in names if n not in centroids]
     if missing:
@@ -105,6 +109,46 @@ class _LiveClassMask:
             if key in out:
                 out[key] = [t[:, :k] for t in out[key]]
         return out
+
+
+def rows_for_clusters(num_classes: int) -> int:
+    """Classifier rows allocated when a round finds ``num_classes`` clusters and needs more rows."""
+    import math
+
+    return max(1, int(math.ceil(int(num_classes) * ROW_HEADROOM)))
+
+
+@torch.no_grad()
+def resize_head_rows(heads: nn.Module, rows: int) -> None:
+    """Give every classifier of ``heads`` (PartPoolHead's branches, or a stock EmbeddingHead) exactly
+    ``rows`` rows: kept rows keep their values, added rows are zero (with zero gradient and Adam's
+    L2 decay of zero a zero row stays zero until a round writes a centroid into it). The weights
+    become new ``nn.Parameter`` objects; whoever optimises them must swap them in (the trainer's
+    ``ensure_classifier_rows``)."""
+    from fastreid.modeling.heads import EmbeddingHead
+
+    from .heads.part_pool_head import PartPoolHead
+
+    rows = int(rows)
+    if rows < 1:
+        raise ValueError(f"classifier rows must be >= 1, got {rows}")
+    part_pool = isinstance(heads, PartPoolHead)
+    if part_pool:
+        owners = [(heads, "weight")] + [(heads.part_weights, str(i)) for i in range(len(heads.part_weights))]
+    elif isinstance(heads, EmbeddingHead):
+        owners = [(heads, "weight")]
+    else:
+        raise TypeError(f"{type(heads).__name__} is neither PartPoolHead nor an EmbeddingHead: cannot resize "
+                        "its classifier.")
+    for owner, name in owners:
+        old = getattr(owner, name)
+        new = torch.zeros(rows, old.shape[1], dtype=old.dtype, device=old.device)
+        keep = min(rows, old.shape[0])
+        new[:keep] = old[:keep]
+        setattr(owner, name, nn.Parameter(new, requires_grad=old.requires_grad))
+    if part_pool:
+        heads.num_classes = rows
+    heads.cls_layer.num_classes = rows
 
 
 def is_classifier_key(key: str) -> bool:

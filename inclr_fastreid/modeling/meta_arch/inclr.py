@@ -30,7 +30,7 @@ from ..ema import ema_update
 from ..heads.part_pool_head import PartPoolHead, _check_test_feature, branch_names, join_eval_features
 from ..interface import MeanTeacherModel
 from ..pretrained import read_source_state, source_weights_for
-from ..pseudo_classes import check_pseudo_classes, write_centroid_rows
+from ..pseudo_classes import check_pseudo_classes, resize_head_rows, write_centroid_rows
 from ..losses import (
     credibility_weights,
     check_label_smooth,
@@ -241,6 +241,24 @@ class INCLR(nn.Module, MeanTeacherModel):
         self.igmo_centroids.zero_()
         self.igmo_centroids[:k].copy_(cents["global"].to(self.igmo_centroids.device, self.igmo_centroids.dtype))
         self.num_live_classes.fill_(k)
+
+    def classifier_rows(self) -> int:
+        return self.num_rows
+
+    @torch.no_grad()
+    def resize_classifier_rows(self, rows: int) -> None:
+        """Every classifier of the four networks, and IGMO's centroid buffer, to ``rows`` rows."""
+        rows = int(rows)
+        if rows < int(self.num_live_classes):
+            raise ValueError(f"cannot shrink the classifiers to {rows} rows below the {int(self.num_live_classes)} "
+                             "live pseudo classes")
+        for net_name in NETWORKS:
+            resize_head_rows(getattr(self, net_name).heads, rows)
+        cents = self.igmo_centroids.new_zeros(rows, self.feat_dim)
+        keep = min(rows, self.num_rows)
+        cents[:keep] = self.igmo_centroids[:keep]
+        self.igmo_centroids = cents  # a registered buffer: assignment replaces it
+        self.num_rows = rows
 
     @torch.no_grad()
     def start_epoch(self, epoch: int) -> None:
