@@ -369,6 +369,7 @@ def use_rendered_identities(model, state, hook, feats: Dict[str, torch.Tensor]) 
 
     labels = torch.as_tensor(hook.true_ids, dtype=torch.int64)
     k = int(labels.max()) + 1
+    hook.ensure_rows(k)
     centroids = {name: F.normalize(torch.zeros(k, f.shape[1]).index_add_(0, labels, f.float()), dim=1)
                  for name, f in feats.items()}
     model.set_pseudo_classes(k, centroids)
@@ -429,6 +430,20 @@ def full_scale_clustering(cfg, n: int, dim: int, seed: int, mem: "StageMemory") 
             "wall_s": wall, "total_s": t["total"], "per_space_s": per_space, "knn_s": knn,
             "knn_total_s": sum(knn.values()), "shared_s": shared, "timings": t,
             "ratio": t["total"] / sum(knn.values()), "peak_rss_mib": mem.rows["full_cluster"]["peak_rss_mib"]}
+
+
+def print_full_scale(f: Dict[str, Any], config_file: str) -> None:
+    """The table of stage (e)."""
+    print(f"\n(e) full-scale clustering, {config_file or 'Base-INCLR.yml'}: N={f['n']:,} D={f['dim']} "
+          f"method={f['method']} LGMR={f['lgmr']} ({f['agreement']}), K={f['num_clusters']} "
+          f"outliers={f['outliers']}")
+    print(f"  {'space':<10}{'seconds':>10}{'of it kNN':>12}")
+    for sp_name, v in f["per_space_s"].items():
+        print(f"  {sp_name:<10}{v:>10.2f}{f['knn_s'].get(sp_name, 0.0):>12.2f}")
+    for k, v in f["shared_s"].items():
+        print(f"  {k:<10}{v:>10.2f}")
+    print(f"  clustering {f['total_s']:.2f} s = {f['ratio']:.2f} x its {len(f['knn_s'])} kNN searches "
+          f"({f['knn_total_s']:.2f} s); peak RSS {f['peak_rss_mib']:.0f} MiB", flush=True)
 
 
 def tensor_bytes(obj: Any) -> int:
@@ -495,6 +510,7 @@ def main(argv=None) -> int:
               f"{1 + int(full_cfg.MODEL.HEADS.NUM_PARTS)} spaces, as {args.config_file or 'Base-INCLR.yml'} sets it ...",
               flush=True)
         full = full_scale_clustering(full_cfg, args.cluster_n, dim, args.seed, mem)
+        print_full_scale(full, args.config_file)
     torch.manual_seed(args.seed)
     model = build_model(full_cfg)
     if args.weights:
@@ -507,7 +523,19 @@ def main(argv=None) -> int:
     storage = EventStorage(0)
     ns = types.SimpleNamespace(model=model, epoch=0, iter=0, storage=storage, _trainer=simple, skip_steps=False)
     state = PseudoLabelState()
-    hook = PseudoLabelHook(cfg, items, state)
+    from inclr_fastreid.modeling.interface import as_pseudo_label_model
+    from inclr_fastreid.modeling.pseudo_classes import rows_for_clusters
+
+    def ensure_rows(k: int) -> None:
+        """Grow the classifiers for K clusters as INCLRTrainer.ensure_classifier_rows does."""
+        if int(k) > as_pseudo_label_model(model).classifier_rows():
+            from inclr_fastreid.engine.rows import resize_model_rows
+
+            resize_model_rows(model, rows_for_clusters(k), optimizer)
+
+    if full is not None:  # the rows a real round at full N ends with: its clusters (k-means: K; DBSCAN: found)
+        ensure_rows(full["num_clusters"])
+    hook = PseudoLabelHook(cfg, items, state, ensure_rows=ensure_rows)
     hook.trainer = ns
     hook.before_train()
     ema = EMAHook(cfg.INCLR.EMA_MOMENTUM)
@@ -644,28 +672,19 @@ def main(argv=None) -> int:
           f"(evaluation every {cfg.TEST.EVAL_PERIOD} rounds not included)")
     if ckpt_bytes:
         print(f"checkpoint size: {ckpt_bytes / MIB:.0f} MiB per round")
-    rows = int(full_cfg.MODEL.HEADS.NUM_CLASSES)
+    from inclr_fastreid.modeling.interface import as_pseudo_label_model
+
+    rows = as_pseudo_label_model(model).classifier_rows()
     keep = int(full_cfg.INCLR.get("KEEP_CHECKPOINTS", 2))  # round checkpoints a run keeps (default 2)
     per_ckpt = ckpt_bytes or (state_bytes["model"] + state_bytes["optimizer"])
     disk = (keep + 2) * per_ckpt  # + model_best + model_final, each counted as a full checkpoint (upper bound)
-    print(f"classifier rows: {rows:,} (MODEL.HEADS.NUM_CLASSES after INCLRTrainer.scale_for_adaptation at "
-          f"N={args.cluster_n or len(items):,}); state dict {state_bytes['model'] / GIB:.3f} GiB + optimizer state "
+    print(f"classifier rows: {rows:,} (INCLRTrainer.scale_for_adaptation's MODEL.HEADS.NUM_CLASSES "
+          f"{int(full_cfg.MODEL.HEADS.NUM_CLASSES):,}, grown to the round's clusters as the trainer grows them); state dict {state_bytes['model'] / GIB:.3f} GiB + optimizer state "
           f"{state_bytes['optimizer'] / GIB:.3f} GiB = {(state_bytes['model'] + state_bytes['optimizer']) / GIB:.3f} GiB")
     print(f"disk for the schedule: ({keep} kept round checkpoints (INCLR.KEEP_CHECKPOINTS) + model_best + "
           f"model_final) x {per_ckpt / GIB:.3f} GiB = {disk / GIB:.2f} GiB")
     if full is not None:
-        f = full
-        print(f"\n(e) full-scale clustering, {args.config_file or 'Base-INCLR.yml'}: N={f['n']:,} D={f['dim']} "
-              f"method={f['method']} LGMR={f['lgmr']} ({f['agreement']}), K={f['num_clusters']} "
-              f"outliers={f['outliers']}")
-        print(f"  {'space':<10}{'seconds':>10}{'of it kNN':>12}")
-        for sp_name, v in f["per_space_s"].items():
-            print(f"  {sp_name:<10}{v:>10.2f}{f['knn_s'].get(sp_name, 0.0):>12.2f}")
-        for k, v in f["shared_s"].items():
-            print(f"  {k:<10}{v:>10.2f}")
-        print(f"  clustering {f['total_s']:.2f} s = {f['ratio']:.2f} x its {len(f['knn_s'])} kNN searches "
-              f"({f['knn_total_s']:.2f} s); peak RSS {f['peak_rss_mib']:.0f} MiB")
-
+        print_full_scale(full, args.config_file)
     if breakdown is not None:
         b = breakdown
         how = ", under CPU autocast to bfloat16 (stand-in for AMP)" if b["autocast_bf16"] else ""
