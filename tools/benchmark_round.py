@@ -112,8 +112,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="(e) N of the full-scale clustering (default with --config-file: the config's target train "
                         "set, " + ", ".join(f"{k} {v:,}" for k, v in TARGET_SIZES.items()) + "); 0 skips (e)")
     p.add_argument("--cluster-dim", type=int, default=None, help="(e) feature dimension (default MODEL.BACKBONE.FEAT_DIM)")
+    p.add_argument("--summarize", nargs="+", default=None, metavar="JSON",
+                   help="instead of measuring: one markdown table row per --json file written before (label=FILE)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = p.parse_args(argv)
+    if args.summarize:
+        return args
     base = dict(device="cuda" if torch.cuda.is_available() else "cpu", num_images=12936, depth="50x",
                 size="256x128", batch=64, iters=20, warmup=3, extract_batch=128, workers=None)
     if args.small:
@@ -457,8 +461,29 @@ def tensor_bytes(obj: Any) -> int:
     return 0
 
 
+def summarize(specs: List[str]) -> None:
+    """Markdown rows of stage (e), classifier rows, checkpoint and schedule disk from --json files (label=FILE)."""
+    print("| run | config | N | K | clustering s | kNN s (searches) | ratio | per space s (global / parts) "
+          "| peak RSS MiB | rows | state + optimizer GiB | schedule disk GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for spec in specs:
+        label, path = spec.split("=", 1) if "=" in spec else ("", spec)
+        with open(path) as f:
+            r = json.load(f)
+        e = r["full_scale_clustering"]
+        cfg = os.path.basename(r["args"]["config_file"])
+        spaces = " / ".join(f"{v:.1f}" for v in e["per_space_s"].values())
+        state = (r["state_bytes"]["model"] + r["state_bytes"]["optimizer"]) / GIB
+        print(f"| {label} | {cfg} | {e['n']:,} | {e['num_clusters']} | {e['total_s']:.1f} | {e['knn_total_s']:.1f} "
+              f"({len(e['knn_s'])}) | {e['ratio']:.2f} | {spaces} | {e['peak_rss_mib']:.0f} | {r['classifier_rows']:,} "
+              f"| {state:.3f} | {r['schedule_disk_bytes'] / GIB:.2f} |")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.summarize:
+        summarize(args.summarize)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.amp and not args.device.startswith("cuda"):
