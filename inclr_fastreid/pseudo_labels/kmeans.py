@@ -186,35 +186,86 @@ def _dist_to_own(x: Any, centres: Any, labels: Any) -> Any:
     return torch.linalg.vector_norm(x - centres[labels], dim=1) ** 2
 
 
+#: a bound decides a label only with this margin (Euclidean distance units; float32 distances of unit-scale
+#: vectors are accurate to ~1e-6): within it the sample gets its full distance row
+BOUND_SLACK = 1e-5
+
+
+def _rows_with_bounds(x: Any, x_sq: Any, centres: Any, rows: Any, labels: Any, upper: Any, lower: Any,
+                      chunk: int = CHUNK) -> None:
+    """Full distance rows of the samples ``rows``: their labels, exact upper bounds and lower bounds (in place)."""
+    import torch
+
+    c_sq = (centres * centres).sum(dim=1)
+    for s in range(0, rows.numel(), chunk):
+        r = rows[s:s + chunk]
+        d = torch.addmm(c_sq[None, :], x[r], centres.T, beta=1.0, alpha=-2.0).add_(x_sq[r][:, None])
+        d = d.clamp_(min=0.0).sqrt_()
+        dmin, lab = d.min(dim=1)
+        lower[r], labels[r], upper[r] = d, lab, dmin
+
+
 def lloyd(x: Any, centres: Any, *, max_iter: int = MAX_ITER, tol: float = TOL,
           labels: Optional[Any] = None) -> Tuple[Any, Any, Any, int]:
     """Lloyd's iterations as scikit-learn's ``_kmeans_single_lloyd``: assign, move every centre to its members'
     mean; stop when the labels repeat (strict convergence) or the summed squared centre shift is at most
-    ``tol`` x the mean per-dimension variance of ``x``; then (unless strict) assign once more to the final
-    centres. ``labels``: the first assignment, when the caller has it (k-means++ tracks it). Returns (labels,
-    squared distances, centres, iterations run)."""
+    ``tol`` x the mean per-dimension variance of ``x``, after assigning once more to the final centres.
+    Returns (labels, squared distances, centres, iterations run).
+
+    The assignments after the first skip the samples whose label cannot change (Elkan 2003, "Using the triangle
+    inequality to accelerate k-means"): per sample an upper bound on the distance to its own centre and a lower
+    bound on the distance to every centre, each moved by that centre's shift; a sample whose upper bound (made
+    exact if need be) stays below every other centre's lower bound keeps its label, the others get their full
+    distance row. Same labels as the full assignment (up to exact ties); (N, K) float32 bounds in memory.
+    ``labels`` is accepted for symmetry with the seeding's output and recomputed (the bounds need the rows)."""
     import torch
 
-    k = centres.shape[0]
+    n, k = x.shape[0], centres.shape[0]
     x_sq = (x * x).sum(dim=1)
     tol_abs = float(tol) * float(x.var(dim=0, unbiased=False).mean())
+    labels = torch.empty(n, dtype=torch.int64, device=x.device)
+    upper = torch.empty(n, dtype=torch.float32, device=x.device)
+    lower = torch.empty(n, k, dtype=torch.float32, device=x.device)
+    _rows_with_bounds(x, x_sq, centres, torch.arange(n, device=x.device), labels, upper, lower)
     prev = None
     it = 0
-    strict = False
-    for it in range(1, int(max_iter) + 1):
-        if labels is None:
-            labels, _ = _assign(x, x_sq, centres)
-        if prev is not None and torch.equal(labels, prev):  # centres are already these labels' means
-            strict = True
+    while True:
+        it += 1
+        if prev is not None and torch.equal(labels, prev):  # strict convergence: centres are these labels' means
             break
-        new, labels = _means(x, labels, k, centres)
-        shift = float(((new - centres) ** 2).sum())
-        centres, prev, labels = new, labels, None
-        if shift <= tol_abs:
+        new, moved = _means(x, labels, k, centres)
+        if not torch.equal(moved, labels):  # empty clusters took samples: their labels are decided anew
+            upper[moved != labels] = float("inf")
+            labels = moved
+        delta = torch.linalg.vector_norm(new - centres, dim=1)
+        shift = float((delta * delta).sum())
+        centres, prev = new, labels
+        lower.sub_(delta[None, :]).clamp_(min=0.0)
+        upper = upper + delta[labels]
+        labels = labels.clone()
+        _elkan_assign(x, x_sq, centres, labels, upper, lower)
+        if shift <= tol_abs or it >= int(max_iter):
             break
-    if not strict or labels is None:
-        labels, _ = _assign(x, x_sq, centres)
     return labels, _dist_to_own(x, centres, labels), centres, it
+
+
+def _elkan_assign(x: Any, x_sq: Any, centres: Any, labels: Any, upper: Any, lower: Any) -> None:
+    """One bounded assignment of :func:`lloyd` (labels and bounds updated in place)."""
+    import torch
+
+    if centres.shape[0] == 1:
+        return
+    own = labels[:, None]
+    kept = lower.gather(1, own)
+    lower.scatter_(1, own, float("inf"))  # the smallest lower bound over the *other* centres
+    other = lower.min(dim=1).values
+    lower.scatter_(1, own, kept)
+    need = torch.nonzero(upper > other - BOUND_SLACK).flatten()
+    if need.numel():  # make the upper bound exact, test again
+        upper[need] = torch.linalg.vector_norm(x[need] - centres[labels[need]], dim=1)
+        need = need[upper[need] > other[need] - BOUND_SLACK]
+    if need.numel():
+        _rows_with_bounds(x, x_sq, centres, need, labels, upper, lower)
 
 
 def kmeans(features: Any, k: int, *, seed: int = 1, max_iter: int = MAX_ITER, tol: float = TOL,
