@@ -49,7 +49,7 @@ def test_pooled_kmeans_plus_plus_draws_from_the_current_distance_distribution():
     runs = 4000
     counts = {}
     for seed in range(runs):
-        c, _, _ = kmeans_plus_plus_torch(xt, 3, seed, trials=1, pool=2)
+        c, _ = kmeans_plus_plus_torch(xt, 3, seed, trials=1, pool=2)
         seq = tuple(int(np.flatnonzero((x == c[i].numpy()).all(1))[0]) for i in range(3))
         counts[seq] = counts.get(seq, 0) + 1
     exact = {seq: _kpp_sequence_probability(x, seq) for seq in itertools.permutations(range(6), 3)}
