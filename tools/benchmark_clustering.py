@@ -197,7 +197,8 @@ def compare_kmeans(n: int, k: int, dim: int, seeds: List[int], data_seed: int) -
     rows = []
     for seed in seeds:
         row: Dict[str, Any] = {"n": n, "k": k, "seed": seed, "knn_s": knn_s}
-        for name, fn in (("previous", lambda: reference_kmeans(x, k, seed)), ("torch", lambda: cluster_kmeans(x, k, seed=seed))):
+        for name, fn in (("previous", lambda: reference_kmeans(x, k, seed)),
+                         ("torch", lambda: cluster_kmeans(x, k, seed=seed))):
             t0 = time.perf_counter()
             labels = fn()
             row[f"{name}_s"] = time.perf_counter() - t0

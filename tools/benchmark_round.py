@@ -111,7 +111,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cluster-n", type=int, default=None,
                    help="(e) N of the full-scale clustering (default with --config-file: the config's target train "
                         "set, " + ", ".join(f"{k} {v:,}" for k, v in TARGET_SIZES.items()) + "); 0 skips (e)")
-    p.add_argument("--cluster-dim", type=int, default=None, help="(e) feature dimension (default MODEL.BACKBONE.FEAT_DIM)")
+    p.add_argument("--cluster-dim", type=int, default=None,
+                   help="(e) feature dimension (default MODEL.BACKBONE.FEAT_DIM)")
     p.add_argument("--summarize", nargs="+", default=None, metavar="JSON",
                    help="instead of measuring: one markdown table row per --json file written before (label=FILE)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
@@ -532,8 +533,8 @@ def main(argv=None) -> int:
     if args.cluster_n:  # (e) first, before the model exists: its peak RSS is the clustering's own
         dim = args.cluster_dim or int(full_cfg.MODEL.BACKBONE.FEAT_DIM)
         print(f"(e) clustering {args.cluster_n:,} synthetic clustered images, D={dim}, "
-              f"{1 + int(full_cfg.MODEL.HEADS.NUM_PARTS)} spaces, as {args.config_file or 'Base-INCLR.yml'} sets it ...",
-              flush=True)
+              f"{1 + int(full_cfg.MODEL.HEADS.NUM_PARTS)} spaces, as {args.config_file or 'Base-INCLR.yml'} "
+              "sets it ...", flush=True)
         full = full_scale_clustering(full_cfg, args.cluster_n, dim, args.seed, mem)
         print_full_scale(full, args.config_file)
     torch.manual_seed(args.seed)
@@ -704,7 +705,8 @@ def main(argv=None) -> int:
     per_ckpt = ckpt_bytes or (state_bytes["model"] + state_bytes["optimizer"])
     disk = (keep + 2) * per_ckpt  # + model_best + model_final, each counted as a full checkpoint (upper bound)
     print(f"classifier rows: {rows:,} (INCLRTrainer.scale_for_adaptation's MODEL.HEADS.NUM_CLASSES "
-          f"{int(full_cfg.MODEL.HEADS.NUM_CLASSES):,}, grown to the round's clusters as the trainer grows them); state dict {state_bytes['model'] / GIB:.3f} GiB + optimizer state "
+          f"{int(full_cfg.MODEL.HEADS.NUM_CLASSES):,}, grown to the round's clusters as the trainer grows them); "
+          f"state dict {state_bytes['model'] / GIB:.3f} GiB + optimizer state "
           f"{state_bytes['optimizer'] / GIB:.3f} GiB = {(state_bytes['model'] + state_bytes['optimizer']) / GIB:.3f} GiB")
     print(f"disk for the schedule: ({keep} kept round checkpoints (INCLR.KEEP_CHECKPOINTS) + model_best + "
           f"model_final) x {per_ckpt / GIB:.3f} GiB = {disk / GIB:.2f} GiB")
