@@ -88,10 +88,11 @@ def test_kmeans_gives_k_clusters_no_outliers_and_recovers_blobs():
 def test_kmeans_through_generate_clusters_every_space_with_the_same_k():
     x, lab = blobs(seed=4)
     parts = [blobs(seed=s)[0] for s in (5, 6, 7)]
-    r = generate_pseudo_labels(x, parts, method="kmeans", num_clusters=12, k1=20, lgmr_k=10, min_agreement=0.0)
+    r = generate_pseudo_labels(x, parts, method="kmeans", num_clusters=12, k1=20, lgmr_k=10, min_agreement=0.0,
+                               agreement="mean")  # a mode that reads the part labels: the parts are clustered
     assert (r.labels_before_lgmr >= 0).all() and r.labels_before_lgmr.max() == 11
     assert adjusted_rand_score(lab, r.labels_before_lgmr) > 0.99
-    assert len(r.part_labels) == 3
+    assert len(r.part_labels) == 3 and {"kmeans_global", "kmeans_part3"} <= set(r.timings)
     for p in r.part_labels:
         assert set(p.tolist()) == set(range(12))
     assert r.eps is None and r.timings["jaccard_global"] == 0.0  # no Jaccard distance for k-means

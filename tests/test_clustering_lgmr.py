@@ -158,10 +158,11 @@ def test_generate_pseudo_labels_lgmr(four_spaces):
     r = generate_pseudo_labels(g, parts, eps=0.6, min_samples=4, k1=30, k2=6, max_distance=0.9,
                                lgmr_enabled=True, lgmr_k=20, min_agreement=0.3)
     assert adjusted_rand_score(lab, r.labels_before_lgmr) > 0.9
-    assert len(r.part_labels) == 3 and r.agreement.shape == (400, 3)
+    # neighbour agreement (the default) reads the part spaces' kNN lists, not their labels: not clustered
+    assert r.part_labels == [] and r.agreement.shape == (400, 3) and "dbscan_part1" not in r.timings
     expected = refine_global_labels(r.labels_before_lgmr, r.agreement, 0.3)
     assert np.array_equal(r.labels, expected)
-    ref_agree = cross_agreement(g, parts, r.labels_before_lgmr, r.part_labels, k=20)
+    ref_agree = cross_agreement(g, parts, r.labels_before_lgmr, [None] * 3, k=20)
     assert np.allclose(r.agreement, ref_agree)
     assert r.num_classes == r.labels.max() + 1
     assert sorted(r.centroids) == ["global", "part1", "part2", "part3"]
@@ -223,7 +224,8 @@ def test_a_new_clusterer_is_one_function_and_one_name(four_spaces):
         return lab.astype(np.int64)
 
     try:
-        r = generate_pseudo_labels(g, parts, method="truth_for_test", lgmr_enabled=True, min_agreement=0.0)
+        r = generate_pseudo_labels(g, parts, method="truth_for_test", lgmr_enabled=True, min_agreement=0.0,
+                                   agreement="mean")  # reads the part labels: every space is clustered
         assert [s[0] for s in seen] == ["global", "part1", "part2", "part3"]
         assert all(s[1] == (400, g.shape[1]) and s[2] == "truth_for_test" for s in seen)
         assert np.array_equal(r.labels_before_lgmr, lab)

@@ -19,6 +19,7 @@ numba compilation and feature generation, before the stage; "peak MB" the proces
 
     python tools/benchmark_clustering.py --sizes 12936 --reference
     python tools/benchmark_clustering.py --sizes 12936 32621 --json output/bench_clustering.json
+    python tools/benchmark_clustering.py --sizes 12936 32621 --kmeans 500 1500   # k-means: today's vs previous
 """
 from __future__ import annotations
 
@@ -70,6 +71,13 @@ def synthetic_features(n: int, dim: int, space: int, seed: int) -> np.ndarray:
         blk /= np.linalg.norm(blk, axis=1, keepdims=True)
         out[s:e] = blk
     return out
+
+
+def synthetic_camids(n: int, seed: int) -> np.ndarray:
+    """The camera of each row of :func:`synthetic_features` (0..5)."""
+    rng = np.random.default_rng([seed, n])
+    rng.integers(0, max(2, n // 17), n)  # the identities come first from the same stream
+    return rng.integers(0, 6, n)
 
 
 def true_labels(n: int, seed: int) -> np.ndarray:
@@ -129,6 +137,81 @@ def dense_reference_distance(x: np.ndarray, k1: int, k2: int) -> np.ndarray:
     del v
     jac[jac < 0] = 0.0
     return jac
+
+
+# ------------------------------------------------------------------------------------------- k-means reference
+def reference_kmeans_plus_plus(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The project's k-means++ before the torch rewrite (pseudo_labels/clustering.py up to 0aafdbd), verbatim:
+    greedy seeding, one matrix-vector product of the (N, D) features per candidate set, in numpy."""
+    rng = np.random.default_rng(seed)
+    n = x.shape[0]
+    trials = 2 + int(np.log(k))
+    chosen = np.empty(k, dtype=np.int64)
+    chosen[0] = rng.integers(n)
+    d2 = np.maximum(2.0 - 2.0 * (x @ x[chosen[0]]).astype(np.float64), 0.0)
+    for j in range(1, k):
+        total = d2.sum()
+        if total <= 0:
+            chosen[j:] = rng.integers(n, size=k - j)
+            break
+        cand = rng.choice(n, size=trials, p=d2 / total)
+        cand_d2 = np.minimum(d2[:, None], np.maximum(2.0 - 2.0 * (x @ x[cand].T).astype(np.float64), 0.0))
+        best = int(np.argmin(cand_d2.sum(axis=0)))
+        chosen[j], d2 = cand[best], cand_d2[:, best]
+    return np.ascontiguousarray(x[chosen])
+
+
+def reference_kmeans(x: np.ndarray, k: int, seed: int = 1, niter: int = 100) -> np.ndarray:
+    """The project's k-means before the torch rewrite: the seeding above, then faiss's Lloyd (``niter``), labels
+    of the final centres."""
+    import faiss
+
+    km = faiss.Kmeans(x.shape[1], int(k), niter=int(niter), seed=int(seed), max_points_per_centroid=max(x.shape[0], 1),
+                      verbose=False)
+    km.train(x, init_centroids=reference_kmeans_plus_plus(x, int(k), seed))
+    _, assign = km.index.search(x, 1)
+    return assign[:, 0].astype(np.int64)
+
+
+def inertia(x: np.ndarray, labels: np.ndarray) -> float:
+    """Sum of squared distances of the rows of ``x`` to their cluster's mean."""
+    k = int(labels.max()) + 1
+    sums = np.zeros((k, x.shape[1]))
+    np.add.at(sums, labels, x)
+    means = sums / np.maximum(np.bincount(labels, minlength=k), 1)[:, None]
+    return float(((x - means[labels]) ** 2).sum())
+
+
+def compare_kmeans(n: int, k: int, dim: int, seeds: List[int], data_seed: int) -> List[Dict[str, Any]]:
+    """Today's and the previous k-means on the same synthetic features: seconds, label quality against the
+    true identities, inertia, and the ARI between the two."""
+    import inclr_fastreid.pseudo_labels as pl
+    from inclr_fastreid.pseudo_labels.clustering import cluster_kmeans
+    from sklearn.metrics import adjusted_rand_score
+
+    x = synthetic_features(n, dim, 0, data_seed)
+    truth = true_labels(n, data_seed)
+    t0 = time.perf_counter()
+    pl.knn_search(x, 30, normalize=False)
+    knn_s = time.perf_counter() - t0
+    rows = []
+    for seed in seeds:
+        row: Dict[str, Any] = {"n": n, "k": k, "seed": seed, "knn_s": knn_s}
+        for name, fn in (("previous", lambda: reference_kmeans(x, k, seed)),
+                         ("torch", lambda: cluster_kmeans(x, k, seed=seed))):
+            t0 = time.perf_counter()
+            labels = fn()
+            row[f"{name}_s"] = time.perf_counter() - t0
+            q = pl.label_quality(labels, truth)
+            row.update({f"{name}_{m}": float(q[m]) for m in ("nmi", "ari", "pairwise_fscore")})
+            row[f"{name}_inertia"] = inertia(x, labels)
+            row[f"{name}_labels"] = labels
+        row["ari_between"] = float(adjusted_rand_score(row.pop("previous_labels"), row.pop("torch_labels")))
+        rows.append(row)
+        print(f"N={n} K={k} seed={seed}: " + " ".join(f"{key}={v:.4f}" if isinstance(v, float) else f"{key}={v}"
+                                                       for key, v in row.items() if key not in ("n", "k", "seed")),
+              flush=True)
+    return rows
 
 
 # ------------------------------------------------------------------------------------------- stages
@@ -285,8 +368,21 @@ def main(argv=None) -> int:
                    help="skip (c) above this N (it needs ~13 GB at N=32,621)")
     p.add_argument("--full-step", action="store_true", help="also run (d): generate_pseudo_labels, 4 spaces")
     p.add_argument("--json", default="", help="write all rows to this JSON file")
+    p.add_argument("--kmeans", type=int, nargs="+", default=None, metavar="K",
+                   help="instead: k-means at K (one per --sizes entry), today's torch k-means against the previous "
+                        "numpy seeding + faiss Lloyd: seconds, NMI / ARI / pairwise F vs the true ids, inertia")
+    p.add_argument("--kmeans-seeds", type=int, nargs="+", default=[1], help="k-means seeds for --kmeans")
     p.add_argument("--stage-spec", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.kmeans:
+        if len(args.kmeans) != len(args.sizes):
+            raise SystemExit("--kmeans needs one K per --sizes entry")
+        rows = [r for n, k in zip(args.sizes, args.kmeans)
+                for r in compare_kmeans(n, k, args.dim, args.kmeans_seeds, args.seed)]
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        return 0
 
     if args.stage_spec:
         print(json.dumps(run_stage(json.loads(args.stage_spec))))

@@ -69,6 +69,9 @@ GIB = 2.0 ** 30
 SMALL = dict(device="cpu", num_images=200, depth="18x", size="64x32", batch=16, iters=3, warmup=1,
              extract_batch=100, workers=0)
 DEPTH_DIM = {"18x": 512, "34x": 512, "50x": 2048, "101x": 2048}
+#: training images of the target datasets the shipped configs name (Market-1501 bounding_box_train, DukeMTMC-reID
+#: bounding_box_train, MSMT17 list_train + list_val as MMT): the N of a real round's clustering
+TARGET_SIZES = {"Market1501": 12936, "DukeMTMC": 16522, "MSMT17UDA": 32621}
 
 
 # ------------------------------------------------------------------------------------------- args
@@ -102,8 +105,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
+    p.add_argument("--config-file", default="",
+                   help="a real config (e.g. configs/INCLR/duke2market.yml) instead of configs/Base-INCLR.yml: its "
+                        "weights are replaced by random ones, and stage (e) clusters synthetic features at --cluster-n")
+    p.add_argument("--cluster-n", type=int, default=None,
+                   help="(e) N of the full-scale clustering (default with --config-file: the config's target train "
+                        "set, " + ", ".join(f"{k} {v:,}" for k, v in TARGET_SIZES.items()) + "); 0 skips (e)")
+    p.add_argument("--cluster-dim", type=int, default=None,
+                   help="(e) feature dimension (default MODEL.BACKBONE.FEAT_DIM)")
+    p.add_argument("--summarize", nargs="+", default=None, metavar="JSON",
+                   help="instead of measuring: one markdown table row per --json file written before (label=FILE)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = p.parse_args(argv)
+    if args.summarize:
+        return args
     base = dict(device="cuda" if torch.cuda.is_available() else "cpu", num_images=12936, depth="50x",
                 size="256x128", batch=64, iters=20, warmup=3, extract_batch=128, workers=None)
     if args.small:
@@ -359,6 +374,7 @@ def use_rendered_identities(model, state, hook, feats: Dict[str, torch.Tensor]) 
 
     labels = torch.as_tensor(hook.true_ids, dtype=torch.int64)
     k = int(labels.max()) + 1
+    hook.ensure_rows(k)
     centroids = {name: F.normalize(torch.zeros(k, f.shape[1]).index_add_(0, labels, f.float()), dim=1)
                  for name, f in feats.items()}
     model.set_pseudo_classes(k, centroids)
@@ -384,11 +400,91 @@ def build_cfg(args):
         opts += ["DATALOADER.NUM_WORKERS", str(args.workers)]
     if h < 256:
         opts += ["INPUT.PADDING.SIZE", str(max(1, round(10 * h / 256)))]
-    return setup_cfg(os.path.join(ROOT, "configs", "Base-INCLR.yml"), opts + list(args.opts))
+    if args.config_file:  # a real config names pretrained source models that need not exist here: random weights
+        opts += ["INCLR.WEIGHTS2", ""]
+    path = args.config_file or os.path.join(ROOT, "configs", "Base-INCLR.yml")
+    if args.config_file and not os.path.exists(path):
+        path = os.path.join(ROOT, args.config_file)
+    return setup_cfg(path, opts + list(args.opts))
+
+
+def full_scale_clustering(cfg, n: int, dim: int, seed: int, mem: "StageMemory") -> Dict[str, Any]:
+    """(e) One round's clustering exactly as the config sets it (cluster_params_from_cfg) on synthetic clustered
+    features at full N (tools/benchmark_clustering.py's: ~N/17 identities, 6 cameras, D ``dim``), global + the
+    config's parts: the seconds per space and of its kNN searches, K, and the peak RSS of the stage."""
+    from benchmark_clustering import synthetic_camids, synthetic_features  # tools/, on sys.path
+
+    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg, generate_pseudo_labels
+
+    params = cluster_params_from_cfg(cfg)
+    parts = int(cfg.MODEL.HEADS.NUM_PARTS)
+    feats = [synthetic_features(n, dim, s, seed) for s in range(1 + parts)]
+    camids = synthetic_camids(n, seed)
+    mem.begin()
+    t0 = time.perf_counter()
+    res = generate_pseudo_labels(feats[0], feats[1:], params, camids=camids)
+    wall = time.perf_counter() - t0
+    mem.end("full_cluster")
+    t = res.timings
+    spaces = ["global"] + [f"part{i + 1}" for i in range(parts)]
+    per_space = {s: sum(v for k, v in t.items() if k.endswith("_" + s)) for s in spaces}
+    knn = {s: t[f"knn_{s}"] for s in spaces if f"knn_{s}" in t}
+    shared = {k: v for k, v in t.items() if k != "total" and not any(k.endswith("_" + s) for s in spaces)}
+    return {"n": n, "dim": dim, "method": params.method, "lgmr": bool(params.lgmr_enabled),
+            "agreement": params.agreement, "num_clusters": int(res.num_classes), "outliers": int(res.num_outliers),
+            "wall_s": wall, "total_s": t["total"], "per_space_s": per_space, "knn_s": knn,
+            "knn_total_s": sum(knn.values()), "shared_s": shared, "timings": t,
+            "ratio": t["total"] / sum(knn.values()), "peak_rss_mib": mem.rows["full_cluster"]["peak_rss_mib"]}
+
+
+def print_full_scale(f: Dict[str, Any], config_file: str) -> None:
+    """The table of stage (e)."""
+    print(f"\n(e) full-scale clustering, {config_file or 'Base-INCLR.yml'}: N={f['n']:,} D={f['dim']} "
+          f"method={f['method']} LGMR={f['lgmr']} ({f['agreement']}), K={f['num_clusters']} "
+          f"outliers={f['outliers']}")
+    print(f"  {'space':<10}{'seconds':>10}{'of it kNN':>12}")
+    for sp_name, v in f["per_space_s"].items():
+        print(f"  {sp_name:<10}{v:>10.2f}{f['knn_s'].get(sp_name, 0.0):>12.2f}")
+    for k, v in f["shared_s"].items():
+        print(f"  {k:<10}{v:>10.2f}")
+    print(f"  clustering {f['total_s']:.2f} s = {f['ratio']:.2f} x its {len(f['knn_s'])} kNN searches "
+          f"({f['knn_total_s']:.2f} s); peak RSS {f['peak_rss_mib']:.0f} MiB", flush=True)
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor in a (nested) state dict."""
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def summarize(specs: List[str]) -> None:
+    """Markdown rows of stage (e), classifier rows, checkpoint and schedule disk from --json files (label=FILE)."""
+    print("| run | config | N | K | clustering s | kNN s (searches) | ratio | per space s (global / parts) "
+          "| peak RSS MiB | rows | state + optimizer GiB | schedule disk GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for spec in specs:
+        label, path = spec.split("=", 1) if "=" in spec else ("", spec)
+        with open(path) as f:
+            r = json.load(f)
+        e = r["full_scale_clustering"]
+        cfg = os.path.basename(r["args"]["config_file"])
+        spaces = " / ".join(f"{v:.1f}" for v in e["per_space_s"].values())
+        state = (r["state_bytes"]["model"] + r["state_bytes"]["optimizer"]) / GIB
+        print(f"| {label} | {cfg} | {e['n']:,} | {e['num_clusters']} | {e['total_s']:.1f} | {e['knn_total_s']:.1f} "
+              f"({len(e['knn_s'])}) | {e['ratio']:.2f} | {spaces} | {e['peak_rss_mib']:.0f} | {r['classifier_rows']:,} "
+              f"| {state:.3f} | {r['schedule_disk_bytes'] / GIB:.2f} |")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.summarize:
+        summarize(args.summarize)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.amp and not args.device.startswith("cuda"):
@@ -418,9 +514,31 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     items = rendered_items(args.num_images, root, args.seed)
     render_s = time.perf_counter() - t0
-    cfg = INCLRTrainer.scale_for_adaptation(cfg, len(items))
+    names = tuple(cfg.DATASETS.NAMES)
+    if args.cluster_n is None:
+        args.cluster_n = TARGET_SIZES.get(names[0], 0) if args.config_file and names else 0
+    # the classifier rows / per-sample buffers of a real run: the trainer's own sizing at the full target N
+    cfg = INCLRTrainer.scale_for_adaptation(cfg, args.cluster_n or len(items))
+    full_cfg = cfg
+    if args.cluster_n:  # (e) clusters as the config says; the sampled round (a)-(d) clusters only len(items) images:
+        cfg = cfg.clone()
+        cfg.defrost()
+        if cfg.INCLR.CLUSTER.METHOD == "kmeans":  # a K they can hold
+            cfg.INCLR.CLUSTER.NUM_CLUSTERS = min(int(cfg.INCLR.CLUSTER.NUM_CLUSTERS), max(2, len(items) // 4))
+        if cfg.INCLR.CLUSTER.EPS_RULE == "mmt":  # MMT's rho of a few dozen random-weight images can give eps 0
+            cfg.INCLR.CLUSTER.EPS_RULE = "fixed"
+        cfg.freeze()
+    mem = StageMemory(device)
+    full = None
+    if args.cluster_n:  # (e) first, before the model exists: its peak RSS is the clustering's own
+        dim = args.cluster_dim or int(full_cfg.MODEL.BACKBONE.FEAT_DIM)
+        print(f"(e) clustering {args.cluster_n:,} synthetic clustered images, D={dim}, "
+              f"{1 + int(full_cfg.MODEL.HEADS.NUM_PARTS)} spaces, as {args.config_file or 'Base-INCLR.yml'} "
+              "sets it ...", flush=True)
+        full = full_scale_clustering(full_cfg, args.cluster_n, dim, args.seed, mem)
+        print_full_scale(full, args.config_file)
     torch.manual_seed(args.seed)
-    model = build_model(cfg)
+    model = build_model(full_cfg)
     if args.weights:
         model.load_pretrained(args.weights, cfg.INCLR.WEIGHTS2)
     optimizer, param_wrapper = INCLRTrainer.build_optimizer(cfg, model)
@@ -431,18 +549,29 @@ def main(argv=None) -> int:
     storage = EventStorage(0)
     ns = types.SimpleNamespace(model=model, epoch=0, iter=0, storage=storage, _trainer=simple, skip_steps=False)
     state = PseudoLabelState()
-    hook = PseudoLabelHook(cfg, items, state)
+    from inclr_fastreid.modeling.interface import as_pseudo_label_model
+    from inclr_fastreid.modeling.pseudo_classes import rows_for_clusters
+
+    def ensure_rows(k: int) -> None:
+        """Grow the classifiers for K clusters as INCLRTrainer.ensure_classifier_rows does."""
+        if int(k) > as_pseudo_label_model(model).classifier_rows():
+            from inclr_fastreid.engine.rows import resize_model_rows
+
+            resize_model_rows(model, rows_for_clusters(k), optimizer)
+
+    if full is not None:  # the rows a real round at full N ends with: its clusters (k-means: K; DBSCAN: found)
+        ensure_rows(full["num_clusters"])
+    hook = PseudoLabelHook(cfg, items, state, ensure_rows=ensure_rows)
     hook.trainer = ns
     hook.before_train()
     ema = EMAHook(cfg.INCLR.EMA_MOMENTUM)
     ema.trainer = ns
-    setup_s = time.perf_counter() - t_setup
+    setup_s = time.perf_counter() - t_setup - (full["wall_s"] if full else 0.0)
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    mem = StageMemory(device)
     times: Dict[str, float] = {}
     extract_calls: List[float] = []
     extracted: List[Dict[str, torch.Tensor]] = []
@@ -539,6 +668,7 @@ def main(argv=None) -> int:
                 ckpt_bytes = os.path.getsize(os.path.join(tmp, "round.pth"))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+        state_bytes = {"model": tensor_bytes(model.state_dict()), "optimizer": tensor_bytes(optimizer.state_dict())}
         close_loader(simple.data_loader)
 
     # ---------------------------------------------------------------------------- report
@@ -568,7 +698,20 @@ def main(argv=None) -> int:
           f"(evaluation every {cfg.TEST.EVAL_PERIOD} rounds not included)")
     if ckpt_bytes:
         print(f"checkpoint size: {ckpt_bytes / MIB:.0f} MiB per round")
+    from inclr_fastreid.modeling.interface import as_pseudo_label_model
 
+    rows = as_pseudo_label_model(model).classifier_rows()
+    keep = int(full_cfg.INCLR.get("KEEP_CHECKPOINTS", 2))  # round checkpoints a run keeps (default 2)
+    per_ckpt = ckpt_bytes or (state_bytes["model"] + state_bytes["optimizer"])
+    disk = (keep + 2) * per_ckpt  # + model_best + model_final, each counted as a full checkpoint (upper bound)
+    print(f"classifier rows: {rows:,} (INCLRTrainer.scale_for_adaptation's MODEL.HEADS.NUM_CLASSES "
+          f"{int(full_cfg.MODEL.HEADS.NUM_CLASSES):,}, grown to the round's clusters as the trainer grows them); "
+          f"state dict {state_bytes['model'] / GIB:.3f} GiB + optimizer state "
+          f"{state_bytes['optimizer'] / GIB:.3f} GiB = {(state_bytes['model'] + state_bytes['optimizer']) / GIB:.3f} GiB")
+    print(f"disk for the schedule: ({keep} kept round checkpoints (INCLR.KEEP_CHECKPOINTS) + model_best + "
+          f"model_final) x {per_ckpt / GIB:.3f} GiB = {disk / GIB:.2f} GiB")
+    if full is not None:
+        print_full_scale(full, args.config_file)
     if breakdown is not None:
         b = breakdown
         how = ", under CPU autocast to bfloat16 (stand-in for AMP)" if b["autocast_bf16"] else ""
@@ -609,7 +752,9 @@ def main(argv=None) -> int:
             json.dump({"args": vars(args), "times_s": times, "round_s": round_s, "projection_s": total,
                        "iter_s": iter_s, "data_wait_s": waits, "memory": mem.rows, "breakdown": breakdown,
                        "breakdown_half_batch": half,
-                       "losses": losses, "clustering": rec, "checkpoint_bytes": ckpt_bytes}, f, indent=1)
+                       "losses": losses, "clustering": rec, "checkpoint_bytes": ckpt_bytes,
+                       "state_bytes": state_bytes, "classifier_rows": rows, "keep_checkpoints": keep,
+                       "schedule_disk_bytes": disk, "full_scale_clustering": full}, f, indent=1)
     return 0
 
 

@@ -12,25 +12,33 @@ one function registered with :func:`agreement_mode`. The loss side lives in ``mo
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Set
 
 import numpy as np
 
 from .clustering import relabel_by_first_occurrence
 from .knn import as_float32_features, knn_search
 
-__all__ = ["AGREEMENTS", "agreement_mode", "neighbour_overlap", "knn_overlap", "cluster_overlap",
+__all__ = ["AGREEMENTS", "READS_PART_LABELS", "agreement_mode", "neighbour_overlap", "knn_overlap", "cluster_overlap",
            "cross_agreement", "refine_global_labels"]
 
 #: mode name -> f(global_knn (N, k), part_knn (N, k), global_labels (N,), part_labels (N,)) -> (N,) in [0, 1]
 AgreementMode = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 AGREEMENTS: Dict[str, AgreementMode] = {}
+#: the modes that read the part spaces' cluster labels; under the others the part spaces need only their kNN
+#: lists, and generate_pseudo_labels does not cluster them
+READS_PART_LABELS: Set[str] = set()
 
 
-def agreement_mode(name: str) -> Callable[[AgreementMode], AgreementMode]:
-    """Register a cross-agreement mode under ``name`` (a value of ``INCLR.LGMR.AGREEMENT``)."""
+def agreement_mode(name: str, *, reads_part_labels: bool = True) -> Callable[[AgreementMode], AgreementMode]:
+    """Register a cross-agreement mode under ``name`` (a value of ``INCLR.LGMR.AGREEMENT``);
+    ``reads_part_labels=False`` when it ignores its ``part_labels`` argument (the part spaces are then not clustered)."""
     def register(fn: AgreementMode) -> AgreementMode:
         AGREEMENTS[name] = fn
+        if reads_part_labels:
+            READS_PART_LABELS.add(name)
+        else:
+            READS_PART_LABELS.discard(name)
         return fn
 
     return register
@@ -98,7 +106,7 @@ def _mean_of_overlaps(global_knn: np.ndarray, part_knn: np.ndarray, global_label
     return 0.5 * (neighbour_overlap(global_knn, part_knn) + cluster_overlap(global_labels, part_labels))
 
 
-@agreement_mode("neighbour")
+@agreement_mode("neighbour", reads_part_labels=False)
 def _neighbour_overlap_only(global_knn: np.ndarray, part_knn: np.ndarray, global_labels: np.ndarray,
                             part_labels: np.ndarray) -> np.ndarray:
     """PPLR's score: the neighbour overlap alone."""
@@ -112,13 +120,15 @@ def cross_agreement(global_feats: Any, part_feats_list: Sequence[Any], global_la
     """(N, P) float32 in [0, 1]: C_p(i) for every part, combined per ``mode`` (docs/design.md §4.4).
 
     ``global_knn`` / ``part_knn_list``: optional precomputed (N, >=k) neighbour indices *without*
-    self, to skip the searches.
+    self, to skip the searches. ``part_labels_list`` may be empty for a mode not in :data:`READS_PART_LABELS`.
     """
     if mode not in AGREEMENTS:
         raise ValueError(f"INCLR.LGMR.AGREEMENT {mode!r}: use one of {sorted(AGREEMENTS)}")
     n_parts = len(part_feats_list)
     if n_parts == 0:
         raise ValueError("part_feats_list is empty: cross-agreement needs at least one part")
+    if not part_labels_list and mode not in READS_PART_LABELS:
+        part_labels_list = [None] * n_parts  # the mode ignores them
     if len(part_labels_list) != n_parts:
         raise ValueError(f"{n_parts} part feature sets but {len(part_labels_list)} part labellings")
     if global_knn is None:

@@ -16,26 +16,37 @@ import numpy as np
 import scipy.sparse as sp
 
 from .jaccard import jaccard_from_knn
-from .knn import as_float32_features, l2_normalize
+from .kmeans import MAX_ITER, TOL, kmeans
+from .knn import as_float32_features, is_cuda_tensor, l2_normalize, l2_normalize_torch
 
 if TYPE_CHECKING:
     from .params import ClusterParams
 
-__all__ = ["CLUSTERERS", "clusterer", "FeatureSpace", "cluster_dbscan", "cluster_kmeans", "kmeans_plus_plus", "mmt_eps",
+__all__ = ["CLUSTERERS", "clusterer", "FeatureSpace", "cluster_dbscan", "cluster_kmeans", "mmt_eps",
            "relabel_by_first_occurrence", "cluster_centroids"]
 
 
 class FeatureSpace:
     """One feature space of a clustering round (global, or a part)."""
 
-    def __init__(self, name: str, features: np.ndarray, knn_sims: np.ndarray, knn_idx: np.ndarray,
-                 params: "ClusterParams", n_threads: Optional[int] = None):
+    def __init__(self, name: str, features: Optional[np.ndarray], knn_sims: np.ndarray, knn_idx: np.ndarray,
+                 params: "ClusterParams", n_threads: Optional[int] = None, device_features: Any = None):
+        if features is None and device_features is None:
+            raise ValueError("FeatureSpace needs features (numpy) or device_features (a torch tensor)")
         self.name = name
-        self.features = features  # (N, D) float32, L2-normalised (camera-standardised if asked)
+        self._features = features
+        self.device_features = device_features  # the same as a tensor on the GPU they came from; None: CPU only
         self.knn_sims, self.knn_idx = knn_sims, knn_idx  # (N, k) similarities / indices, self first
         self._params, self._n_threads = params, n_threads
         self._jaccard: Optional[sp.csr_matrix] = None
         self.jaccard_seconds = 0.0
+
+    @property
+    def features(self) -> np.ndarray:
+        """(N, D) float32 numpy, L2-normalised (camera-standardised if asked); copied from the GPU on first use."""
+        if self._features is None:
+            self._features = self.device_features.float().cpu().numpy()
+        return self._features
 
     def jaccard(self) -> sp.csr_matrix:
         """Sparse k-reciprocal Jaccard distance (pairs within ``max_distance``), computed once."""
@@ -138,60 +149,28 @@ def mmt_eps(dist: sp.spmatrix, n: int, rho: float = 1.6e-3) -> float:
     return float((upper.sum() + (m - upper.size) * 1.0) / m)
 
 
-def kmeans_plus_plus(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Greedy k-means++ seeding, as scikit-learn's ``KMeans`` (MMT's) initialises: each next centre is,
-    of 2 + floor(ln k) samples drawn with probability proportional to their squared distance to the
-    nearest centre so far, the one that leaves the smallest total squared distance.
-    ``x``: (N, D) float32 unit rows; returns (k, D) float32 centres (rows of ``x``)."""
-    rng = np.random.default_rng(seed)
-    n = x.shape[0]
-    trials = 2 + int(np.log(k))
-    chosen = np.empty(k, dtype=np.int64)
-    chosen[0] = rng.integers(n)
-    d2 = np.maximum(2.0 - 2.0 * (x @ x[chosen[0]]).astype(np.float64), 0.0)
-    for j in range(1, k):
-        total = d2.sum()
-        if total <= 0:  # every sample sits on a centre already
-            chosen[j:] = rng.integers(n, size=k - j)
-            break
-        cand = rng.choice(n, size=trials, p=d2 / total)
-        cand_d2 = np.minimum(d2[:, None], np.maximum(2.0 - 2.0 * (x @ x[cand].T).astype(np.float64), 0.0))
-        best = int(np.argmin(cand_d2.sum(axis=0)))
-        chosen[j], d2 = cand[best], cand_d2[:, best]
-    return np.ascontiguousarray(x[chosen])
+def cluster_kmeans(features: Any, k: int, *, seed: int = 1, max_iter: int = MAX_ITER, tol: float = TOL) -> np.ndarray:
+    """k-means (Euclidean, on unit vectors) into exactly ``k`` clusters; (N,) int64 labels 0..k-1 by first
+    occurrence, no outliers.
 
-
-def cluster_kmeans(features: np.ndarray, k: int, *, seed: int = 1, niter: int = 100) -> np.ndarray:
-    """faiss k-means (Euclidean, on unit vectors) into exactly ``k`` clusters; (N,) int64 labels 0..k-1
-    by first occurrence, no outliers.
-
-    MMT (``examples/mmt_train_kmeans.py``) runs scikit-learn's ``KMeans`` (k-means++ init, up to 300
-    iterations, stop at tol 1e-4); here the same greedy k-means++ seeding (:func:`kmeans_plus_plus`)
-    instead of faiss's own start (k random samples), then Lloyd iterations in faiss for a fixed
-    ``niter`` (100, ours: faiss has no convergence test). k-means is a local method: the seeding
-    decides which minimum is found.
-    ``features``: (N, D), L2-normalised here. Every sample takes part (no faiss subsampling).
-    Fixed ``seed`` -> the same labels on the same machine. A faiss GPU build with a visible GPU
-    runs on the GPU (``faiss.get_num_gpus() > 0``), otherwise the CPU. A cluster left empty is
-    split by faiss during training, so all ``k`` ids occur; should the final assignment still leave
-    one empty (many identical features), the labels keep the clusters that have members, with a
-    warning. N < k is refused naming ``INCLR.CLUSTER.NUM_CLUSTERS``.
+    As MMT (``examples/mmt_train_kmeans.py``: scikit-learn's ``KMeans``): greedy k-means++ seeding, then
+    Lloyd iterations until the labels repeat or the centres move less than scikit-learn's ``tol``
+    (1e-4 x the data's mean variance), at most ``max_iter`` (:mod:`.kmeans`). ``features``: (N, D) numpy
+    array or torch tensor, L2-normalised here; a CUDA tensor is clustered on its GPU, anything else on the
+    CPU (torch). Every sample takes part. Fixed ``seed`` -> the same labels on the same machine. An empty
+    cluster takes the sample farthest from its centre (scikit-learn), so all ``k`` ids occur; should the
+    final assignment still leave one empty (many identical features), the labels keep the clusters that
+    have members, with a warning. N < k is refused naming ``INCLR.CLUSTER.NUM_CLUSTERS``.
     """
-    import faiss
-
-    x = np.ascontiguousarray(l2_normalize(as_float32_features(features)))
-    n = x.shape[0]
+    n = int(features.shape[0]) if hasattr(features, "shape") else len(features)
     if int(k) != k or k < 1:
         raise ValueError(f"INCLR.CLUSTER.NUM_CLUSTERS={k}: k-means needs a positive number of clusters")
     if n < k:
         from ..errors import ConfigError
 
         raise ConfigError(f"INCLR.CLUSTER.NUM_CLUSTERS={k} exceeds the N={n} target images; lower it")
-    km = faiss.Kmeans(x.shape[1], int(k), niter=int(niter), seed=int(seed), max_points_per_centroid=max(n, 1),
-                      gpu=faiss.get_num_gpus() > 0, verbose=False)
-    km.train(x, init_centroids=kmeans_plus_plus(x, int(k), seed))
-    _, assign = km.index.search(x, 1)
-    labels = relabel_by_first_occurrence(assign[:, 0].astype(np.int64))
+    x = l2_normalize_torch(features) if is_cuda_tensor(features) else l2_normalize(as_float32_features(features))
+    labels = relabel_by_first_occurrence(kmeans(x, int(k), seed=int(seed), max_iter=max_iter, tol=tol).labels)
     if labels.max() + 1 != k:
         logging.getLogger(__name__).warning("k-means left %d of INCLR.CLUSTER.NUM_CLUSTERS=%d clusters empty "
                                             "(many identical features?)", k - labels.max() - 1, k)
@@ -202,7 +181,8 @@ def cluster_kmeans(features: np.ndarray, k: int, *, seed: int = 1, niter: int = 
 def _kmeans_on_features(space: FeatureSpace, params: "ClusterParams") -> np.ndarray:
     """k-means with K = ``INCLR.CLUSTER.NUM_CLUSTERS`` on the normalised features (MMT / P2LR); every
     space (global and each part) with the same K."""
-    return cluster_kmeans(space.features, params.num_clusters, seed=params.seed)
+    feats = space.features if space.device_features is None else space.device_features
+    return cluster_kmeans(feats, params.num_clusters, seed=params.seed)
 
 
 def cluster_centroids(features: Any, labels: Any) -> np.ndarray:
@@ -212,6 +192,8 @@ def cluster_centroids(features: Any, labels: Any) -> np.ndarray:
     Input rows are L2-normalised first (as the features the clustering saw). ``K = labels.max()+1``;
     every id in 0..K-1 must have a member (use :func:`relabel_by_first_occurrence`).
     """
+    if is_cuda_tensor(features):  # sum on the GPU, hand back (K, D) numpy
+        return _cluster_centroids_torch(l2_normalize_torch(features), labels)
     x = l2_normalize(as_float32_features(features))
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != x.shape[0]:
@@ -231,3 +213,24 @@ def cluster_centroids(features: Any, labels: Any) -> np.ndarray:
     member = sp.csr_matrix((np.ones(rows.shape[0], np.float32), (rows, cols)), shape=(k, x.shape[0]))
     sums = np.asarray(member @ x, dtype=np.float32)
     return l2_normalize(sums / sizes[:, None].astype(np.float32))
+
+
+def _cluster_centroids_torch(x: Any, labels: Any) -> np.ndarray:
+    """:func:`cluster_centroids` of unit rows ``x`` (a torch tensor) summed on their device."""
+    import torch
+
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != x.shape[0]:
+        raise ValueError(f"labels must be 1-D with one entry per feature row ({x.shape[0]}), got {labels.shape}")
+    keep = labels >= 0
+    k = int(labels.max()) + 1 if keep.any() else 0
+    if k == 0:
+        return np.zeros((0, x.shape[1]), dtype=np.float32)
+    sizes = np.bincount(labels[keep], minlength=k)
+    if (sizes == 0).any():
+        raise ValueError(f"cluster ids {np.flatnonzero(sizes == 0)[:5].tolist()} have no member; "
+                         "relabel to 0..K-1 first (relabel_by_first_occurrence)")
+    rows = torch.as_tensor(np.flatnonzero(keep), device=x.device)
+    ids = torch.as_tensor(labels[keep], device=x.device)
+    sums = torch.zeros(k, x.shape[1], dtype=torch.float32, device=x.device).index_add_(0, ids, x[rows])
+    return l2_normalize(sums.cpu().numpy() / sizes[:, None].astype(np.float32))

@@ -5,6 +5,7 @@ Pure function, no FastReID state: the PseudoLabelHook extracts features, calls
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence
@@ -12,14 +13,23 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .agreement import cross_agreement, refine_global_labels
+from .agreement import READS_PART_LABELS, cross_agreement, refine_global_labels
 from .clustering import CLUSTERERS, FeatureSpace, cluster_centroids, cluster_dbscan, mmt_eps
 from .eps_rule import choose_eps, labels_over_grid
 from .k1_rule import k1_from_cluster_size, median_cluster_size
-from .knn import as_float32_features, is_cuda_tensor, knn_search, l2_normalize
+from .knn import as_float32_features, is_cuda_tensor, knn_search, l2_normalize, l2_normalize_torch
 from .params import ClusterParams
 
 __all__ = ["PseudoLabels", "camera_normalize", "generate_pseudo_labels"]
+
+logger = logging.getLogger("fastreid." + __name__)  # FastReID's handlers print "fastreid.*" on rank 0
+
+
+def torch_from_numpy_on(x: np.ndarray, like: Any) -> Any:
+    """``x`` as a torch tensor on the device of the tensor ``like``."""
+    import torch
+
+    return torch.from_numpy(x).to(like.device)
 
 
 @dataclass
@@ -30,10 +40,13 @@ class PseudoLabels:
     num_classes: int
     agreement: np.ndarray  # (N, P) float32 cross-agreement C_p(i); ones when LGMR is off
     centroids: Dict[str, np.ndarray]  # "global", "part1".."partP": (K, D) L2-normalised, from `labels`
-    part_labels: List[np.ndarray]  # clusterer's labels of each part space; [] when LGMR is off
+    # clusterer's labels of each part space; [] when nothing reads them: LGMR off, or its agreement mode does not
+    # read part labels (neighbour, the default: the part spaces are then searched for kNN lists, not clustered)
+    part_labels: List[np.ndarray]
     labels_before_lgmr: np.ndarray  # global clusterer's labels before refinement
-    # wall seconds: knn_<space>, jaccard_<space>, dbscan_<space> (the clusterer; space = global, part1..),
-    # lgmr, centroids, total; eps_auto (EPS_RULE auto: the grid's clusterings and the choice)
+    # wall seconds: knn_<space>, jaccard_<space>, <method>_<space> (the clusterer, e.g. dbscan_global,
+    # kmeans_part1; space = global, part1..), lgmr, centroids, total; eps_auto (EPS_RULE auto: the grid's
+    # clusterings and the choice)
     timings: Dict[str, float] = field(default_factory=dict)
     eps: Optional[float] = None  # DBSCAN's eps this round (computed by EPS_RULE mmt when not given); None: not dbscan
     eps_choice: Optional[Dict[str, Any]] = None  # EPS_RULE auto, when chosen this round: grid, scores, criterion
@@ -83,9 +96,13 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     ``method`` clusterer (DBSCAN on the sparse k-reciprocal Jaccard distance by default) ->
     cross-agreement C (N, P) -> refine_global_labels -> centroids of the final labels in every space
     (from the L2-normalised input features, not the camera-standardised ones: they are the classifier
-    rows for the students' features). Features: (N, D) numpy arrays or torch tensors (CUDA tensors
-    are searched on the GPU). Spaces are processed one at a time; already-normalised float32 input
-    is not copied.
+    rows for the students' features). Features: (N, D) numpy arrays or torch tensors; CUDA tensors stay
+    on their GPU for the kNN search, k-means and the centroids (the sparse Jaccard / DBSCAN path copies
+    them to the CPU). Spaces are processed one at a time, each logged as it starts and ends (logger
+    ``fastreid.inclr_fastreid.pseudo_labels.generate``, INFO); already-normalised float32 input is not copied.
+    Only what is read is computed: the part spaces are clustered when LGMR's agreement mode reads their
+    labels (``mean``) or EPS_RULE auto scores them; under LGMR's default ``neighbour`` agreement they are only
+    searched (their kNN lists give the neighbour overlap) and ``part_labels`` is [].
 
     ``eps_rule="mmt"`` (dbscan): without an ``eps`` override, eps is computed from the global space's
     sparse Jaccard distance (:func:`~.clustering.mmt_eps`) and used in every space; the caller keeps
@@ -133,48 +150,58 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     knn_others: Dict[str, np.ndarray] = {}
     grid_labels: Dict[str, np.ndarray] = {}  # EPS_RULE auto: (G, N) labels per space
     jaccards: Dict[str, Any] = {}  # EPS_RULE auto: the sparse matrices, kept until eps is chosen
-    # LGMR clusters every space; auto scores the grid on every space there is, LGMR or not (§4.3.1)
-    clustered = spaces if (p.lgmr_enabled or choose_auto) else spaces[:1]
-    for name, raw in clustered:
+    # Only what is read: LGMR reads every part space's kNN lists (the neighbour overlap) but their cluster labels
+    # only under an agreement mode that reads them (`mean`); auto scores the grid on every space there is, LGMR
+    # or not (§4.3.1). A space that is searched but not clustered costs one kNN search.
+    searched = spaces if (p.lgmr_enabled or choose_auto) else spaces[:1]
+    parts_labelled = p.lgmr_enabled and p.agreement in READS_PART_LABELS
+    step = "jaccard + dbscan" if p.method == "dbscan" else p.method
+    for i, (name, raw) in enumerate(searched):
+        clustered = name == "global" or choose_auto or parts_labelled
+        what = f"kNN + {'eps grid' if choose_auto else step}" if clustered else "kNN only (LGMR neighbours)"
+        logger.info("clustering: %s %d/%d (%s), N=%d ...", name, i + 1, len(searched), what, n)
         t0 = time.perf_counter()
-        cpu_feats = l2_normalize(as_float32_features(raw, name))
+        cuda = is_cuda_tensor(raw)
+        cpu_feats: Optional[np.ndarray] = None
         if p.camera_norm:
-            cpu_feats = camera_normalize(cpu_feats, camids)
-        search_feats: Any = cpu_feats
-        if is_cuda_tensor(raw):  # search on the GPU the features live on
-            import torch
-
-            search_feats = torch.from_numpy(cpu_feats).to(raw.device) if p.camera_norm else raw
-        sims, idx = knn_search(search_feats, p.k_search, normalize=is_cuda_tensor(search_feats))
-        del search_feats
-        t1 = time.perf_counter()
-        space = FeatureSpace(name, cpu_feats, sims, idx, p, n_threads=n_threads)
-        if compute_eps:  # the global space comes first: its eps serves every space
-            eps = mmt_eps(space.jaccard(), n, p.rho)
-            if eps > p.max_distance:
-                raise ConfigError(f"INCLR.CLUSTER.EPS_RULE mmt gave eps={eps:.4f} > INCLR.CLUSTER.MAX_DISTANCE="
-                                  f"{p.max_distance} (fewer than the RHO={p.rho} fraction of pairs are stored); "
-                                  "raise MAX_DISTANCE (<= 1)")
-            if eps <= 0:
-                raise ConfigError(f"INCLR.CLUSTER.EPS_RULE mmt gave eps=0: the smallest RHO={p.rho} fraction of the "
-                                  "pairs are all at Jaccard distance 0 (images with identical neighbourhoods, e.g. "
-                                  "duplicates); raise INCLR.CLUSTER.RHO or use EPS_RULE fixed or auto")
-            p, compute_eps = replace(p, eps=eps), False
-        if choose_auto:
-            jaccards[name] = space.jaccard()
-            t2 = time.perf_counter()
-            grid_labels[name] = labels_over_grid(jaccards[name], p.eps_grid, p.min_samples)
-            timings["eps_auto"] = timings.get("eps_auto", 0.0) + time.perf_counter() - t2
+            cpu_feats = camera_normalize(l2_normalize(as_float32_features(raw, name)), camids)
+            dev_feats = torch_from_numpy_on(cpu_feats, raw) if cuda else None
+        elif cuda:  # stays on its GPU: kNN and k-means run there, a CPU copy is made only if the Jaccard needs it
+            dev_feats = l2_normalize_torch(raw)
         else:
-            labels_by_space[name] = CLUSTERERS[p.method](space, p)
-        t3 = time.perf_counter()
+            cpu_feats, dev_feats = l2_normalize(as_float32_features(raw, name)), None
+        sims, idx = knn_search(cpu_feats if dev_feats is None else dev_feats, p.k_search, normalize=False)
+        t1 = time.perf_counter()
+        if clustered:
+            space = FeatureSpace(name, cpu_feats, sims, idx, p, n_threads=n_threads, device_features=dev_feats)
+            if compute_eps:  # the global space comes first: its eps serves every space
+                eps = mmt_eps(space.jaccard(), n, p.rho)
+                if eps > p.max_distance:
+                    raise ConfigError(f"INCLR.CLUSTER.EPS_RULE mmt gave eps={eps:.4f} > INCLR.CLUSTER.MAX_DISTANCE="
+                                      f"{p.max_distance} (fewer than the RHO={p.rho} fraction of pairs are stored); "
+                                      "raise MAX_DISTANCE (<= 1)")
+                if eps <= 0:
+                    raise ConfigError(f"INCLR.CLUSTER.EPS_RULE mmt gave eps=0: the smallest RHO={p.rho} fraction of "
+                                      "the pairs are all at Jaccard distance 0 (images with identical neighbourhoods, "
+                                      "e.g. duplicates); raise INCLR.CLUSTER.RHO or use EPS_RULE fixed or auto")
+                p, compute_eps = replace(p, eps=eps), False
+            if choose_auto:
+                jaccards[name] = space.jaccard()
+                t2 = time.perf_counter()
+                grid_labels[name] = labels_over_grid(jaccards[name], p.eps_grid, p.min_samples)
+                timings["eps_auto"] = timings.get("eps_auto", 0.0) + time.perf_counter() - t2
+            else:
+                labels_by_space[name] = CLUSTERERS[p.method](space, p)
+            timings[f"jaccard_{name}"] = space.jaccard_seconds
+            if not choose_auto:  # auto: set below, at the chosen eps
+                timings[f"{p.method}_{name}"] = time.perf_counter() - t1 - space.jaccard_seconds
+            del space
         if p.lgmr_enabled:
             knn_others[name] = np.ascontiguousarray(idx[:, 1:int(p.lgmr_k) + 1])
         timings[f"knn_{name}"] = t1 - t0
-        timings[f"jaccard_{name}"] = space.jaccard_seconds
-        if not choose_auto:  # auto: set below, at the chosen eps
-            timings[f"dbscan_{name}"] = t3 - t1 - space.jaccard_seconds
-        del space, sims, idx, cpu_feats
+        logger.info("clustering: %s %d/%d done in %.1f s (kNN %.1f s)", name, i + 1, len(searched),
+                    time.perf_counter() - t0, t1 - t0)
+        del sims, idx, cpu_feats, dev_feats
 
     eps_choice = None
     if choose_auto:
@@ -184,8 +211,9 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
                             coverage=p.auto_coverage, select=p.auto_select)
         p, eps_choice = replace(p, eps=choice.eps), choice.as_record()
         timings["eps_auto"] += time.perf_counter() - t0
-        for name, dist in (jaccards.items() if p.lgmr_enabled else [("global", jaccards["global"])]):
-            # the round's labels: DBSCAN at the chosen eps, as under fixed (parts only for LGMR)
+        logger.info("clustering: EPS_RULE auto chose eps=%.2f in %.1f s", p.eps, timings["eps_auto"])
+        for name, dist in (jaccards.items() if parts_labelled else [("global", jaccards["global"])]):
+            # the round's labels: DBSCAN at the chosen eps, as under fixed (parts only when LGMR reads them)
             t0 = time.perf_counter()
             labels_by_space[name] = cluster_dbscan(dist, p.eps, p.min_samples)
             timings[f"dbscan_{name}"] = time.perf_counter() - t0
@@ -194,7 +222,7 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     before = labels_by_space["global"]
     t0 = time.perf_counter()
     if p.lgmr_enabled:
-        part_labels = [labels_by_space[f"part{i + 1}"] for i in range(len(part_feats))]
+        part_labels = [labels_by_space[f"part{i + 1}"] for i in range(len(part_feats))] if parts_labelled else []
         agreement = cross_agreement(global_feats, part_feats, before, part_labels, int(p.lgmr_k),
                                     global_knn=knn_others["global"],
                                     part_knn_list=[knn_others[f"part{i + 1}"] for i in range(len(part_feats))],
@@ -210,6 +238,8 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     centroids = {name: cluster_centroids(raw, labels) for name, raw in spaces}
     timings["centroids"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
+    logger.info("clustering: done in %.1f s (%s)", timings["total"],
+                ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total"))
     num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
     return PseudoLabels(labels=labels, num_classes=num_classes, agreement=agreement, centroids=centroids,
                         part_labels=part_labels, labels_before_lgmr=before, timings=timings,

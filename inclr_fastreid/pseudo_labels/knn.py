@@ -16,7 +16,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
-__all__ = ["as_float32_features", "l2_normalize", "knn_search", "is_cuda_tensor"]
+__all__ = ["as_float32_features", "l2_normalize", "l2_normalize_torch", "knn_search", "is_cuda_tensor"]
 
 
 def is_cuda_tensor(x: Any) -> bool:
@@ -54,6 +54,23 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12, tol: float = 1e-6) -> np.nda
     if x.dtype == np.float32 and np.all(np.abs(norms - 1.0) <= tol):
         return x
     return (x / np.maximum(norms, eps)[:, None].astype(np.float32)).astype(np.float32, copy=False)
+
+
+def l2_normalize_torch(x: Any, eps: float = 1e-12, tol: float = 1e-6) -> Any:
+    """:func:`l2_normalize` for a torch tensor on its device (float32; NaN/inf refused as
+    :func:`as_float32_features` does); returns ``x`` itself when its rows are unit already."""
+    import torch
+
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"features must be a non-empty 2-D (N, D) tensor, got shape {tuple(x.shape)}")
+    x = x.detach().float()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("features has NaN/inf values; check the feature extractor (e.g. fp16 overflow) "
+                         "before clustering")
+    norms = torch.linalg.vector_norm(x.double(), dim=1)
+    if bool(((norms - 1.0).abs() <= tol).all()):
+        return x
+    return x / norms.clamp(min=eps).float()[:, None]
 
 
 def _self_first(sims: np.ndarray, idx: np.ndarray, feats: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
