@@ -122,7 +122,7 @@ def test_extraction_fills_one_buffer_per_branch_with_the_batchwise_features(tmp_
         Image.fromarray(rng.integers(0, 256, (16, 8, 3), dtype=np.uint8)).save(path)
         items.append(TargetItem(path, str(i), 0))
     cfg = setup_cfg(os.path.join(ROOT, "configs", "Base-INCLR.yml"),
-                    ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TEST", "[16,8]", "OUTPUT_DIR", "",
+                    ["MODEL.DEVICE", "cpu", "SOLVER.AMP.ENABLED", "False", "INPUT.SIZE_TEST", "[16,8]", "OUTPUT_DIR", "",
                      "INCLR.CLUSTER.BATCH_SIZE", "3", "DATALOADER.NUM_WORKERS", "0"])
     model = _StubTeachers()
     feats = extract_features(model, items, cfg)
