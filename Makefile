@@ -6,7 +6,7 @@ PYTHON     = $(VENV)/bin/python
 TORCH_PIN  = torch==2.14.1 torchvision==0.29.1
 DEMO_OUT  ?= output/demo
 
-.PHONY: setup demo demo-quick test clean
+.PHONY: setup demo demo-quick test test-fast clean
 
 # FastReID 1.4.0 goes in last, with --no-deps: it pins torch==1.13.1 / torchvision==0.14.1, which cannot sit
 # beside torch 2 (inclr_fastreid.compat runs it there). Once it is in, every pip install ends with pip's red
@@ -34,6 +34,10 @@ demo-quick: setup
 
 test: setup
 	$(PYTHON) -m pytest -q tests
+
+# the edit loop: everything but the end-to-end runs (tests/conftest.py E2E_MODULES)
+test-fast: setup
+	$(PYTHON) -m pytest -q -m "not e2e" tests
 
 clean:
 	rm -rf $(VENV) output

@@ -701,15 +701,17 @@ def main(argv=None) -> int:
     from inclr_fastreid.modeling.interface import as_pseudo_label_model
 
     rows = as_pseudo_label_model(model).classifier_rows()
-    keep = int(full_cfg.INCLR.get("KEEP_CHECKPOINTS", 2))  # round checkpoints a run keeps (default 2)
+    keep = int(full_cfg.INCLR.KEEP_CHECKPOINTS)  # round checkpoints a run keeps
     per_ckpt = ckpt_bytes or (state_bytes["model"] + state_bytes["optimizer"])
-    disk = (keep + 2) * per_ckpt  # + model_best + model_final, each counted as a full checkpoint (upper bound)
+    # + model_final (a full checkpoint) + model_best (the network only: engine/checkpoint.py RoundCheckpointer)
+    disk = (keep + 1) * per_ckpt + state_bytes["model"]
     print(f"classifier rows: {rows:,} (INCLRTrainer.scale_for_adaptation's MODEL.HEADS.NUM_CLASSES "
           f"{int(full_cfg.MODEL.HEADS.NUM_CLASSES):,}, grown to the round's clusters as the trainer grows them); "
           f"state dict {state_bytes['model'] / GIB:.3f} GiB + optimizer state "
           f"{state_bytes['optimizer'] / GIB:.3f} GiB = {(state_bytes['model'] + state_bytes['optimizer']) / GIB:.3f} GiB")
-    print(f"disk for the schedule: ({keep} kept round checkpoints (INCLR.KEEP_CHECKPOINTS) + model_best + "
-          f"model_final) x {per_ckpt / GIB:.3f} GiB = {disk / GIB:.2f} GiB")
+    print(f"disk for the schedule: ({keep} kept round checkpoints (INCLR.KEEP_CHECKPOINTS) + model_final) x "
+          f"{per_ckpt / GIB:.3f} GiB + model_best (network only) {state_bytes['model'] / GIB:.3f} GiB = "
+          f"{disk / GIB:.2f} GiB, whatever the number of rounds")
     if full is not None:
         print_full_scale(full, args.config_file)
     if breakdown is not None:
