@@ -238,7 +238,8 @@ def _elkan_assign(x: Any, x_sq: Any, centres: Any, labels: Any, upper: Any, lowe
     other = lower.min(dim=1).values
     lower.scatter_(1, own, kept)
     need = torch.nonzero(upper > other - BOUND_SLACK).flatten()
-    if need.numel():  # make the upper bound exact, test again
+    if 0 < need.numel() <= x.shape[0] // 2:  # make the upper bound exact, test again (when few rows would be
+        # spared, the exact distances cost an (N, D) pass that saves less than it costs: full rows straight away)
         upper[need] = torch.linalg.vector_norm(x[need] - centres[labels[need]], dim=1)
         need = need[upper[need] > other[need] - BOUND_SLACK]
     if need.numel():
