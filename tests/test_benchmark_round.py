@@ -137,7 +137,7 @@ def test_extraction_fills_one_buffer_per_branch_with_the_batchwise_features(tmp_
 
 
 def test_classifier_rows_beyond_k_change_no_loss_and_no_weight():
-    """INCLR.MAX_CLASSES (>= K) instead of one row per target image: bit-identical training."""
+    """Classifier rows >= K (INCLR.CLASSIFIER_ROWS) instead of one row per target image: bit-identical training."""
     import inclr_fastreid.modeling  # noqa: F401
     from fastreid.modeling import build_model
     from fastreid.utils.events import EventStorage

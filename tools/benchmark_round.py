@@ -26,16 +26,16 @@ and on a GPU, where CUDA's max_memory_allocated is printed beside it.
     python tools/benchmark_round.py                                   # GPU: N=12,936, ResNet-50, 256x128, 64, AMP
     python tools/benchmark_round.py --small                           # CI: CPU, N=200, ResNet-18 at 64x32
     python tools/benchmark_round.py --device cpu --num-images 48 --batch 16 --iters 1 --warmup 1 \
-        --no-checkpoint INCLR.MAX_CLASSES 12936                       # paper-scale memory on a CPU
-    python tools/benchmark_round.py --small INCLR.MAX_CLASSES 100     # config overrides at the end
+        --no-checkpoint INCLR.CLASSIFIER_ROWS 12936                   # MMT's one row per image, on a CPU
+    python tools/benchmark_round.py --small INCLR.CLASSIFIER_ROWS 100 # config overrides at the end
 
 Network weights are random unless ``--weights`` (a source model, as MODEL.WEIGHTS) is given; the
 cost of a round does not depend on them, except through the clustering (K, outliers). Random
 features often give fewer than 2 clusters, and the hook then skips the epoch (its rule): the tool
 says so, and trains on the rendered identities as pseudo labels instead (K ~ N/18, near
 Market-1501's 500-750 clusters at N=12,936); the clustering is timed all the same.
-Classifier rows are one per target image (INCLR.MAX_CLASSES 0, as in training), so with a small
-N pass ``INCLR.MAX_CLASSES 12936`` to count the memory of Market-1501's rows.
+Classifier rows are what the trainer allocates (INCLR.CLASSIFIER_ROWS 0: K under k-means, grown to the
+round's clusters under DBSCAN); pass ``INCLR.CLASSIFIER_ROWS 12936`` to count one row per Market-1501 image.
 """
 from __future__ import annotations
 
