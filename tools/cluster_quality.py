@@ -130,13 +130,14 @@ def build_feature_model(cfg, whole_run: bool = False, teacher: str = "mean"):
     from inclr_fastreid.engine.trainer import INCLRTrainer, load_source_models
     from inclr_fastreid.modeling.interface import MeanTeacherModel
 
-    model = INCLRTrainer.build_model(cfg)
-    if whole_run:  # an adaptation checkpoint holds every network of the model
-        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
-    elif isinstance(model, MeanTeacherModel):
-        load_source_models(model, cfg)
+    if whole_run:  # an adaptation checkpoint holds every network of the model (its classifiers grew with it)
+        model = INCLRTrainer.build_model_for_eval(cfg)
     else:
-        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+        model = INCLRTrainer.build_model(cfg)
+        if isinstance(model, MeanTeacherModel):
+            load_source_models(model, cfg)
+        else:
+            Checkpointer(model).load(cfg.MODEL.WEIGHTS)
     if teacher != "mean":
         keep_one_teacher(model, teacher)
     return model

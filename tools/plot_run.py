@@ -151,7 +151,6 @@ def plot_ranked_lists(run_dir: str, out: str, num_queries: int = 5, top: int = 8
     import inclr_fastreid  # noqa: F401
     from fastreid.data import build_reid_test_loader
     from fastreid.evaluation.evaluator import inference_context
-    from fastreid.utils.checkpoint import Checkpointer
     from PIL import Image
 
     from inclr_fastreid.config import setup_cfg
@@ -163,8 +162,7 @@ def plot_ranked_lists(run_dir: str, out: str, num_queries: int = 5, top: int = 8
     cfg = setup_cfg(os.path.join(run_dir, "config.yaml"), ["MODEL.WEIGHTS", weights], freeze=False)
     cfg.DATALOADER.NUM_WORKERS = 0
     cfg.freeze()
-    model = INCLRTrainer.build_model(cfg)
-    Checkpointer(model).load(weights)
+    model = INCLRTrainer.build_model_for_eval(cfg)  # the run's classifier rows, checked keys
     loader, num_query = build_reid_test_loader(cfg, dataset_name=cfg.DATASETS.TESTS[0])
     feats, pids, paths = [], [], []
     with inference_context(model), torch.no_grad():
