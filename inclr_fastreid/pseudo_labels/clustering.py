@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -195,19 +195,10 @@ def cluster_centroids(features: Any, labels: Any) -> np.ndarray:
     if is_cuda_tensor(features):  # sum on the GPU, hand back (K, D) numpy
         return _cluster_centroids_torch(l2_normalize_torch(features), labels)
     x = l2_normalize(as_float32_features(features))
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.shape[0] != x.shape[0]:
-        raise ValueError(f"labels must be 1-D with one entry per feature row ({x.shape[0]}), got {labels.shape}")
-    if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-    keep = labels >= 0
-    k = int(labels.max()) + 1 if keep.any() else 0
+    labels, keep, sizes = _checked_clusters(labels, x.shape[0])
+    k = sizes.shape[0]
     if k == 0:
         return np.zeros((0, x.shape[1]), dtype=np.float32)
-    sizes = np.bincount(labels[keep], minlength=k)
-    if (sizes == 0).any():
-        raise ValueError(f"cluster ids {np.flatnonzero(sizes == 0)[:5].tolist()} have no member; "
-                         "relabel to 0..K-1 first (relabel_by_first_occurrence)")
     rows = labels[keep]
     cols = np.flatnonzero(keep)
     member = sp.csr_matrix((np.ones(rows.shape[0], np.float32), (rows, cols)), shape=(k, x.shape[0]))
@@ -215,21 +206,31 @@ def cluster_centroids(features: Any, labels: Any) -> np.ndarray:
     return l2_normalize(sums / sizes[:, None].astype(np.float32))
 
 
+def _checked_clusters(labels: Any, n: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, members mask, (K,) sizes) of cluster labels for ``n`` rows: 1-D integers, -1 = outlier, every
+    id 0..K-1 with a member (else a ValueError saying what to do)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels must be 1-D with one entry per feature row ({n}), got {labels.shape}")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+    keep = labels >= 0
+    k = int(labels.max()) + 1 if keep.any() else 0
+    sizes = np.bincount(labels[keep], minlength=k) if k else np.zeros(0, dtype=np.int64)
+    if (sizes == 0).any():
+        raise ValueError(f"cluster ids {np.flatnonzero(sizes == 0)[:5].tolist()} have no member; "
+                         "relabel to 0..K-1 first (relabel_by_first_occurrence)")
+    return labels, keep, sizes
+
+
 def _cluster_centroids_torch(x: Any, labels: Any) -> np.ndarray:
     """:func:`cluster_centroids` of unit rows ``x`` (a torch tensor) summed on their device."""
     import torch
 
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.shape[0] != x.shape[0]:
-        raise ValueError(f"labels must be 1-D with one entry per feature row ({x.shape[0]}), got {labels.shape}")
-    keep = labels >= 0
-    k = int(labels.max()) + 1 if keep.any() else 0
+    labels, keep, sizes = _checked_clusters(labels, x.shape[0])
+    k = sizes.shape[0]
     if k == 0:
         return np.zeros((0, x.shape[1]), dtype=np.float32)
-    sizes = np.bincount(labels[keep], minlength=k)
-    if (sizes == 0).any():
-        raise ValueError(f"cluster ids {np.flatnonzero(sizes == 0)[:5].tolist()} have no member; "
-                         "relabel to 0..K-1 first (relabel_by_first_occurrence)")
     rows = torch.as_tensor(np.flatnonzero(keep), device=x.device)
     ids = torch.as_tensor(labels[keep], device=x.device)
     sums = torch.zeros(k, x.shape[1], dtype=torch.float32, device=x.device).index_add_(0, ids, x[rows])
