@@ -146,9 +146,9 @@ def add_inclr_config(cfg: CN) -> CN:
     _C.INCLR.IGMO.ENABLED = True
     _C.INCLR.IGMO.TEMP = 20.0
     _C.INCLR.IGMO.LAMBDA_KL = 0.5
-    # True: credibility w = exp(-I) is a constant weight on -log p(y|x) (default: it scored 53.7 vs
-    # 51.0 mAP for False in the synthetic ablation, README "The same rows with ...").
-    # False: UNRN's reading, gradients flow through w and the loss adds mean(I).
+    # True: credibility w = exp(-I) is a constant weight on -log p(y|x); the paper (Eq. 7) does not say
+    # whether w is detached (ours; the ablation behind the default: docs/studies.md, "§4.5").
+    # False: UNRN's reading (UDAsbs/trainers.py update_variance): gradients flow through w, the loss adds mean(I).
     _C.INCLR.IGMO.DETACH_WEIGHT = True
     return cfg
 
