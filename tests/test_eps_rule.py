@@ -28,13 +28,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tool(name: str):
-    """The module of ``tools/<name>.py`` (tools import their siblings, so tools/ is on the path while it loads)."""
-    tools = os.path.join(ROOT, "tools")
-    sys.path.insert(0, tools)
+    """The module of ``tools/<name>.py``, ``benchmarks/<name>.py`` or ``research/<name>.py`` (scripts import their
+    siblings, so those folders are on the path while it loads)."""
+    folders = [os.path.join(ROOT, d) for d in ("tools", "benchmarks", "research")]
+    sys.path[:0] = folders
     try:
         return importlib.import_module(name)
     finally:
-        sys.path.remove(tools)
+        for d in folders:
+            sys.path.remove(d)
 
 
 def identities(ids=120, per_id=7, spread=0.8, parts=3, dim=64, seed=0, with_cams=False):

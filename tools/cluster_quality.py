@@ -29,7 +29,7 @@ from typing import List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)  # benchmark_eps_rule
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "benchmarks"))  # benchmark_eps_rule
 
 
 def main() -> None:
