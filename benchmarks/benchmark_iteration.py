@@ -15,25 +15,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-
-import inclr_fastreid  # noqa: E402  (host compat)
-import inclr_fastreid.modeling  # noqa: E402,F401  (registers INCLR, PartPoolHead)
-from fastreid.config import get_cfg  # noqa: E402
-from fastreid.modeling import build_model  # noqa: E402
-from fastreid.solver.build import get_default_optimizer_params  # noqa: E402
-from fastreid.utils.events import EventStorage  # noqa: E402
-from inclr_fastreid import add_inclr_config  # noqa: E402
-from inclr_fastreid.modeling.ema import ema_alpha  # noqa: E402
-from inclr_fastreid.modeling.interface import MeanTeacherModel  # noqa: E402
+import inclr_fastreid  # noqa: F401  (host compat, before fastreid)
+import inclr_fastreid.modeling  # noqa: F401  (registers INCLR, PartPoolHead)
+from fastreid.config import get_cfg
+from fastreid.modeling import build_model
+from fastreid.solver.build import get_default_optimizer_params
+from fastreid.utils.events import EventStorage
+from inclr_fastreid import add_inclr_config
+from inclr_fastreid.modeling.ema import ema_alpha
+from inclr_fastreid.modeling.interface import MeanTeacherModel
 
 
 def parse_args(argv=None) -> argparse.Namespace:

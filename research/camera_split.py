@@ -13,11 +13,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from inclr_fastreid.pseudo_labels import generate_pseudo_labels  # noqa: E402
-from inclr_fastreid.pseudo_labels.quality import camera_pair_recall  # noqa: E402
-from inclr_fastreid.pseudo_labels.params import ClusterParams  # noqa: E402
+from inclr_fastreid.pseudo_labels import generate_pseudo_labels
+from inclr_fastreid.pseudo_labels.params import ClusterParams
+from inclr_fastreid.pseudo_labels.quality import camera_pair_recall
 
 
 def single_camera_share(labels: np.ndarray, camids: np.ndarray) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from typing import Dict, List, Sequence, Tuple
 
@@ -27,10 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import inclr_fastreid  # noqa: E402,F401  (host compat before fastreid.data)
-from inclr_fastreid.data.synthetic import datasets as synthetic  # noqa: E402
+import inclr_fastreid  # noqa: F401  (host compat before fastreid.data)
+from inclr_fastreid.data.synthetic import datasets as synthetic
 
 logger = logging.getLogger("check_synthetic_gap")
 IN_H, IN_W = 64, 32

@@ -22,14 +22,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import sys
 import time
 from typing import List, Optional
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "benchmarks"))  # benchmark_eps_rule
 
 
 def main() -> None:
@@ -160,7 +154,7 @@ def print_eps_rules(cfg, feats, parts, true_ids, camids) -> None:
     ARI and the recall of the identities' cross-camera pairs."""
     import numpy as np
 
-    from benchmark_eps_rule import compare_eps_rules
+    from inclr_fastreid.benchmarking.eps_rules import compare_eps_rules
     from inclr_fastreid.pseudo_labels import camera_normalize
 
     c = cfg.INCLR.CLUSTER
