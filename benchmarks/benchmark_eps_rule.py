@@ -169,17 +169,18 @@ def time_rounds(sizes: Sequence[int], dim: int, repeats: int = 2) -> None:
     """Seconds of one whole clustering round (``generate_pseudo_labels``: kNN, Jaccard, DBSCAN in 4 spaces,
     LGMR, centroids) under EPS_RULE fixed and auto (best of ``repeats``), on the features of
     ``tools/benchmark_clustering.py``."""
-    from inclr_fastreid.benchmarking.features import synthetic_features
+    from inclr_fastreid.benchmarking.features import synthetic_camids, synthetic_features
     from inclr_fastreid.pseudo_labels import ClusterParams, generate_pseudo_labels
 
     print("| N | D | round fixed s | round auto s | auto's grid + choice s | overhead | eps auto | Jaccard nnz/row |")
     print("|---|---|---|---|---|---|---|---|")
     for n in sizes:
         spaces = [synthetic_features(n, dim, s, seed=0) for s in range(4)]
+        camids = synthetic_camids(n, seed=0)  # the default AUTO_COVERAGE (multi_camera) scores with them
         best: Dict[str, float] = {}
         for rule in ("fixed", "auto"):
             for _ in range(repeats):
-                r = generate_pseudo_labels(spaces[0], spaces[1:], ClusterParams(eps_rule=rule))
+                r = generate_pseudo_labels(spaces[0], spaces[1:], ClusterParams(eps_rule=rule), camids=camids)
                 best[rule] = min(best.get(rule, np.inf), r.timings["total"])
                 if rule == "auto":
                     grid_s, eps = r.timings["eps_auto"], r.eps

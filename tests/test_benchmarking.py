@@ -53,3 +53,16 @@ def test_status_mib_reads_proc_and_reset_peak_rss_lowers_the_high_water_mark():
     buf = _touch_fresh_pages(64 * 2 ** 20)
     assert status_mib("VmHWM") >= after_reset + 60 and status_mib("VmRSS") >= after_reset + 60
     buf.close()
+
+
+def test_eps_rule_benchmark_times_a_round_with_the_cameras_auto_needs(capsys):
+    """``benchmarks/benchmark_eps_rule.py --overhead``: one row per size, fixed and auto timed on the synthetic
+    features with their cameras (the default AUTO_COVERAGE multi_camera refuses to score without them)."""
+    from inclr_fastreid.pseudo_labels.eps_rule import DEFAULT_EPS_GRID
+
+    from load_script import load_script
+
+    load_script("benchmarks/benchmark_eps_rule.py").time_rounds([300], 32, repeats=1)
+    row = [c.strip() for c in capsys.readouterr().out.splitlines()[-1].strip("|").split("|")]
+    assert len(row) == 8 and row[:2] == ["300", "32"] and row[5].endswith("%")
+    assert float(row[6]) in [round(e, 2) for e in DEFAULT_EPS_GRID] and float(row[7]) > 0  # eps auto; nnz per row
