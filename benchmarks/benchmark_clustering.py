@@ -17,9 +17,9 @@ runs in a fresh subprocess, so its peak RSS (``ru_maxrss``) is the honest peak o
 numba compilation and feature generation, before the stage; "peak MB" the process's peak RSS;
 "+MB" what the stage itself added.
 
-    python tools/benchmark_clustering.py --sizes 12936 --reference
-    python tools/benchmark_clustering.py --sizes 12936 32621 --json output/bench_clustering.json
-    python tools/benchmark_clustering.py --sizes 12936 32621 --kmeans 500 1500   # k-means: today's vs previous
+    python benchmarks/benchmark_clustering.py --sizes 12936 --reference
+    python benchmarks/benchmark_clustering.py --sizes 12936 32621 --json output/bench_clustering.json
+    python benchmarks/benchmark_clustering.py --sizes 12936 32621 --kmeans 500 1500   # k-means: today's vs previous
 """
 from __future__ import annotations
 

@@ -20,10 +20,10 @@ k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not c
 (auto's score, picked by the one-standard-error rule over the part views: ``AUTO_SELECT one_se``,
 ``eps_rule.pick_index``), and each case's grid scores. ``--teachers FILE=T1.npz,T2.npz`` adds the mean teachers' agreement for the cases of ``FILE``
 (features of each teacher alone, ``tools/cluster_quality.py --teacher t1|t2``): ``teachers`` (the two
-teachers' global clusterings' ARI at each eps, :func:`teacher_agreement`) and ``teachersAV`` (that times
+teachers' global clusterings' ARI at each eps, ``benchmarking.eps_rules.teacher_agreement``) and ``teachersAV`` (that times
 ``auto``'s score: both kinds of views' agreement times the coverage).
 ``--k1-grid K ...`` adds the k-reciprocal neighbourhood size to the choice: ``k1auto`` takes the (k1, eps) whose
-auto score is the best over every k1's grid (no labels; :func:`choose_k1_eps`), ``k1oracle`` the (k1, eps) of best
+auto score is the best over every k1's grid (no labels; ``benchmarking.eps_rules.choose_k1_eps``), ``k1oracle`` the (k1, eps) of best
 pairwise F, and the summary compares the two (the F-best eps moves with the images per identity at a fixed k1).
 ``--k1-size`` adds ``INCLR.CLUSTER.K1_RULE size`` (docs/design.md §4.3.2): ``k1size`` is auto at the k1 that
 ``K1_PER_SIZE`` (``--k1-per-size``) x the median cluster size of auto's clustering at ``--k1`` gives (no labels;
@@ -36,15 +36,15 @@ and its share of outliers (images left out of the round's training). ``--draws D
 ``--cap-per-id`` subset D times (a capped subset is a random draw) and prints each case's F(auto)/F(oracle)
 over the draws.
 
-    python tools/benchmark_eps_rule.py                       # synthetic cases
-    python tools/benchmark_eps_rule.py --features out/weak_7.npz out/strong_18.npz
-    python tools/benchmark_eps_rule.py --features out/seed1_src.npz --cross-camera
-    python tools/benchmark_eps_rule.py --features out/seed1_src.npz --camera-norm   # as CLUSTER.CAMERA_NORM True
-    python tools/benchmark_eps_rule.py --features out/seed1_src.npz --cap-per-id 7 10 --draws 5
-    python tools/benchmark_eps_rule.py --features src.npz --teachers src.npz=src_t1.npz,src_t2.npz --candidates
-    python tools/benchmark_eps_rule.py --features src.npz --cap-per-id 7 10 --k1-grid 10 15 20 30
-    python tools/benchmark_eps_rule.py --features src.npz --cap-per-id 7 10 --camera-norm --k1-size --k1-grid 10 15 20 30
-    python tools/benchmark_eps_rule.py --overhead 2500 12936   # one round's seconds, fixed vs auto
+    python benchmarks/benchmark_eps_rule.py                       # synthetic cases
+    python benchmarks/benchmark_eps_rule.py --features out/weak_7.npz out/strong_18.npz
+    python benchmarks/benchmark_eps_rule.py --features out/seed1_src.npz --cross-camera
+    python benchmarks/benchmark_eps_rule.py --features out/seed1_src.npz --camera-norm   # as CLUSTER.CAMERA_NORM True
+    python benchmarks/benchmark_eps_rule.py --features out/seed1_src.npz --cap-per-id 7 10 --draws 5
+    python benchmarks/benchmark_eps_rule.py --features src.npz --teachers src.npz=src_t1.npz,src_t2.npz --candidates
+    python benchmarks/benchmark_eps_rule.py --features src.npz --cap-per-id 7 10 --k1-grid 10 15 20 30
+    python benchmarks/benchmark_eps_rule.py --features src.npz --cap-per-id 7 10 --camera-norm --k1-size --k1-grid 10 15 20 30
+    python benchmarks/benchmark_eps_rule.py --overhead 2500 12936   # one round's seconds, fixed vs auto
 """
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def ratio_over_draws(names: Sequence[str], rows: Sequence[Dict[str, object]],
 def time_rounds(sizes: Sequence[int], dim: int, repeats: int = 2) -> None:
     """Seconds of one whole clustering round (``generate_pseudo_labels``: kNN, Jaccard, DBSCAN in 4 spaces,
     LGMR, centroids) under EPS_RULE fixed and auto (best of ``repeats``), on the features of
-    ``tools/benchmark_clustering.py``."""
+    ``benchmarks/benchmark_clustering.py`` (inclr_fastreid/benchmarking/features.py)."""
     from inclr_fastreid.benchmarking.features import synthetic_camids, synthetic_features
     from inclr_fastreid.pseudo_labels import ClusterParams, generate_pseudo_labels
 

@@ -8,7 +8,7 @@ Builds a random (num_query x num_gallery) distance matrix with identity structur
 pure-Python ``eval_market1501`` on the first ``--reference-queries`` queries, extrapolates that
 linearly to all queries (labelled so) and checks both give the same numbers on that subset.
 
-    python tools/benchmark_evaluator.py [--reference] [--threads 2]
+    python benchmarks/benchmark_evaluator.py [--reference] [--threads 2]
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ models; the medians over ``--iters`` timed iterations (after ``--warmup``) and t
 printed. Two students fwd+bwd and two teachers fwd is about 2.7x a Baseline iteration; the target
 is <= 3.0x.
 
-    python tools/benchmark_iteration.py --device cpu --depth 18x --size 128x64 --batch 16
-    python tools/benchmark_iteration.py --device cuda --amp            # ResNet-50, 256x128, 64
+    python benchmarks/benchmark_iteration.py --device cpu --depth 18x --size 128x64 --batch 16
+    python benchmarks/benchmark_iteration.py --device cuda --amp            # ResNet-50, 256x128, 64
 """
 from __future__ import annotations
 

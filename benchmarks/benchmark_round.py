@@ -23,11 +23,11 @@ and the peak of live tensor bytes in the iteration with the phase it falls in. T
 counted from the tensors themselves (a dispatch-mode tracker), so it means the same on the CPU
 and on a GPU, where CUDA's max_memory_allocated is printed beside it.
 
-    python tools/benchmark_round.py                                   # GPU: N=12,936, ResNet-50, 256x128, 64, AMP
-    python tools/benchmark_round.py --small                           # CI: CPU, N=200, ResNet-18 at 64x32
-    python tools/benchmark_round.py --device cpu --num-images 48 --batch 16 --iters 1 --warmup 1 \
+    python benchmarks/benchmark_round.py                                   # GPU: N=12,936, ResNet-50, 256x128, 64, AMP
+    python benchmarks/benchmark_round.py --small                           # CI: CPU, N=200, ResNet-18 at 64x32
+    python benchmarks/benchmark_round.py --device cpu --num-images 48 --batch 16 --iters 1 --warmup 1 \
         --no-checkpoint INCLR.CLASSIFIER_ROWS 12936                   # MMT's one row per image, on a CPU
-    python tools/benchmark_round.py --small INCLR.CLASSIFIER_ROWS 100 # config overrides at the end
+    python benchmarks/benchmark_round.py --small INCLR.CLASSIFIER_ROWS 100 # config overrides at the end
 
 Network weights are random unless ``--weights`` (a source model, as MODEL.WEIGHTS) is given; the
 cost of a round does not depend on them, except through the clustering (K, outliers). Random
@@ -382,7 +382,7 @@ def build_cfg(args):
 
 def full_scale_clustering(cfg, n: int, dim: int, seed: int, mem: "StageMemory") -> Dict[str, Any]:
     """(e) One round's clustering exactly as the config sets it (cluster_params_from_cfg) on synthetic clustered
-    features at full N (tools/benchmark_clustering.py's: ~N/17 identities, 6 cameras, D ``dim``), global + the
+    features at full N (inclr_fastreid/benchmarking/features.py: ~N/17 identities, 6 cameras, D ``dim``), global + the
     config's parts: the seconds per space and of its kNN searches, K, and the peak RSS of the stage."""
     from inclr_fastreid.benchmarking.features import synthetic_camids, synthetic_features
     from inclr_fastreid.pseudo_labels import cluster_params_from_cfg, generate_pseudo_labels

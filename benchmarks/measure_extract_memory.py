@@ -3,15 +3,15 @@
 without the cost of real networks.
 
 The hook's ``extract_features`` runs over N rendered images (the same cache as
-tools/benchmark_round.py) with a stub network whose ``cluster_features`` returns, per branch
+benchmarks/benchmark_round.py) with a stub network whose ``cluster_features`` returns, per branch
 (global + 3 parts), a fixed random projection of the image (D dims, L2-normalised by the hook):
 the buffers the hook keeps are those of a real run, the network's cost is nil. Prints the RSS
 before, the peak RSS during extraction (high-water mark reset first), what extraction added, the
 bytes of the returned features and a CRC-32 of them (equal before and after a change = same
 features).
 
-    python tools/measure_extract_memory.py                         # N=12,936, D=2048, 256x128
-    python tools/measure_extract_memory.py --num-images 2000 --dim 512
+    python benchmarks/measure_extract_memory.py                         # N=12,936, D=2048, 256x128
+    python benchmarks/measure_extract_memory.py --num-images 2000 --dim 512
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ through /proc/self/clear_refs), the RSS after it, OS threads, Python threads and
 then the thread and process counts once the last loader is shut down. Exits 1 if the peak RSS keeps
 growing or threads/processes leak (old loaders not shut down).
 
-    python tools/soak_clustering.py                      # 20 rounds on SynthB, random OSNet x0.25
-    python tools/soak_clustering.py --rounds 5 --weights <model.pth> MODEL.BACKBONE.DEPTH 18x ...
+    python benchmarks/soak_clustering.py                      # 20 rounds on SynthB, random OSNet x0.25
+    python benchmarks/soak_clustering.py --rounds 5 --weights <model.pth> MODEL.BACKBONE.DEPTH 18x ...
 
 Linux only (reads /proc). Uses the CPU unless MODEL.DEVICE says otherwise.
 """

@@ -4,7 +4,7 @@
 AUTO_COVERAGE), k1 20, with and without INCLR.CLUSTER.CAMERA_NORM, and print the share of clusters that
 hold a single camera and the recall of an identity's same-camera vs cross-camera image pairs.
 
-    python tools/camera_split.py output/seed1_src.npz
+    python research/camera_split.py output/seed1_src.npz
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ cosine distance (Market protocol: same-identity gallery images from the query's 
 ignored). Also reports mAP of the top / middle / bottom third of the last feature map alone.
 A source-trained model must be clearly worse on the target than a target-trained one.
 
-    python tools/check_synthetic_gap.py [--root datasets] [--budget 100] [--threads 2]
+    python research/check_synthetic_gap.py [--root datasets] [--budget 100] [--threads 2]
 
 ``--budget`` is seconds of training per model (two models). Waits (up to --wait s) for the
 1-minute load average to drop below --max-load before training, so timings stay honest.
