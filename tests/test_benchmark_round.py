@@ -1,4 +1,4 @@
-"""tools/benchmark_round.py --small (the round-cost benchmark in CI), the live-tensor counter its
+"""benchmarks/benchmark_round.py --small (the round-cost benchmark in CI), the live-tensor counter its
 memory breakdown rests on, and the two memory claims of the README's "Round cost": extraction
 fills one buffer per branch (same features), and classifier rows beyond K change nothing."""
 import importlib.util
@@ -19,7 +19,7 @@ from PIL import Image
 
 from tiny import ROOT, TINY
 
-TOOL = os.path.join(ROOT, "tools", "benchmark_round.py")
+TOOL = os.path.join(ROOT, "benchmarks", "benchmark_round.py")
 
 
 def _load_tool():

@@ -2,12 +2,12 @@
 import json
 import os
 import statistics
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-import compare_runs  # noqa: E402
+from load_script import load_script
+
+compare_runs = load_script("tools/compare_runs.py")
 
 METHOD = "INCLR (LGMR+IGMO)"
 

@@ -1,6 +1,5 @@
 """INCLR.CLUSTER.EPS_RULE auto (docs/design.md §4.3.1): DBSCAN's eps chosen without labels, as the grid
 eps at which the global and part spaces' clusterings agree most; never an N x N dense array."""
-import importlib
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from inclr_fastreid.benchmarking.eps_rules import agreement_at_same_eps, choose_k1_eps, compare_eps_rules, teacher_agreement
 from inclr_fastreid.errors import ConfigError
 from inclr_fastreid.pseudo_labels import (ClusterParams, cluster_dbscan, compute_jaccard_distance,
                                           generate_pseudo_labels, pairwise_prf)
@@ -18,23 +18,15 @@ from inclr_fastreid.pseudo_labels.eps_rule import (choose_eps, clustered_share, 
                                                    cross_space_agreement, dbscan_by_components, is_partition, k_distance,
                                                    k_distance_knee, labels_over_grid, multi_camera_share, one_se_index, pick_index,
                                                    per_view_agreement)
+from inclr_fastreid.pseudo_labels.quality import camera_pair_recall
 
+from load_script import load_script
 from test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
 
 GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tool(name: str):
-    """The module of ``tools/<name>.py`` (tools import their siblings, so tools/ is on the path while it loads)."""
-    tools = os.path.join(ROOT, "tools")
-    sys.path.insert(0, tools)
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(tools)
 
 
 def identities(ids=120, per_id=7, spread=0.8, parts=3, dim=64, seed=0, with_cams=False):
@@ -472,7 +464,7 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     --features``; ``cluster_quality``'s side-by-side table names every rule; the oracle is the best grid F."""
     import types
 
-    bench, cluster_quality = tool("benchmark_eps_rule"), tool("cluster_quality")
+    bench, cluster_quality = load_script("benchmarks/benchmark_eps_rule.py"), load_script("tools/cluster_quality.py")
     spaces, ids = identities(ids=40)
     path = tmp_path / "feats.npz"
     np.savez(path, ids=ids, camids=np.zeros_like(ids), **{k: v for k, v in zip(["global", "part1", "part2", "part3"],
@@ -484,24 +476,24 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
         assert np.all(np.diff(keep) > 0) and np.array_equal(np.bincount(lower[keep]), np.minimum([2, 9, 4, 12, 7], cap))
     assert sorted(loaded) == ["global", "part1", "part2", "part3"] and np.array_equal(loaded_ids, ids)
     cams = np.arange(ids.size) % 3
-    r = bench.compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20)
+    r = compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20)
     assert bench.f_of(r, "oracle") == pytest.approx(max(r["f_grid"])) and bench.f_of(r, "oracle") >= bench.f_of(r, "auto")
     assert r["oracle"]["eps"] in GRID and r["auto"]["eps"] == r["choice"]["eps"] and r["fixed"]["eps"] == 0.6
     assert "auto_xcam" not in r
-    rx = bench.compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, cross_camera=True)  # --cross-camera
+    rx = compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, cross_camera=True)  # --cross-camera
     grid_labels = {k: labels_over_grid(compute_jaccard_distance(v, 20, 6, 0.9), GRID, 4) for k, v in loaded.items()}
     assert rx["auto_xcam"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, pairs="cross_camera").eps
     assert rx["auto"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera").eps
     assert rx["agree"]["eps"] == choose_eps(grid_labels, GRID).eps
-    rc = bench.compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, candidates=True)  # --candidates
+    rc = compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, candidates=True)  # --candidates
     assert rc["oneSE"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera", select="one_se").eps
     two = {k: loaded[k] for k in ("global", "part1")}  # one part view: oneSE is choose_eps's fallback, max
-    r2 = bench.compare_eps_rules(two, loaded_ids, GRID, cams, k1=20, candidates=True)
+    r2 = compare_eps_rules(two, loaded_ids, GRID, cams, k1=20, candidates=True)
     assert r2["oneSE"]["eps"] == r2["auto"]["eps"] == choose_eps({k: grid_labels[k] for k in two}, GRID, camids=cams,
                                                                  coverage="multi_camera").eps
     assert rx["choice"]["criterion"] == "cross_space_agreement_x_multi_camera_share"
     for rule in ("auto", "agree", "auto_xcam", "fixed", "oracle", "mmt"):
-        assert rx[rule]["cross_cam_recall"] == bench.camera_pair_recall(rx[rule]["labels"], ids, cams)[1]
+        assert rx[rule]["cross_cam_recall"] == camera_pair_recall(rx[rule]["labels"], ids, cams)[1]
     cluster = types.SimpleNamespace(EPS_GRID=list(GRID), K1=20, K2=6, MIN_SAMPLES=4, MAX_DISTANCE=0.9, EPS=0.6,
                                     RHO=1.6e-3, CAMERA_NORM=False, AUTO_COVERAGE="multi_camera", AUTO_PAIRS="all",
                                     AUTO_SELECT="one_se", K1_RULE="fixed", K1_PER_SIZE=1.5, K1_MIN=10)
@@ -518,19 +510,19 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     cluster.K1_RULE, cluster.AUTO_SELECT = "size", "max"
     cluster_quality.print_eps_rules(cfg, feats, ["part1", "part2", "part3"], ids, cams)
     out = capsys.readouterr().out
-    rk = bench.compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, k1_size=True)
+    rk = compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, k1_size=True)
     k, m = rk["k1size"]["k1"], rk["k1size"]["median_size"]
     assert f"| auto at k1 {k} (K1_RULE size: median cluster size {m:g} at K1 20) | {rk['k1size']['eps']:.3f} |" in out
     assert f"| oracle at k1 {k} (grid, labels) | {rk['k1size_oracle']['eps']:.3f} |" in out
 
 
 def test_camera_split_counts_pairs_by_hand():
-    """tools/camera_split.py: identity 0 = images on cameras (0, 0, 1), identity 1 = (2, 3); labels join
+    """research/camera_split.py: identity 0 = images on cameras (0, 0, 1), identity 1 = (2, 3); labels join
     0's two camera-0 images and 1's pair, put 0's camera-1 image alone: same-camera pairs 1/1 joined,
     cross-camera pairs 1 of 3 (0's two cross pairs apart, 1's joined); clusters: one single-camera of two."""
-    camera_split = tool("camera_split")
+    camera_split = load_script("research/camera_split.py")
     ids, cams, labels = np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, 2, 3]), np.array([5, 5, -1, 7, 7])
-    assert camera_split.camera_pair_recall(labels, ids, cams) == (1.0, pytest.approx(1 / 3))
+    assert camera_pair_recall(labels, ids, cams) == (1.0, pytest.approx(1 / 3))
     assert camera_split.single_camera_share(labels, cams) == 0.5
 
 
@@ -563,7 +555,7 @@ def test_camera_pair_recall_equals_the_pair_loop():
 def test_cluster_quality_clusters_as_the_config_unless_told_otherwise():
     """``cluster_quality.py`` without ``--camera-norm`` clusters the way a run with the config would (the
     synthetic config standardises per camera); the flag overrides it."""
-    cluster_quality = tool("cluster_quality")
+    cluster_quality = load_script("tools/cluster_quality.py")
     pick = cluster_quality.camera_norm_settings
     assert pick(None, True) == [True] and pick(None, False) == [False]
     assert pick("off", True) == [False] and pick("on", False) == [True] and pick("both", True) == [False, True]
@@ -575,7 +567,7 @@ def test_cluster_quality_eps_table_clusters_at_the_eps_it_names_under_an_auto_co
     from inclr_fastreid.config import setup_cfg
     from inclr_fastreid.pseudo_labels import cluster_params_from_cfg
 
-    cluster_quality = tool("cluster_quality")
+    cluster_quality = load_script("tools/cluster_quality.py")
     cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR", "synthetic.yml"), ["INCLR.CLUSTER.K1", "20"])
     assert (cfg.INCLR.CLUSTER.EPS_RULE, cfg.INCLR.CLUSTER.K1_RULE) == ("auto", "size")
     spaces, ids, cams = identities(ids=48, spread=1.1, with_cams=True)
@@ -593,7 +585,7 @@ def test_benchmark_camera_norm_clusters_the_camera_standardised_features(tmp_pat
     """``benchmark_eps_rule.py --camera-norm`` scores the features ``CLUSTER.CAMERA_NORM True`` would cluster:
     each case's F(auto) is that of :func:`compare_eps_rules` on ``camera_normalize``d spaces; with a strong
     planted camera offset that raises the label F (without it the clusters follow the cameras)."""
-    bench = tool("benchmark_eps_rule")
+    bench = load_script("benchmarks/benchmark_eps_rule.py")
     from inclr_fastreid.pseudo_labels import camera_normalize
 
     spaces, ids, cams = identities(ids=48, per_id=8, spread=0.6, with_cams=True)
@@ -612,7 +604,7 @@ def test_benchmark_camera_norm_clusters_the_camera_standardised_features(tmp_pat
         assert len(row) == 1 and (("camera-norm" in row[0]) == bool(flag))
         f_auto[bool(flag)] = float(row[0].split("|")[3])
     normed = {k: camera_normalize(v, cams) for k, v in named.items()}
-    expect = bench.compare_eps_rules(normed, ids, GRID, cams)
+    expect = compare_eps_rules(normed, ids, GRID, cams)
     assert f_auto[True] == pytest.approx(bench.f_of(expect, "auto"), abs=6e-4)
     assert f_auto[True] > f_auto[False] + 0.2
 
@@ -620,7 +612,7 @@ def test_benchmark_camera_norm_clusters_the_camera_standardised_features(tmp_pat
 def test_benchmark_draws_score_each_capped_subset_and_summarise_the_ratio(tmp_path, capsys, monkeypatch):
     """``benchmark_eps_rule.py --cap-per-id N --draws D``: D rows per cap, each a different seeded subset
     (seeds SEED..SEED+D-1, as :func:`cap_per_identity`), then the ratio F(auto)/F(oracle) over them."""
-    bench = tool("benchmark_eps_rule")
+    bench = load_script("benchmarks/benchmark_eps_rule.py")
     fake = [{"auto": {"quality": {"pairwise_fscore": a}}, "oracle": {"quality": {"pairwise_fscore": o}}}
             for a, o in [(0.3, 0.6), (0.6, 0.6), (0.45, 0.5), (0.2, 0.4)]]
     summary = bench.ratio_over_draws(["f <=7/id draw 0 camera-norm", "f <=7/id draw 1 camera-norm",
@@ -640,7 +632,7 @@ def test_benchmark_draws_score_each_capped_subset_and_summarise_the_ratio(tmp_pa
     assert sorted(rows) == ["f.npz (8.0/id)", "f.npz <=5/id draw 0", "f.npz <=5/id draw 1", "f.npz <=5/id draw 2"]
     for d in range(3):  # draw d is the subset of seed 4 + d
         keep = bench.cap_per_identity(ids, 5, 4 + d)
-        r = bench.compare_eps_rules({k: v[keep] for k, v in zip(["global", "part1", "part2", "part3"], spaces)},
+        r = compare_eps_rules({k: v[keep] for k, v in zip(["global", "part1", "part2", "part3"], spaces)},
                                     ids[keep], GRID, cams[keep])
         assert float(rows[f"f.npz <=5/id draw {d}"][3]) == pytest.approx(bench.f_of(r, "auto"), abs=6e-4)
     ratios = [float(rows[f"f.npz <=5/id draw {d}"][10]) for d in range(3)]
@@ -657,13 +649,12 @@ def test_benchmark_draws_score_each_capped_subset_and_summarise_the_ratio(tmp_pa
 def test_teacher_agreement_scores_the_two_teachers_clusterings_per_eps():
     """ARI of the teachers' clusterings at each eps: 1 for the same partition under other names, 0 where a
     side has fewer than two clusters; from both teachers (the same teacher twice would agree everywhere)."""
-    bench = tool("benchmark_eps_rule")
     a = np.array([[0, 0, 1, 1, 2, 2], [0, 0, 0, 0, 0, 0], [-1, -1, -1, -1, -1, -1], [0, 0, 1, 1, -1, -1]])
     renamed = np.array([[5, 5, 3, 3, 0, 0], [1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 2, 2], [1, 1, 0, 0, -1, -1]])
-    assert bench.teacher_agreement(a, renamed) == pytest.approx([1.0, 0.0, 0.0, 1.0])
-    assert bench.teacher_agreement(a[:1], np.array([[0, 1, 0, 1, 0, 1]]))[0] < 0  # crosses every pair: below chance
+    assert teacher_agreement(a, renamed) == pytest.approx([1.0, 0.0, 0.0, 1.0])
+    assert teacher_agreement(a[:1], np.array([[0, 1, 0, 1, 0, 1]]))[0] < 0  # crosses every pair: below chance
     with pytest.raises(ValueError, match="one shape"):
-        bench.teacher_agreement(a, a[:2])
+        teacher_agreement(a, a[:2])
 
     spaces, ids, cams = identities(ids=48, per_id=8, spread=0.8, with_cams=True)
     feats = dict(zip(["global", "part1", "part2", "part3"], spaces))
@@ -671,26 +662,26 @@ def test_teacher_agreement_scores_the_two_teachers_clusterings_per_eps():
     noise = rng.standard_normal(spaces[0].shape).astype(np.float32)  # a teacher that learnt nothing
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     # a second teacher: the same identities, its own centres and noise (as an independently trained network)
-    alike = bench.compare_eps_rules(feats, ids, GRID, cams, teachers=(spaces[0], spaces[1]))
-    unlike = bench.compare_eps_rules(feats, ids, GRID, cams, teachers=(spaces[0], noise))
+    alike = compare_eps_rules(feats, ids, GRID, cams, teachers=(spaces[0], spaces[1]))
+    unlike = compare_eps_rules(feats, ids, GRID, cams, teachers=(spaces[0], noise))
     assert max(alike["teacher_agreement"]) > 0.8 and max(unlike["teacher_agreement"]) < 0.1
     f = np.array(alike["f_grid"])
     assert f[GRID.index(alike["teachers"]["eps"])] >= 0.9 * f.max()
     # teachersAV weighs the teachers' agreement by auto's whole score (agreement x coverage), not the agreement
     # alone: on looser identities the two products peak at different eps
     spaces, ids, cams = identities(ids=48, per_id=8, spread=1.0, with_cams=True)
-    loose = bench.compare_eps_rules(dict(zip(["global", "part1", "part2", "part3"], spaces)), ids, GRID, cams,
+    loose = compare_eps_rules(dict(zip(["global", "part1", "part2", "part3"], spaces)), ids, GRID, cams,
                                     teachers=(spaces[0], spaces[1]))
     t_agree, choice = np.array(loose["teacher_agreement"]), loose["choice"]
     assert np.argmax(t_agree * np.array(choice["scores"])) != np.argmax(t_agree * np.array(choice["agreement"]))
     assert loose["teachersAV"]["eps"] == GRID[int(np.argmax(t_agree * np.array(choice["scores"])))]
-    assert "teachers" not in bench.compare_eps_rules(feats, ids, GRID, cams)
+    assert "teachers" not in compare_eps_rules(feats, ids, GRID, cams)
 
 
 def test_benchmark_teachers_option_adds_the_candidates_and_checks_its_files(tmp_path, capsys, monkeypatch):
     """``--teachers FILE=T1,T2``: the teachers' columns for FILE's cases (capped subsets cut alike) and one
     line of each rule's worst ratio; a FILE not among --features, or teachers of other images, is refused."""
-    bench = tool("benchmark_eps_rule")
+    bench = load_script("benchmarks/benchmark_eps_rule.py")
     spaces, ids, cams = identities(ids=40, per_id=8, spread=0.8, with_cams=True)
     names = ["global", "part1", "part2", "part3"]
     f, t1, t2 = (str(tmp_path / n) for n in ("f.npz", "t1.npz", "t2.npz"))
@@ -705,7 +696,7 @@ def test_benchmark_teachers_option_adds_the_candidates_and_checks_its_files(tmp_
     assert "F(teachersAV)" in head and "F(oneSE)" in head
     row = next(line for line in out.splitlines() if line.startswith("| f.npz <=5/id")).split("|")
     keep = bench.cap_per_identity(ids, 5, 0)
-    r = bench.compare_eps_rules({k: v[keep] for k, v in zip(names, spaces)}, ids[keep], GRID, cams[keep],
+    r = compare_eps_rules({k: v[keep] for k, v in zip(names, spaces)}, ids[keep], GRID, cams[keep],
                                 candidates=True, teachers=(spaces[0][keep], spaces[1][keep]))
     col = [c.strip() for c in head.split("|")].index("eps teachers")
     assert float(row[col]) == pytest.approx(r["teachers"]["eps"])
@@ -728,7 +719,7 @@ def test_cluster_quality_keeps_one_teacher_by_copying_it_into_the_other():
     from inclr_fastreid.config import setup_cfg
     from tiny import SMALL_NET, TINY
 
-    cluster_quality = tool("cluster_quality")
+    cluster_quality = load_script("tools/cluster_quality.py")
     cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR", "duke2market.yml"),
                     TINY + SMALL_NET + ["MODEL.HEADS.NUM_CLASSES", "10", "INCLR.NUM_SAMPLES", "12", "OUTPUT_DIR", ""])
     for which, src, dst in (("t1", "teacher1", "teacher2"), ("t2", "teacher2", "teacher1")):
@@ -748,22 +739,21 @@ def test_cluster_quality_keeps_one_teacher_by_copying_it_into_the_other():
 def test_same_eps_candidates_score_a_scale_of_one_cluster_nothing():
     """``agreeF`` / ``sameEps``: the global and part clusterings compared at one eps; where a side chains
     everything into one cluster (two such sides agree exactly) the scale scores 0, as in the auto rule."""
-    bench = tool("benchmark_eps_rule")
     g = np.array([[0, 0, 1, 1, 2, 2], [0, 0, 0, 0, 0, 0]])
     p = np.array([[0, 0, 1, 1, 2, -1], [0, 0, 0, 0, 0, 0]])
     grid_labels = {"global": g, "part1": p, "part2": p.copy()}
-    f = bench.agreement_at_same_eps(grid_labels, "f")
+    f = agreement_at_same_eps(grid_labels, "f")
     assert f[0] == pytest.approx(pairwise_prf(g[0], p[0])[2]) and 0 < f[0] < 1 and f[1] == 0.0
-    ari = bench.agreement_at_same_eps(grid_labels, "ari")
+    ari = agreement_at_same_eps(grid_labels, "ari")
     assert ari[0] == pytest.approx(clustering_agreement(g[0], p[0])) and ari[1] == 0.0
-    assert not bench.is_partition(np.array([-1, -1])) and bench.is_partition(np.array([0, 1, -1]))
+    assert not is_partition(np.array([-1, -1])) and is_partition(np.array([0, 1, -1]))
 
 
 def test_benchmark_k1_grid_takes_the_k1_of_the_best_auto_score_and_the_joint_oracle(tmp_path, capsys, monkeypatch):
     """``--k1-grid``: ``k1auto`` is the k1 whose auto score (choose_eps on that k1's Jaccard matrices) is the best,
     at that k1's chosen eps, without labels; ``k1oracle`` the (k1, eps) of best F over the whole grid. With one
     k1 in the grid they are ``auto`` and ``oracle``."""
-    bench = tool("benchmark_eps_rule")
+    bench = load_script("benchmarks/benchmark_eps_rule.py")
     spaces, ids, cams = identities(ids=40, per_id=8, spread=1.2, with_cams=True)
     named = dict(zip(["global", "part1", "part2", "part3"], spaces))
     k1_grid = [6, 10, 16, 30]
@@ -777,14 +767,14 @@ def test_benchmark_k1_grid_takes_the_k1_of_the_best_auto_score_and_the_joint_ora
     scores = [by_hand[k][0] for k in k1_grid]
     k1_pick = k1_grid[int(np.argmax(scores))]
     assert k1_pick not in (k1_grid[0], k1_grid[-1]) and len(set(np.round(scores, 6))) == len(k1_grid)  # a real choice
-    r = bench.compare_eps_rules(named, ids, GRID, cams, k1_grid=k1_grid)
+    r = compare_eps_rules(named, ids, GRID, cams, k1_grid=k1_grid)
     assert (r["k1auto"]["k1"], r["k1auto"]["eps"]) == (k1_pick, by_hand[k1_pick][1])
     f_pick = pairwise_prf(cluster_dbscan(by_hand[k1_pick][2], by_hand[k1_pick][1], 4), ids)[2]
     assert bench.f_of(r, "k1auto") == pytest.approx(f_pick)
     assert bench.f_of(r, "k1oracle") == pytest.approx(max(best.values()))
     assert r["k1oracle"]["k1"] == max(best, key=best.get)
     assert bench.f_of(r, "k1oracle") >= bench.f_of(r, "k1auto") and bench.f_of(r, "k1oracle") >= bench.f_of(r, "oracle")
-    one = bench.compare_eps_rules(named, ids, GRID, cams, k1=16, k1_grid=[16])
+    one = compare_eps_rules(named, ids, GRID, cams, k1=16, k1_grid=[16])
     assert (one["k1auto"]["eps"], one["k1oracle"]["eps"]) == (one["auto"]["eps"], one["oracle"]["eps"])
     assert bench.f_of(one, "k1auto") == pytest.approx(bench.f_of(one, "auto"))
     assert bench.over_oracle(one, "k1auto", "k1oracle") == pytest.approx(bench.over_oracle(one))
@@ -803,10 +793,10 @@ def test_benchmark_k1_grid_takes_the_k1_of_the_best_auto_score_and_the_joint_ora
 def test_benchmark_k1_size_is_the_hooks_k1_rule_and_scores_it_against_its_own_oracle(tmp_path, capsys, monkeypatch):
     """``--k1-size``: ``k1size`` is what a round with K1_RULE size clusters (same k1, eps and global labels as
     generate_pseudo_labels); ``k1size_oracle`` is the F-best grid eps at that k1."""
-    bench = tool("benchmark_eps_rule")
+    bench = load_script("benchmarks/benchmark_eps_rule.py")
     spaces, ids, cams = identities(ids=40, per_id=8, spread=1.2, with_cams=True)
     named = dict(zip(["global", "part1", "part2", "part3"], spaces))
-    r = bench.compare_eps_rules(named, ids, GRID, cams, k1_size=True)
+    r = compare_eps_rules(named, ids, GRID, cams, k1_size=True)
     hook = generate_pseudo_labels(spaces[0], spaces[1:], ClusterParams(eps_rule="auto", eps_grid=GRID, k1_rule="size",
                                                                        lgmr_enabled=False), camids=cams)
     from inclr_fastreid.pseudo_labels.k1_rule import median_cluster_size
@@ -823,7 +813,7 @@ def test_benchmark_k1_size_is_the_hooks_k1_rule_and_scores_it_against_its_own_or
     bench.main()
     out = capsys.readouterr().out
     row = [line.split("|") for line in out.splitlines() if line.startswith("| f.npz")][0]
-    r2 = bench.compare_eps_rules(named, ids, GRID, cams, k1_size=True, k1_per_size=2.0)
+    r2 = compare_eps_rules(named, ids, GRID, cams, k1_size=True, k1_per_size=2.0)
     k2 = r2["k1size"]["k1"]
     assert k2 == max(10, int(np.around(2 * m))) and k2 != hook.k1  # K1_PER_SIZE reaches the choice
     assert row[-5].strip() == f"{k2} / {r2['k1size']['eps']:.2f}" and row[-7].strip() == f"{m:g}"
@@ -837,18 +827,17 @@ def test_benchmark_computes_each_k1s_matrices_once_across_k1size_and_the_k1_grid
     and K1 in the grid included), and sharing changes no label: k1size as alone, k1auto as choose_k1_eps afresh."""
     import inclr_fastreid.pseudo_labels as pl
 
-    bench = tool("benchmark_eps_rule")
     spaces, ids, cams = identities(ids=40, per_id=8, spread=1.2, with_cams=True)
     named = dict(zip(["global", "part1", "part2", "part3"], spaces))
-    alone = bench.compare_eps_rules(named, ids, GRID, cams, k1_size=True)
+    alone = compare_eps_rules(named, ids, GRID, cams, k1_size=True)
     k1s = alone["k1size"]["k1"]
     assert k1s != 30
-    fresh_k1, fresh_choice, _ = bench.choose_k1_eps(named, [k1s, 30], GRID, cams)
+    fresh_k1, fresh_choice, _ = choose_k1_eps(named, [k1s, 30], GRID, cams)
     calls = []
     real = pl.compute_jaccard_distance
     monkeypatch.setattr(pl, "compute_jaccard_distance",
                         lambda x, k1, *a, **kw: calls.append(int(k1)) or real(x, k1, *a, **kw))
-    both = bench.compare_eps_rules(named, ids, GRID, cams, k1_size=True, k1_grid=[k1s, 30])
+    both = compare_eps_rules(named, ids, GRID, cams, k1_size=True, k1_grid=[k1s, 30])
     assert sorted(calls) == sorted([30] * 4 + [k1s] * 4)
     for rule in ("auto", "k1size", "k1size_oracle"):
         assert np.array_equal(both[rule]["labels"], alone[rule]["labels"]) and both[rule]["eps"] == alone[rule]["eps"]

@@ -411,17 +411,11 @@ def test_load_pretrained_fills_students_and_teachers(model, tmp_path):
 
 def test_cluster_quality_sees_both_source_models_as_the_trainer_loads_them(tmp_path):
     """tools/cluster_quality.py measures the first clustering of a run: teacher 2 from INCLR.WEIGHTS2."""
-    import os
-    import sys
+    from load_script import load_script
 
     sd1 = _save_baseline(tmp_path / "a.pth", 1)
     sd2 = _save_baseline(tmp_path / "b.pth", 2)
-    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
-    sys.path.insert(0, tools)
-    try:
-        import cluster_quality
-    finally:
-        sys.path.remove(tools)
+    cluster_quality = load_script("tools/cluster_quality.py")
     cfg = _cfg()
     cfg.MODEL.WEIGHTS, cfg.INCLR.WEIGHTS2 = str(tmp_path / "a.pth"), str(tmp_path / "b.pth")
     model = cluster_quality.build_feature_model(cfg)

@@ -13,7 +13,7 @@ whether a source model is good enough for clustering-based adaptation before spe
 space: ``auto`` (chosen without labels), the fixed ``INCLR.CLUSTER.EPS``, ``mmt`` (RHO rule) and the
 ``oracle`` (the ``INCLR.CLUSTER.EPS_GRID`` eps of best pairwise F, chosen with the labels); labels of the
 global space before LGMR. ``--dump-features out.npz`` saves the extracted features (``global``,
-``part1``.., ``ids``, ``camids``) for ``tools/benchmark_eps_rule.py --features``.
+``part1``.., ``ids``, ``camids``) for ``benchmarks/benchmark_eps_rule.py --features``.
 
     python tools/cluster_quality.py --config-file configs/UDA/synthetic_baseline.yml \
         --weights output/demo/pretrain/model_final.pth --eps-rules --dump-features output/feats_weak.npz
@@ -22,14 +22,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import sys
 import time
 from typing import List, Optional
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)  # benchmark_eps_rule
 
 
 def main() -> None:
@@ -49,7 +43,7 @@ def main() -> None:
     ap.add_argument("--eps-rules", action="store_true",
                     help="F / NMI / ARI of EPS_RULE auto, the fixed EPS, mmt and the oracle grid eps, side by side")
     ap.add_argument("--dump-features", default="", metavar="OUT.npz",
-                    help="save the features (global, part1.., ids, camids) for tools/benchmark_eps_rule.py --features")
+                    help="save the features (global, part1.., ids, camids) for benchmarks/benchmark_eps_rule.py --features")
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = ap.parse_args()
 
@@ -160,7 +154,7 @@ def print_eps_rules(cfg, feats, parts, true_ids, camids) -> None:
     ARI and the recall of the identities' cross-camera pairs."""
     import numpy as np
 
-    from benchmark_eps_rule import compare_eps_rules
+    from inclr_fastreid.benchmarking.eps_rules import compare_eps_rules
     from inclr_fastreid.pseudo_labels import camera_normalize
 
     c = cfg.INCLR.CLUSTER

@@ -11,16 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from collections import defaultdict
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import inclr_fastreid  # noqa: E402,F401  (host compat before fastreid.data)
-from inclr_fastreid.data.synthetic import datasets as synthetic  # noqa: E402
+import inclr_fastreid  # noqa: F401  (host compat before fastreid.data)
+from inclr_fastreid.data.synthetic import datasets as synthetic
 
 
 def main() -> None:

@@ -35,12 +35,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from inclr_fastreid.io import atomic_write_text
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-from inclr_fastreid.io import atomic_write_text  # noqa: E402  (after the sys.path line)
-
+ROOT = os.path.dirname(HERE)  # the checkout: the configs' relative paths and the stages' working directory
 TRAIN_NET = os.path.join(HERE, "train_net.py")
 PRETRAIN_CFG = "configs/Pretrain/synthetic.yml"
 INCLR_CFG = "configs/INCLR/synthetic.yml"

@@ -79,6 +79,14 @@ class _CheckedAMPTrainer(_FiniteLossCheck, AMPTrainer):
     pass
 
 
+def build_step_trainer(cfg: CfgNode, model: torch.nn.Module, data_loader, optimizer: torch.optim.Optimizer,
+                       param_wrapper) -> SimpleTrainer:
+    """The trainer of one iteration's step: FastReID's AMPTrainer (``SOLVER.AMP.ENABLED``) or SimpleTrainer,
+    with the loss check on every rank (:class:`_FiniteLossCheck`)."""
+    cls = _CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else _CheckedSimpleTrainer
+    return cls(model, data_loader, optimizer, param_wrapper)
+
+
 class NetworkScopedNames:
     """``named_modules()`` of a mutual-teaching model with each network's prefix (``student1.``)
     dropped, so FastReID's name rules (``SOLVER.HEADS_LR_FACTOR`` on ``heads.*``, ``MODEL.FREEZE_LAYERS``
@@ -133,9 +141,7 @@ class INCLRTrainer(DefaultTrainer):
             # drawn here, at a fixed point of this thread's random streams.
             self.target_bn = TargetBatchNormHook(build_target_bn_loader(cfg))
         model = self.wrap_distributed(model)
-        self._trainer = (_CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else _CheckedSimpleTrainer)(
-            model, data_loader, optimizer, param_wrapper
-        )
+        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer, param_wrapper)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
         self.pseudo_state = PseudoLabelState() if self.adapting else None
         extra = {"pseudo_labels": self.pseudo_state} if self.adapting else {}

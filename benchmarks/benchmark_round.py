@@ -23,11 +23,11 @@ and the peak of live tensor bytes in the iteration with the phase it falls in. T
 counted from the tensors themselves (a dispatch-mode tracker), so it means the same on the CPU
 and on a GPU, where CUDA's max_memory_allocated is printed beside it.
 
-    python tools/benchmark_round.py                                   # GPU: N=12,936, ResNet-50, 256x128, 64, AMP
-    python tools/benchmark_round.py --small                           # CI: CPU, N=200, ResNet-18 at 64x32
-    python tools/benchmark_round.py --device cpu --num-images 48 --batch 16 --iters 1 --warmup 1 \
+    python benchmarks/benchmark_round.py                                   # GPU: N=12,936, ResNet-50, 256x128, 64, AMP
+    python benchmarks/benchmark_round.py --small                           # CI: CPU, N=200, ResNet-18 at 64x32
+    python benchmarks/benchmark_round.py --device cpu --num-images 48 --batch 16 --iters 1 --warmup 1 \
         --no-checkpoint INCLR.CLASSIFIER_ROWS 12936                   # MMT's one row per image, on a CPU
-    python tools/benchmark_round.py --small INCLR.CLASSIFIER_ROWS 100 # config overrides at the end
+    python benchmarks/benchmark_round.py --small INCLR.CLASSIFIER_ROWS 100 # config overrides at the end
 
 Network weights are random unless ``--weights`` (a source model, as MODEL.WEIGHTS) is given; the
 cost of a round does not depend on them, except through the clustering (K, outliers). Random
@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import shutil
 import statistics
@@ -57,11 +56,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from inclr_fastreid.benchmarking.memory import reset_peak_rss, status_mib
+from inclr_fastreid.benchmarking.rendered import rendered_items
 
-from _memory import reset_peak_rss  # noqa: E402  (tools/_memory.py)
+#: the checkout's root: the default config is read from its configs/
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MIB = 2.0 ** 20
 GIB = 2.0 ** 30
@@ -132,14 +131,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------------------------------- memory
-def _status_mib(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
 class StageMemory:
     """Peak process RSS of a stage (high-water mark reset at its start) and, on CUDA, peak
     allocated/reserved device memory of the stage."""
@@ -155,7 +146,7 @@ class StageMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def end(self, name: str) -> None:
-        row = {"peak_rss_mib": _status_mib("VmHWM"), "rss_mib": _status_mib("VmRSS")}
+        row = {"peak_rss_mib": status_mib("VmHWM"), "rss_mib": status_mib("VmRSS")}
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             row["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(self.device) / MIB
@@ -334,25 +325,6 @@ def memory_breakdown(model, optimizer, param_wrapper, simple, ema, it: int, take
 
 
 # ------------------------------------------------------------------------------------------- data
-def rendered_items(n: int, root: str, seed: int):
-    """``n`` target items of a SynthB rendering sized for them (cached under ``root``), in file order."""
-    from inclr_fastreid.data.synthetic.datasets import DOMAINS, SynthB, build_plan, resolve_params
-    from inclr_fastreid.data.target import TargetItem
-
-    def train_size(ids: int) -> int:  # the rendering plan alone, nothing drawn
-        params = resolve_params(seed, num_train_ids=ids, num_test_ids=1, num_distractor_ids=0)
-        return len(build_plan(DOMAINS["SynthB"], params)["bounding_box_train"])
-
-    ids = max(2, math.ceil(n / 18))  # 12-24 images per identity (mean 18)
-    while train_size(ids) < n:
-        ids += 1
-    data = SynthB(root=root, seed=seed, num_train_ids=ids, num_test_ids=1, num_distractor_ids=0, verbose=False)
-    train = data.train
-    if len(train) < n:
-        raise RuntimeError(f"rendered {len(train)} training images, fewer than --num-images {n}")
-    return [TargetItem(path, str(pid), int(str(cam).split("_")[-1])) for path, pid, cam in train[:n]]
-
-
 class TimedIterator:
     """Wraps the loader iterator; records the seconds each ``next`` waited."""
 
@@ -410,10 +382,9 @@ def build_cfg(args):
 
 def full_scale_clustering(cfg, n: int, dim: int, seed: int, mem: "StageMemory") -> Dict[str, Any]:
     """(e) One round's clustering exactly as the config sets it (cluster_params_from_cfg) on synthetic clustered
-    features at full N (tools/benchmark_clustering.py's: ~N/17 identities, 6 cameras, D ``dim``), global + the
+    features at full N (inclr_fastreid/benchmarking/features.py: ~N/17 identities, 6 cameras, D ``dim``), global + the
     config's parts: the seconds per space and of its kNN searches, K, and the peak RSS of the stage."""
-    from benchmark_clustering import synthetic_camids, synthetic_features  # tools/, on sys.path
-
+    from inclr_fastreid.benchmarking.features import synthetic_camids, synthetic_features
     from inclr_fastreid.pseudo_labels import cluster_params_from_cfg, generate_pseudo_labels
 
     params = cluster_params_from_cfg(cfg)
@@ -504,7 +475,7 @@ def main(argv=None) -> int:
     from inclr_fastreid.engine.loader import close_loader
     from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook
     from inclr_fastreid.engine.state import PseudoLabelState
-    from inclr_fastreid.engine.trainer import INCLRTrainer, _CheckedAMPTrainer, _CheckedSimpleTrainer
+    from inclr_fastreid.engine.trainer import INCLRTrainer, build_step_trainer
     from inclr_fastreid.pseudo_labels.jaccard import default_num_threads
 
     cfg = build_cfg(args)
@@ -542,10 +513,9 @@ def main(argv=None) -> int:
     if args.weights:
         model.load_pretrained(args.weights, cfg.INCLR.WEIGHTS2)
     optimizer, param_wrapper = INCLRTrainer.build_optimizer(cfg, model)
-    trainer_cls = _CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else _CheckedSimpleTrainer
     from inclr_fastreid.data.pseudo_dataset import NoPseudoLabelsLoader
 
-    simple = trainer_cls(model, NoPseudoLabelsLoader("no pseudo labels yet"), optimizer, param_wrapper)
+    simple = build_step_trainer(cfg, model, NoPseudoLabelsLoader("no pseudo labels yet"), optimizer, param_wrapper)
     storage = EventStorage(0)
     ns = types.SimpleNamespace(model=model, epoch=0, iter=0, storage=storage, _trainer=simple, skip_steps=False)
     state = PseudoLabelState()

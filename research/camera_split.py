@@ -4,7 +4,7 @@
 AUTO_COVERAGE), k1 20, with and without INCLR.CLUSTER.CAMERA_NORM, and print the share of clusters that
 hold a single camera and the recall of an identity's same-camera vs cross-camera image pairs.
 
-    python tools/camera_split.py output/seed1_src.npz
+    python research/camera_split.py output/seed1_src.npz
 """
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from inclr_fastreid.pseudo_labels import generate_pseudo_labels  # noqa: E402
-from inclr_fastreid.pseudo_labels.quality import camera_pair_recall  # noqa: E402
-from inclr_fastreid.pseudo_labels.params import ClusterParams  # noqa: E402
+from inclr_fastreid.pseudo_labels import generate_pseudo_labels
+from inclr_fastreid.pseudo_labels.params import ClusterParams
+from inclr_fastreid.pseudo_labels.quality import camera_pair_recall
 
 
 def single_camera_share(labels: np.ndarray, camids: np.ndarray) -> float:

@@ -8,8 +8,8 @@ through /proc/self/clear_refs), the RSS after it, OS threads, Python threads and
 then the thread and process counts once the last loader is shut down. Exits 1 if the peak RSS keeps
 growing or threads/processes leak (old loaders not shut down).
 
-    python tools/soak_clustering.py                      # 20 rounds on SynthB, random OSNet x0.25
-    python tools/soak_clustering.py --rounds 5 --weights <model.pth> MODEL.BACKBONE.DEPTH 18x ...
+    python benchmarks/soak_clustering.py                      # 20 rounds on SynthB, random OSNet x0.25
+    python benchmarks/soak_clustering.py --rounds 5 --weights <model.pth> MODEL.BACKBONE.DEPTH 18x ...
 
 Linux only (reads /proc). Uses the CPU unless MODEL.DEVICE says otherwise.
 """
@@ -22,20 +22,19 @@ import threading
 import time
 import types
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import inclr_fastreid  # noqa: F401  (host compat + registries, before fastreid)
+import torch
+from fastreid.modeling import build_model
+from fastreid.utils.events import EventStorage
 
-from _memory import reset_peak_rss  # noqa: E402  (tools/_memory.py)
-import inclr_fastreid  # noqa: E402,F401  (host compat + registries)
-import torch  # noqa: E402
-from fastreid.modeling import build_model  # noqa: E402
-from fastreid.utils.events import EventStorage  # noqa: E402
+from inclr_fastreid.benchmarking.memory import reset_peak_rss
+from inclr_fastreid.config import setup_cfg
+from inclr_fastreid.data.target import build_target_train_items
+from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook
+from inclr_fastreid.engine.state import PseudoLabelState
+from inclr_fastreid.engine.trainer import INCLRTrainer
 
-from inclr_fastreid.config import setup_cfg  # noqa: E402
-from inclr_fastreid.data.target import build_target_train_items  # noqa: E402
-from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook  # noqa: E402
-from inclr_fastreid.engine.state import PseudoLabelState  # noqa: E402
-from inclr_fastreid.engine.trainer import INCLRTrainer  # noqa: E402
-
+#: the checkout's root: the default config is read from its configs/
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.NAME", "build_osnet_backbone", "MODEL.BACKBONE.DEPTH", "x0_25",
             "MODEL.BACKBONE.FEAT_DIM", "128", "INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]",

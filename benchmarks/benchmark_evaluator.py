@@ -8,27 +8,21 @@ Builds a random (num_query x num_gallery) distance matrix with identity structur
 pure-Python ``eval_market1501`` on the first ``--reference-queries`` queries, extrapolates that
 linearly to all queries (labelled so) and checks both give the same numbers on that subset.
 
-    python tools/benchmark_evaluator.py [--reference] [--threads 2]
+    python benchmarks/benchmark_evaluator.py [--reference] [--threads 2]
 """
 from __future__ import annotations
 
 import argparse
 import gc as gc_module
-import os
 import resource
-import sys
 import time
 import warnings
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from _memory import reset_peak_rss  # noqa: E402  (tools/_memory.py)
-import inclr_fastreid  # noqa: E402,F401  (host compat)
-from inclr_fastreid.evaluation.rank import (  # noqa: E402
-    DEFAULT_MAX_MEMORY_BYTES, evaluate_rank)
+from inclr_fastreid.benchmarking.memory import reset_peak_rss
+from inclr_fastreid.evaluation.rank import DEFAULT_MAX_MEMORY_BYTES, evaluate_rank
 
 
 def _rss_mib(field: str) -> float:

@@ -8,32 +8,28 @@ models; the medians over ``--iters`` timed iterations (after ``--warmup``) and t
 printed. Two students fwd+bwd and two teachers fwd is about 2.7x a Baseline iteration; the target
 is <= 3.0x.
 
-    python tools/benchmark_iteration.py --device cpu --depth 18x --size 128x64 --batch 16
-    python tools/benchmark_iteration.py --device cuda --amp            # ResNet-50, 256x128, 64
+    python benchmarks/benchmark_iteration.py --device cpu --depth 18x --size 128x64 --batch 16
+    python benchmarks/benchmark_iteration.py --device cuda --amp            # ResNet-50, 256x128, 64
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-
-import inclr_fastreid  # noqa: E402  (host compat)
-import inclr_fastreid.modeling  # noqa: E402,F401  (registers INCLR, PartPoolHead)
-from fastreid.config import get_cfg  # noqa: E402
-from fastreid.modeling import build_model  # noqa: E402
-from fastreid.solver.build import get_default_optimizer_params  # noqa: E402
-from fastreid.utils.events import EventStorage  # noqa: E402
-from inclr_fastreid import add_inclr_config  # noqa: E402
-from inclr_fastreid.modeling.ema import ema_alpha  # noqa: E402
-from inclr_fastreid.modeling.interface import MeanTeacherModel  # noqa: E402
+import inclr_fastreid  # noqa: F401  (host compat, before fastreid)
+import inclr_fastreid.modeling  # noqa: F401  (registers INCLR, PartPoolHead)
+from fastreid.config import get_cfg
+from fastreid.modeling import build_model
+from fastreid.solver.build import get_default_optimizer_params
+from fastreid.utils.events import EventStorage
+from inclr_fastreid import add_inclr_config
+from inclr_fastreid.modeling.ema import ema_alpha
+from inclr_fastreid.modeling.interface import MeanTeacherModel
 
 
 def parse_args(argv=None) -> argparse.Namespace:

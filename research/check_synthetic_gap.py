@@ -7,7 +7,7 @@ cosine distance (Market protocol: same-identity gallery images from the query's 
 ignored). Also reports mAP of the top / middle / bottom third of the last feature map alone.
 A source-trained model must be clearly worse on the target than a target-trained one.
 
-    python tools/check_synthetic_gap.py [--root datasets] [--budget 100] [--threads 2]
+    python research/check_synthetic_gap.py [--root datasets] [--budget 100] [--threads 2]
 
 ``--budget`` is seconds of training per model (two models). Waits (up to --wait s) for the
 1-minute load average to drop below --max-load before training, so timings stay honest.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from typing import Dict, List, Sequence, Tuple
 
@@ -27,10 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import inclr_fastreid  # noqa: E402,F401  (host compat before fastreid.data)
-from inclr_fastreid.data.synthetic import datasets as synthetic  # noqa: E402
+import inclr_fastreid  # noqa: F401  (host compat before fastreid.data)
+from inclr_fastreid.data.synthetic import datasets as synthetic
 
 logger = logging.getLogger("check_synthetic_gap")
 IN_H, IN_W = 64, 32

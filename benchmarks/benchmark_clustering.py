@@ -17,9 +17,9 @@ runs in a fresh subprocess, so its peak RSS (``ru_maxrss``) is the honest peak o
 numba compilation and feature generation, before the stage; "peak MB" the process's peak RSS;
 "+MB" what the stage itself added.
 
-    python tools/benchmark_clustering.py --sizes 12936 --reference
-    python tools/benchmark_clustering.py --sizes 12936 32621 --json output/bench_clustering.json
-    python tools/benchmark_clustering.py --sizes 12936 32621 --kmeans 500 1500   # k-means: today's vs previous
+    python benchmarks/benchmark_clustering.py --sizes 12936 --reference
+    python benchmarks/benchmark_clustering.py --sizes 12936 32621 --json output/bench_clustering.json
+    python benchmarks/benchmark_clustering.py --sizes 12936 32621 --kmeans 500 1500   # k-means: today's vs previous
 """
 from __future__ import annotations
 
@@ -35,54 +35,8 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, ROOT)
-
-
-# ------------------------------------------------------------------------------------------- data
-def synthetic_features(n: int, dim: int, space: int, seed: int) -> np.ndarray:
-    """(n, dim) float32 unit rows; identities/cameras shared by all spaces, centres/noise per space.
-
-    Generated in row chunks so no float64 (n, dim) temporary is ever held.
-    """
-    rng = np.random.default_rng([seed, n])
-    ids = max(2, n // 17)
-    labels = rng.integers(0, ids, n)
-    cams = rng.integers(0, 6, n)
-    srng = np.random.default_rng([seed, n, space + 1])
-    groups = max(1, ids // 8)
-    grp = srng.standard_normal((groups, dim), dtype=np.float32)
-    grp /= np.linalg.norm(grp, axis=1, keepdims=True)
-    ctr = srng.standard_normal((ids, dim), dtype=np.float32)
-    ctr /= np.linalg.norm(ctr, axis=1, keepdims=True)
-    ctr = 0.8 * grp[srng.integers(0, groups, ids)] + ctr
-    ctr /= np.linalg.norm(ctr, axis=1, keepdims=True)
-    cam = srng.standard_normal((6, dim), dtype=np.float32)
-    cam *= 0.35 / np.linalg.norm(cam, axis=1, keepdims=True)
-    # noise norm 2.1-3.8 x the centre's: ~2,400 pairs per row with d_J < 1, ~55 with d_J <= 0.9 at
-    # N=12,936 (docs/design.md §4.3 quotes ~1,800 and ~21 on real Market-1501 features); parts noisier
-    sigma = srng.uniform(2.1, 3.8, n).astype(np.float32) * (1.0 if space == 0 else 1.1)
-    out = np.empty((n, dim), dtype=np.float32)
-    for s in range(0, n, 4096):
-        e = min(n, s + 4096)
-        noise = srng.standard_normal((e - s, dim), dtype=np.float32)
-        noise *= (sigma[s:e] / np.sqrt(dim))[:, None]
-        blk = ctr[labels[s:e]] + cam[cams[s:e]] + noise
-        blk /= np.linalg.norm(blk, axis=1, keepdims=True)
-        out[s:e] = blk
-    return out
-
-
-def synthetic_camids(n: int, seed: int) -> np.ndarray:
-    """The camera of each row of :func:`synthetic_features` (0..5)."""
-    rng = np.random.default_rng([seed, n])
-    rng.integers(0, max(2, n // 17), n)  # the identities come first from the same stream
-    return rng.integers(0, 6, n)
-
-
-def true_labels(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng([seed, n])
-    return rng.integers(0, max(2, n // 17), n)
+from inclr_fastreid.benchmarking.features import synthetic_features, synthetic_identities
+from inclr_fastreid.benchmarking.memory import status_mib
 
 
 # ------------------------------------------------------------------------------------------- reference
@@ -190,7 +144,7 @@ def compare_kmeans(n: int, k: int, dim: int, seeds: List[int], data_seed: int) -
     from sklearn.metrics import adjusted_rand_score
 
     x = synthetic_features(n, dim, 0, data_seed)
-    truth = true_labels(n, data_seed)
+    truth = synthetic_identities(n, data_seed)
     t0 = time.perf_counter()
     pl.knn_search(x, 30, normalize=False)
     knn_s = time.perf_counter() - t0
@@ -215,14 +169,6 @@ def compare_kmeans(n: int, k: int, dim: int, seeds: List[int], data_seed: int) -
 
 
 # ------------------------------------------------------------------------------------------- stages
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -241,7 +187,7 @@ def run_stage(spec: Dict[str, Any]) -> Dict[str, Any]:
         feats = [synthetic_features(n, dim, s, seed) for s in range(spec["spaces"])]
     else:
         x = synthetic_features(n, dim, spec.get("space", 0), seed)
-    out["base_mb"] = _rss_mb()
+    out["base_mb"] = status_mib("VmRSS")
     t0 = time.perf_counter()
     if stage == "knn":
         pl.knn_search(x, spec["k1"], normalize=False)
@@ -257,7 +203,7 @@ def run_stage(spec: Dict[str, Any]) -> Dict[str, Any]:
         out.update(wall_s=t3 - t0, knn_s=t1 - t0, jaccard_s=t2 - t1, dbscan_s=t3 - t2,
                    nnz_per_row=dist.nnz / n, clusters=int(labels.max() + 1),
                    outliers=int((labels < 0).sum()),
-                   ari_truth=float(adjusted_rand_score(true_labels(n, seed), labels)))
+                   ari_truth=float(adjusted_rand_score(synthetic_identities(n, seed), labels)))
         if spec.get("save"):
             np.save(spec["save"] + "_labels.npy", labels)
             import scipy.sparse as sp

@@ -3,15 +3,15 @@
 without the cost of real networks.
 
 The hook's ``extract_features`` runs over N rendered images (the same cache as
-tools/benchmark_round.py) with a stub network whose ``cluster_features`` returns, per branch
+benchmarks/benchmark_round.py) with a stub network whose ``cluster_features`` returns, per branch
 (global + 3 parts), a fixed random projection of the image (D dims, L2-normalised by the hook):
 the buffers the hook keeps are those of a real run, the network's cost is nil. Prints the RSS
 before, the peak RSS during extraction (high-water mark reset first), what extraction added, the
 bytes of the returned features and a CRC-32 of them (equal before and after a change = same
 features).
 
-    python tools/measure_extract_memory.py                         # N=12,936, D=2048, 256x128
-    python tools/measure_extract_memory.py --num-images 2000 --dim 512
+    python benchmarks/measure_extract_memory.py                         # N=12,936, D=2048, 256x128
+    python benchmarks/measure_extract_memory.py --num-images 2000 --dim 512
 """
 from __future__ import annotations
 
@@ -24,21 +24,12 @@ import zlib
 import torch
 from torch import nn
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from inclr_fastreid.benchmarking.memory import reset_peak_rss, status_mib
+from inclr_fastreid.benchmarking.rendered import rendered_items
+from inclr_fastreid.modeling.interface import PseudoLabelModel
 
-from _memory import reset_peak_rss  # noqa: E402
-import inclr_fastreid  # noqa: E402,F401  (host compat)
-from inclr_fastreid.modeling.interface import PseudoLabelModel  # noqa: E402
-
-
-def status_mib(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+#: the checkout's root: the config is read from its configs/
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class StubTeachers(nn.Module, PseudoLabelModel):
@@ -71,8 +62,6 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    import inclr_fastreid  # noqa: F401
-    from benchmark_round import rendered_items
     from inclr_fastreid.config import setup_cfg
     from inclr_fastreid.engine.features import extract_features
 
