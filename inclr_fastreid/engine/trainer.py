@@ -2,7 +2,7 @@
 
 Supervised runs (source pretraining) are FastReID's own, plus, with ``INCLR.PRETRAIN.TARGET_BN``, a
 target batch forwarded without a loss after every source forward so the BN statistics describe the
-target (MMT's PreTrainer; :mod:`.target_bn`). In adaptation runs the target training set is
+target (MMT's PreTrainer; :mod:`.source_pretraining`). In adaptation runs the target training set is
 unlabeled: iterations per epoch come from ``INCLR.ITERS_PER_EPOCH``, classifier rows follow the
 clusters (:mod:`.rows`, docs/design.md §9; the true identity count never leaks), and the
 :class:`PseudoLabelHook` clusters before each epoch and swaps the train loader.
@@ -126,7 +126,7 @@ class INCLRTrainer(DefaultTrainer):
         optimizer, param_wrapper = self.build_optimizer(cfg, model)
         self.target_bn = None
         if not self.adapting and cfg.INCLR.PRETRAIN.TARGET_BN:
-            from .target_bn import TargetBatchNormHook, build_target_bn_loader
+            from .source_pretraining import TargetBatchNormHook, build_target_bn_loader
 
             # Built after the model (the same initialisation with or without it for a given seed) and
             # before the source loader's prefetch thread starts: its shuffling and worker seeds are
