@@ -29,16 +29,16 @@ from fastreid.modeling.backbones import build_backbone
 from fastreid.modeling.heads import build_heads
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 
-from ...errors import ConfigError
+from ...checks import (check_aals_epoch, check_label_smooth, check_lgmr_has_parts, check_mixing_weights,
+                        check_test_feature, check_test_model)
 from ...registry import register_once
 from ..ema import ema_update
-from ..heads.part_pool_head import PartPoolHead, _check_test_feature, branch_names, join_eval_features
+from ..heads.part_pool_head import PartPoolHead, branch_names, join_eval_features
 from ..interface import MeanTeacherModel
 from ..pretrained import read_source_state, source_weights_for
 from ..pseudo_classes import check_pseudo_classes, resize_head_rows, write_centroid_rows
 from ..losses import (
     credibility_weights,
-    check_label_smooth,
     label_smoothed_cross_entropy,
     lgmr_global_ce,
     lgmr_part_loss,
@@ -69,32 +69,6 @@ class ReIDNet(nn.Module):
 
     def eval_features(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         return self.heads.eval_features(self.backbone(images))
-
-
-def check_test_model(test_model: str) -> None:
-    """INCLR.TEST_MODEL names the teacher that answers at inference."""
-    if test_model not in ("t1", "t2", "mean"):
-        raise ValueError(f"INCLR.TEST_MODEL={test_model!r}: expected t1, t2 or mean")
-
-
-def check_aals_epoch(aals_epoch: int) -> None:
-    """INCLR.LGMR.AALS_EPOCH: the first epoch whose part loss is AALS, an integer >= 0."""
-    if isinstance(aals_epoch, bool) or int(aals_epoch) != aals_epoch or aals_epoch < 0:
-        raise ValueError(f"INCLR.LGMR.AALS_EPOCH must be an integer >= 0, got {aals_epoch!r}")
-
-
-def check_mixing_weights(soft_ce: float, soft_tri: float) -> None:
-    """INCLR.MMT.SOFT_CE / SOFT_TRI mix hard and soft terms: weights in [0, 1]."""
-    for key, w in (("INCLR.MMT.SOFT_CE", soft_ce), ("INCLR.MMT.SOFT_TRI", soft_tri)):
-        if not 0.0 <= w <= 1.0:
-            raise ValueError(f"{key} must be in [0, 1], got {w}")
-
-
-def check_lgmr_has_parts(lgmr_enabled: bool, num_parts: int) -> None:
-    """LGMR refines global and part labels against each other (paper Eq. 1-2): it needs part branches."""
-    if lgmr_enabled and num_parts == 0:
-        raise ConfigError("INCLR.LGMR.ENABLED True needs part branches, but MODEL.HEADS.NUM_PARTS is 0: set "
-                          "INCLR.LGMR.ENABLED False (global-only MMT) or MODEL.HEADS.NUM_PARTS >= 1.")
 
 
 def _mean_over_parts(terms: list):
@@ -158,7 +132,7 @@ class INCLR(nn.Module, MeanTeacherModel):
                     f"INCLR needs MODEL.HEADS.NAME: PartPoolHead; got {type(head).__name__} for {name}"
                 )
             self.add_module(name, networks[name])
-        _check_test_feature(test_feature, networks["student1"].heads.num_parts)
+        check_test_feature(test_feature, networks["student1"].heads.num_parts)
         check_lgmr_has_parts(lgmr_enabled, networks["student1"].heads.num_parts)
         check_test_model(test_model)
         check_mixing_weights(soft_ce_weight, soft_tri_weight)
