@@ -1,5 +1,6 @@
-"""INCLR meta-architecture and EMA (inclr_fastreid/modeling/meta_arch/inclr.py, modeling/ema.py, engine/ema_hook.py) on a
-tiny CPU model: ResNet-18, 64x32 input, batch 8 = 2 pseudo ids x 4."""
+"""INCLR meta-architecture and EMA (inclr_fastreid/modeling/meta_arch/: inclr.py, mean_teachers.py,
+mutual_losses.py; modeling/ema.py, engine/ema_hook.py) on a tiny CPU model: ResNet-18, 64x32 input,
+batch 8 = 2 pseudo ids x 4."""
 import copy
 import math
 import types
