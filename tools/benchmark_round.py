@@ -504,7 +504,8 @@ def main(argv=None) -> int:
     from inclr_fastreid.engine.loader import close_loader
     from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook
     from inclr_fastreid.engine.state import PseudoLabelState
-    from inclr_fastreid.engine.trainer import INCLRTrainer, _CheckedAMPTrainer, _CheckedSimpleTrainer
+    from inclr_fastreid.engine.finite_loss import CheckedAMPTrainer, CheckedSimpleTrainer
+    from inclr_fastreid.engine.trainer import INCLRTrainer
     from inclr_fastreid.pseudo_labels.jaccard import default_num_threads
 
     cfg = build_cfg(args)
@@ -542,7 +543,7 @@ def main(argv=None) -> int:
     if args.weights:
         model.load_pretrained(args.weights, cfg.INCLR.WEIGHTS2)
     optimizer, param_wrapper = INCLRTrainer.build_optimizer(cfg, model)
-    trainer_cls = _CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else _CheckedSimpleTrainer
+    trainer_cls = CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else CheckedSimpleTrainer
     from inclr_fastreid.data.pseudo_dataset import NoPseudoLabelsLoader
 
     simple = trainer_cls(model, NoPseudoLabelsLoader("no pseudo labels yet"), optimizer, param_wrapper)
