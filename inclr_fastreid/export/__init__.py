@@ -21,8 +21,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-from .errors import UserError
-from .io import CheckpointLoadError, atomic_torch_save, atomic_write_text, check_state_dict, safe_torch_load
+from ..errors import UserError
+from ..io import CheckpointLoadError, atomic_torch_save, atomic_write_text, check_state_dict, safe_torch_load
 
 __all__ = ["TEACHERS", "ExportError", "check_inclr_cfg", "baseline_cfg", "teacher_state", "mean_bn_state", "export_model",
            "build_exported_model", "NormalizedFeatures", "export_onnx", "check_onnx"]
