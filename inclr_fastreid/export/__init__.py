@@ -21,6 +21,6 @@ from .baseline import baseline_cfg, build_exported_model, check_inclr_cfg, expor
 from .onnx_check import NormalizedFeatures, check_onnx, export_onnx
 from .teachers import TEACHERS, live_classes, mean_bn_state, read_inclr_state, teacher_state
 
-__all__ = ["TEACHERS", "ExportError", "check_inclr_cfg", "baseline_cfg", "teacher_state", "mean_bn_state", "export_model",
-           "build_exported_model", "NormalizedFeatures", "export_onnx", "check_onnx", "read_inclr_state",
-           "live_classes", "feature_description"]
+__all__ = ["TEACHERS", "ExportError", "check_inclr_cfg", "baseline_cfg", "teacher_state", "mean_bn_state",
+           "export_model", "build_exported_model", "NormalizedFeatures", "export_onnx", "check_onnx",
+           "read_inclr_state", "live_classes", "feature_description"]
