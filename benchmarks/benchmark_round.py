@@ -475,7 +475,8 @@ def main(argv=None) -> int:
     from inclr_fastreid.engine.loader import close_loader
     from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook
     from inclr_fastreid.engine.state import PseudoLabelState
-    from inclr_fastreid.engine.trainer import INCLRTrainer, build_step_trainer
+    from inclr_fastreid.engine.finite_loss import build_step_trainer
+    from inclr_fastreid.engine.trainer import INCLRTrainer
     from inclr_fastreid.pseudo_labels.jaccard import default_num_threads
 
     cfg = build_cfg(args)

@@ -11,7 +11,7 @@ _apply_host_compat()
 
 from .config import add_inclr_config, setup_cfg  # noqa: E402
 from . import modeling  # noqa: E402,F401  (registers PartPoolHead, INCLR)
-from .data import real, synthetic  # noqa: E402,F401  (registers MSMT17UDA, SynthA/B/C)
+from .data import msmt17_uda, synthetic  # noqa: E402,F401  (registers MSMT17UDA, SynthA/B/C)
 
 __version__ = "0.1.0"
 __all__ = ["add_inclr_config", "setup_cfg", "__version__"]

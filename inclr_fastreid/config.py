@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
 
-from .errors import ConfigError  # noqa: F401  (defined with the other user errors; imported from here too)
+from .checks import (check_label_smooth, check_lgmr_has_parts, check_mixing_weights, check_test_feature,
+                     check_test_model)
+from .errors import ConfigError  # (defined with the other user errors; imported from here too)
 
 
 def add_inclr_config(cfg: CN) -> CN:
@@ -186,17 +188,14 @@ def _explain_key_error(err: Exception, cfg: CN, source: str) -> ConfigError:
 def validate_inclr_config(cfg: CN) -> None:
     """Cross-key checks that yacs cannot express; raises ConfigError naming the keys.
 
-    Each check is the one its module applies when it is built (no second copy here), run early so
-    a typo fails before data loading and feature extraction."""
-    from .modeling.heads.part_pool_head import _check_test_feature
-    from .modeling.losses.mmt import check_label_smooth
-    from .modeling.meta_arch.inclr import check_mixing_weights, check_test_model
+    Each check is the one its module applies when it is built (``checks.py``; no second copy here),
+    run early so a typo fails before data loading and feature extraction."""
     from .pseudo_labels.params import cluster_params_from_cfg
 
     c = cfg.INCLR
     try:
         cluster_params_from_cfg(cfg)
-        _check_test_feature(c.TEST_FEATURE, cfg.MODEL.HEADS.NUM_PARTS)
+        check_test_feature(c.TEST_FEATURE, cfg.MODEL.HEADS.NUM_PARTS)
         check_test_model(c.TEST_MODEL)
         check_mixing_weights(c.MMT.SOFT_CE, c.MMT.SOFT_TRI)
         check_label_smooth(c.MMT.LABEL_SMOOTH)
@@ -220,8 +219,6 @@ def validate_inclr_config(cfg: CN) -> None:
 def _check_global_only(cfg: CN) -> None:
     """MODEL.HEADS.NUM_PARTS 0 (the global branch alone, MMT's own network) in a run that adapts: the
     options that need part views are errors, not silently skipped (docs/design.md §4.2.5)."""
-    from .modeling.meta_arch.inclr import check_lgmr_has_parts
-
     if cfg.MODEL.HEADS.NUM_PARTS != 0 or not (cfg.INCLR.CLUSTER.ENABLED or cfg.MODEL.META_ARCHITECTURE == "INCLR"):
         return
     check_lgmr_has_parts(cfg.INCLR.LGMR.ENABLED, 0)

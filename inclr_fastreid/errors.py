@@ -21,8 +21,8 @@ from typing import Any, Callable, Optional
 
 __all__ = [
     "UserError", "DatasetError", "DatasetNotFoundError", "DatasetFormatError", "EmptyTargetSetError",
-    "TooManyClustersError", "ConfigError", "PeerUserError", "EXIT_USER_ERROR", "DEBUG_ENV", "debug_enabled", "run_guarded",
-    "report_user_error", "user_error_message",
+    "TooManyClustersError", "ConfigError", "ExportError", "PeerUserError", "EXIT_USER_ERROR", "DEBUG_ENV",
+    "debug_enabled", "run_guarded", "report_user_error", "user_error_message",
 ]
 
 #: exit status of a command stopped by a :class:`UserError` (argparse uses 2 for a bad command line)
@@ -59,6 +59,10 @@ class TooManyClustersError(UserError, RuntimeError, ValueError):
 
 class ConfigError(UserError, ValueError):
     """A config file or override is wrong; the message names the key and what to do."""
+
+
+class ExportError(UserError, ValueError):
+    """The export cannot be done as asked (wrong config kind, output folder not writable, ...)."""
 
 
 class PeerUserError(UserError, RuntimeError):

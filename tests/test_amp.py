@@ -16,7 +16,8 @@ from torch import nn
 from inclr_fastreid.config import add_inclr_config
 from inclr_fastreid.data.target import TargetItem
 from inclr_fastreid.engine.features import NonFiniteFeatureError, extract_features
-from inclr_fastreid.engine.trainer import INCLRTrainer, _CheckedAMPTrainer, _CheckedSimpleTrainer
+from inclr_fastreid.engine.finite_loss import CheckedAMPTrainer, CheckedSimpleTrainer
+from inclr_fastreid.engine.trainer import INCLRTrainer
 from inclr_fastreid.modeling.interface import PseudoLabelModel
 
 from layouts import make_market1501
@@ -67,7 +68,7 @@ def test_autocast_reaches_both_students_forward_only_when_amp_is_on(amp):
         getattr(model, net).backbone.register_forward_hook(record(net))  # the feature map the heads pool
     optimizer, wrapper = INCLRTrainer.build_optimizer(cfg, model)
     # the trainer class the INCLRTrainer picks from SOLVER.AMP.ENABLED
-    trainer_cls = _CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else _CheckedSimpleTrainer
+    trainer_cls = CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else CheckedSimpleTrainer
     runner = trainer_cls(model, [_batch()], optimizer, wrapper)
     before = model.student1.heads.weight.detach().clone()
     with EventStorage(0) as storage:

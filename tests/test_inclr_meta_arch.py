@@ -1,5 +1,6 @@
-"""INCLR meta-architecture and EMA (inclr_fastreid/modeling/meta_arch/inclr.py, modeling/ema.py, engine/ema_hook.py) on a
-tiny CPU model: ResNet-18, 64x32 input, batch 8 = 2 pseudo ids x 4."""
+"""INCLR meta-architecture and EMA (inclr_fastreid/modeling/meta_arch/: inclr.py, mean_teachers.py,
+mutual_losses.py; modeling/ema.py, engine/ema_hook.py) on a tiny CPU model: ResNet-18, 64x32 input,
+batch 8 = 2 pseudo ids x 4."""
 import copy
 import math
 import types
@@ -221,7 +222,7 @@ def test_training_input_errors(model):
     bad["targets"] = torch.tensor([0, 0, 0, 0, 3, 3, 3, 3])
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         model(bad)
-    from inclr_fastreid.modeling.meta_arch.inclr import check_aals_epoch
+    from inclr_fastreid.checks import check_aals_epoch
 
     for bad_epoch in (-1, 1.5, True):
         with pytest.raises(ValueError, match="INCLR.LGMR.AALS_EPOCH"):

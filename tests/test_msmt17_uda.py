@@ -6,7 +6,7 @@ import os
 import pytest
 
 from inclr_fastreid.config import setup_cfg
-from inclr_fastreid.data.real import MSMT17UDA
+from inclr_fastreid.data.msmt17_uda import MSMT17UDA
 from inclr_fastreid.data.target import build_target_train_items
 
 from layouts import make_msmt17

@@ -128,6 +128,23 @@ def test_eval_output_follows_test_feature():
         _small_head(test_feature="part4")
 
 
+@pytest.mark.parametrize("num_parts", [0, 1, 3, 6])
+def test_test_feature_choices_are_joint_and_the_heads_branches(num_parts):
+    """checks.py (imported by config.py, so not importing modeling) spells the branch names itself:
+    they must be the head's, and eval_features must answer every choice."""
+    from inclr_fastreid.checks import allowed_test_features, check_test_feature
+    from inclr_fastreid.modeling.heads import branch_names
+
+    assert allowed_test_features(num_parts) == ["joint"] + branch_names(num_parts)
+    for name in allowed_test_features(num_parts):
+        check_test_feature(name, num_parts)
+    with pytest.raises(ValueError, match="TEST_FEATURE"):
+        check_test_feature(f"part{num_parts + 1}", num_parts)
+    if num_parts:
+        head = _small_head(num_parts=num_parts).eval()
+        assert list(head.eval_features(torch.randn(2, 6, 8, 2))) == allowed_test_features(num_parts)[1:]
+
+
 def test_from_config_reads_inclr_keys_or_defaults():
     cfg = _head_cfg()
     cfg.INCLR.TEST_FEATURE = "part1"

@@ -1,5 +1,5 @@
 """Source pretraining as MMT does it (docs/design.md §4.2): target-domain batch norm
-(INCLR.PRETRAIN.TARGET_BN, inclr_fastreid/engine/target_bn.py), two source models from two seeds,
+(INCLR.PRETRAIN.TARGET_BN, inclr_fastreid/engine/source_pretraining.py), two source models from two seeds,
 and the warning when an adaptation run starts both students from the same one."""
 import copy
 import itertools
@@ -20,8 +20,8 @@ from fastreid.modeling import build_model
 from fastreid.utils.events import EventStorage
 from inclr_fastreid import add_inclr_config
 from inclr_fastreid.config import ConfigError, setup_cfg
-from inclr_fastreid.engine import target_bn
-from inclr_fastreid.engine.target_bn import ShuffledForever, TargetBatchNormHook
+from inclr_fastreid.engine import source_pretraining
+from inclr_fastreid.engine.source_pretraining import ShuffledForever, TargetBatchNormHook
 from inclr_fastreid.engine.trainer import INCLRTrainer
 
 from layouts import make_dukemtmc, make_market1501
@@ -175,13 +175,13 @@ def test_two_pretrainings_with_different_seeds_give_different_models(data, tmp_p
     every step; INCLR.SEED fixes the whole run (same seed: the same weights bit for bit), and the
     second seed gives a second, different source model for student 2."""
     calls = []
-    forward = target_bn.forward_target_batch
+    forward = source_pretraining.forward_target_batch
 
     def counting(model, batch):
         calls.append(batch["images"].shape[0])
         return forward(model, batch)
 
-    monkeypatch.setattr(target_bn, "forward_target_batch", counting)
+    monkeypatch.setattr(source_pretraining, "forward_target_batch", counting)
     seed1 = _pretrain(tmp_path / "seed1", data)  # the config's INCLR.SEED 1
     steps = len(calls)
     assert steps == 36 // 8 and set(calls) == {8}  # one target batch per iteration, the source batch size

@@ -1,6 +1,7 @@
-"""The synthetic domain-shift benchmark (inclr_fastreid/data/synthetic/datasets.py, render.py): determinism,
-Market-style layout, FastReID registry/loader integration, the on-disk cache, and that identity
-lives in body regions (docs/design.md §7). Tiny sizes via kwargs; every root is a tmp folder."""
+"""The synthetic domain-shift benchmark (inclr_fastreid/data/synthetic/: datasets.py, domains.py, cache.py,
+render.py, person.py, canvas.py): determinism, Market-style layout, FastReID registry/loader integration,
+the on-disk cache, and that identity lives in body regions (docs/design.md §7). Tiny sizes via kwargs;
+every root is a tmp folder."""
 import dataclasses
 import hashlib
 import os
@@ -13,7 +14,7 @@ import pytest
 import inclr_fastreid  # noqa: F401  (host compat)
 from fastreid.data.common import CommDataset
 from fastreid.data.datasets import DATASET_REGISTRY
-from inclr_fastreid.data.synthetic import datasets as synthetic, render
+from inclr_fastreid.data.synthetic import cache, datasets as synthetic, render
 from inclr_fastreid.data.synthetic.render import PART_LABELS, render_person
 
 TINY = dict(num_train_ids=4, num_test_ids=3, num_distractor_ids=1, num_cams=4)
@@ -186,7 +187,7 @@ def test_cache_is_reused_without_rendering(tiny_root, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("rendered again despite a valid cache")
 
-    monkeypatch.setattr(synthetic, "render_domain", boom)
+    monkeypatch.setattr(cache, "render_domain", boom)  # ensure_domain calls it there
     again = synthetic.SynthA(root=root, **TINY)
     after = {f: os.stat(os.path.join(dp, f)).st_mtime_ns
              for dp, _, fs in os.walk(again.dataset_dir) for f in fs}
@@ -217,7 +218,7 @@ def test_race_loser_discards_its_copy(tmp_path, monkeypatch):
             synthetic.ensure_domain(str(tmp_path), spec, params)
         return counts
 
-    monkeypatch.setattr(synthetic, "render_domain", render_while_other_finishes)
+    monkeypatch.setattr(cache, "render_domain", render_while_other_finishes)
     ds = synthetic.SynthA(root=str(tmp_path), **kw)
     assert len(calls) == 2
     assert sorted(os.listdir(os.path.join(str(tmp_path), "synthetic"))) == [os.path.basename(ds.dataset_dir)]

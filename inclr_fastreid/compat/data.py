@@ -118,7 +118,7 @@ def _dataset_errors() -> None:
     from fastreid.data.datasets import bases
 
     def check_before_run(self, required_files):
-        from ..data.real import missing_dataset_message
+        from ..data.layouts import missing_dataset_message
 
         for fpath in [required_files] if isinstance(required_files, str) else required_files:
             if not os.path.exists(fpath):

@@ -2,7 +2,7 @@
 
 Supervised runs (source pretraining) are FastReID's own, plus, with ``INCLR.PRETRAIN.TARGET_BN``, a
 target batch forwarded without a loss after every source forward so the BN statistics describe the
-target (MMT's PreTrainer; :mod:`.target_bn`). In adaptation runs the target training set is
+target (MMT's PreTrainer; :mod:`.source_pretraining`). In adaptation runs the target training set is
 unlabeled: iterations per epoch come from ``INCLR.ITERS_PER_EPOCH``, classifier rows follow the
 clusters (:mod:`.rows`, docs/design.md §9; the true identity count never leaks), and the
 :class:`PseudoLabelHook` clusters before each epoch and swaps the train loader.
@@ -10,96 +10,48 @@ clusters (:mod:`.rows`, docs/design.md §9; the true identity count never leaks)
 Reliability (beyond FastReID's DefaultTrainer): a fixed ``INCLR.SEED`` also fixes network
 initialisation; a checkpoint holds everything a resume needs, so a killed run resumed with
 ``--resume`` ends as if never interrupted; a NaN/inf loss stops every rank before the optimiser
-step, naming the iteration, the loss terms and the last good checkpoint; a checkpoint that does not
-fit the network is an error listing the keys (FastReID logs it and trains a partly random model).
+step, naming the iteration, the loss terms and the last good checkpoint (:mod:`.finite_loss`); a
+checkpoint that does not fit the network is an error listing the keys (FastReID logs it and trains a
+partly random model). What the optimizer is built over is :mod:`.optimizer`'s; how an adaptation
+starts from its two source models, :mod:`.source_models`'.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
-from typing import Dict, Iterator, List, Tuple
+from typing import List
 
 import torch
 from fastreid.config import CfgNode
 from fastreid.engine import hooks
 from fastreid.engine.defaults import DefaultTrainer
-from fastreid.engine.train_loop import AMPTrainer, SimpleTrainer, TrainerBase
+from fastreid.engine.train_loop import TrainerBase
 from fastreid.utils import comm
 from fastreid.utils.logger import setup_logger
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError
 from ..data.pseudo_dataset import NoPseudoLabelsLoader
 from ..data.target import build_target_train_items
 from ..io import CheckpointLoadError, atomic_write_text, safe_torch_load
 from ..modeling.interface import MeanTeacherModel, as_pseudo_label_model
-from ..modeling.pseudo_classes import is_classifier_key, rows_for_clusters
+from ..modeling.pseudo_classes import rows_for_clusters
 from .checkpoint import (MatchingCheckpointer, RoundCheckpointer, model_state, remove_stale_temp_files,
                          restore_best_metric)
 from .distributed import seed_everything, sync_buffers, unwrap
 from .ema_hook import EMAHook
+from .finite_loss import CheckedAMPTrainer, CheckedSimpleTrainer, NonFiniteLossError, build_step_trainer
+from .optimizer import NetworkScopedNames, build_optimizer, freeze_unreached_part_branches
 from .pseudo_label_hook import PseudoLabelHook
 from .rows import checkpoint_classifier_rows, initial_classifier_rows, resize_model_rows
+from .source_models import load_source_models, warn_if_students_start_identical
 from .state import PseudoLabelState
 
+# The step loops, optimiser and source-model helpers live in their own modules; the names are
+# importable from here too (tools and tests import them from the trainer).
+__all__ = ["INCLRTrainer", "NonFiniteLossError", "CheckedSimpleTrainer", "CheckedAMPTrainer", "build_step_trainer", "NetworkScopedNames",
+           "freeze_unreached_part_branches", "load_source_models", "warn_if_students_start_identical"]
+
 logger = logging.getLogger("fastreid." + __name__)
-
-
-class NonFiniteLossError(UserError, FloatingPointError):
-    """A loss term became NaN or infinite; raised on every rank before the optimiser step (a user
-    error: the message names the iteration, the terms, the last good checkpoint and what to change)."""
-
-
-class _FiniteLossCheck:
-    """Mixin for FastReID's Simple/AMPTrainer: check the losses on *every* rank before the
-    optimiser step. FastReID checks only on rank 0, after gathering, so other ranks went on into
-    the next collective and hung; and its message lacks the epoch and what to do."""
-
-    def _write_metrics(self, loss_dict: Dict[str, torch.Tensor], data_time: float) -> None:
-        values = {k: float(v.detach()) for k, v in loss_dict.items()}
-        bad = [k for k, v in values.items() if not math.isfinite(v)]
-        flag = torch.tensor([float(bool(bad))], device=next(iter(loss_dict.values())).device)
-        if comm.get_world_size() > 1:
-            torch.distributed.all_reduce(flag)
-        if flag.item() > 0:
-            terms = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-            where = f"non-finite here: {', '.join(bad)}" if bad else "non-finite on another rank"
-            raise NonFiniteLossError(
-                f"Loss became NaN or infinite at iteration {self.iter} ({where}; {terms}). "
-                "Training stopped before the optimiser step, so no parameter took a non-finite value."
-            )
-        super()._write_metrics(loss_dict, data_time)
-
-
-class _CheckedSimpleTrainer(_FiniteLossCheck, SimpleTrainer):
-    pass
-
-
-class _CheckedAMPTrainer(_FiniteLossCheck, AMPTrainer):
-    pass
-
-
-def build_step_trainer(cfg: CfgNode, model: torch.nn.Module, data_loader, optimizer: torch.optim.Optimizer,
-                       param_wrapper) -> SimpleTrainer:
-    """The trainer of one iteration's step: FastReID's AMPTrainer (``SOLVER.AMP.ENABLED``) or SimpleTrainer,
-    with the loss check on every rank (:class:`_FiniteLossCheck`)."""
-    cls = _CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else _CheckedSimpleTrainer
-    return cls(model, data_loader, optimizer, param_wrapper)
-
-
-class NetworkScopedNames:
-    """``named_modules()`` of a mutual-teaching model with each network's prefix (``student1.``)
-    dropped, so FastReID's name rules (``SOLVER.HEADS_LR_FACTOR`` on ``heads.*``, ``MODEL.FREEZE_LAYERS``
-    patterns matched from the start of a name) reach each student as they reach a ``Baseline``."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-        self.networks = set(model.network_names) if isinstance(model, MeanTeacherModel) else set()
-
-    def named_modules(self) -> Iterator[Tuple[str, torch.nn.Module]]:
-        for name, module in self.model.named_modules():
-            network, _, rest = name.partition(".")
-            yield (rest if network in self.networks else name), module
 
 
 class INCLRTrainer(DefaultTrainer):
@@ -134,7 +86,7 @@ class INCLRTrainer(DefaultTrainer):
         optimizer, param_wrapper = self.build_optimizer(cfg, model)
         self.target_bn = None
         if not self.adapting and cfg.INCLR.PRETRAIN.TARGET_BN:
-            from .target_bn import TargetBatchNormHook, build_target_bn_loader
+            from .source_pretraining import TargetBatchNormHook, build_target_bn_loader
 
             # Built after the model (the same initialisation with or without it for a given seed) and
             # before the source loader's prefetch thread starts: its shuffling and worker seeds are
@@ -177,15 +129,9 @@ class INCLRTrainer(DefaultTrainer):
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module):
         """FastReID's optimizer; for a model of several networks (INCLR's students) its per-name
         rules apply inside each network (frozen teachers are skipped by FastReID already). The part
-        branches of a stock Baseline's PartPoolHead are left out (:func:`freeze_unreached_part_branches`).
-        Adaptation runs keep one tensor per parameter instead of FastReID's contiguous buffer, so the
-        classifiers can grow with the clusters (:mod:`.rows`); Adam's update is element-wise either way."""
-        from fastreid.solver import build_optimizer
-
-        freeze_unreached_part_branches(model)
-        scoped = NetworkScopedNames(model)
-        return build_optimizer(cfg, scoped if scoped.networks else model,
-                               contiguous=not bool(cfg.INCLR.CLUSTER.ENABLED))
+        branches of a stock Baseline's PartPoolHead are left out. Adaptation runs keep one tensor per
+        parameter, so the classifiers can grow with the clusters (:mod:`.optimizer`, :mod:`.rows`)."""
+        return build_optimizer(cfg, model)
 
     def ensure_classifier_rows(self, num_classes: int) -> None:
         """Before a round's K pseudo classes are set: grow every classifier when K exceeds its rows
@@ -309,67 +255,3 @@ class INCLRTrainer(DefaultTrainer):
         return model
 
 
-def freeze_unreached_part_branches(model: torch.nn.Module) -> bool:
-    """Under FastReID's stock ``Baseline`` (source pretraining, configs/UDA), ``Baseline.losses``
-    reads only the global branch of a :class:`PartPoolHead`: no loss reaches the part necks (BNNeck
-    and 1x1 embedding conv) or the part classifiers. FastReID's contiguous-buffer optimizer gives
-    them zero gradients, not None, so the optimiser's L2 weight decay alone would shrink them every
-    step, the part BNNecks' scale to ~0 over a full source schedule (docs/design.md §4.2.4). They
-    are therefore set ``requires_grad=False`` here, which keeps them out of FastReID's optimizer
-    (``get_default_optimizer_params`` skips them) and out of DDP's gradient reduction; they keep
-    their initial (or loaded) values. The part BNNecks' running statistics still update in train
-    mode (wanted, also for ``INCLR.PRETRAIN.TARGET_BN``). ``requires_grad`` is not in state dicts:
-    checkpoints are unchanged. INCLR (a :class:`MeanTeacherModel`) is left alone: its losses reach
-    every student parameter, and it builds its own networks when it loads a source model.
-    Returns whether anything was frozen."""
-    from ..modeling.heads.part_pool_head import PartPoolHead
-
-    model = unwrap(model)
-    heads = getattr(model, "heads", None)
-    if isinstance(model, MeanTeacherModel) or not isinstance(heads, PartPoolHead) or heads.num_parts == 0:
-        return False
-    heads.part_bottlenecks.requires_grad_(False)
-    for w in heads.part_weights:
-        w.requires_grad_(False)
-    logger.info("%s with PartPoolHead: its losses read the global branch only, so the %d part branches "
-                "(necks, classifiers) are not optimised (docs/design.md §4.2.4).",
-                type(model).__name__, heads.num_parts)
-    return True
-
-
-def load_source_models(model: MeanTeacherModel, cfg: CfgNode) -> None:
-    """Start an adaptation: student 1 / teacher 1 from MODEL.WEIGHTS, student 2 / teacher 2 from
-    INCLR.WEIGHTS2 (MMT ``--init-1`` / ``--init-2``; empty: MODEL.WEIGHTS too, with a warning).
-    The trainer and the tools that look at a run's first clustering (tools/cluster_quality.py) use it."""
-    if not cfg.MODEL.WEIGHTS:
-        logger.warning("MODEL.WEIGHTS is empty: adapting from randomly initialised students.")
-        return
-    weights2 = cfg.INCLR.WEIGHTS2
-    # (a missing MODEL.WEIGHTS gets its own error first, from load_pretrained)
-    if weights2 and not os.path.isfile(weights2) and os.path.isfile(cfg.MODEL.WEIGHTS):
-        raise CheckpointLoadError(
-            f"INCLR.WEIGHTS2 {weights2!r} not found: student 2 and teacher 2 start from a second source "
-            "model, pretrained with another seed (README: 'Real data'; e.g. configs/Pretrain/<task>.yml "
-            "INCLR.SEED 2 OUTPUT_DIR <dir>). Point INCLR.WEIGHTS2 to it, or set INCLR.WEIGHTS2 '' to start "
-            "both students from MODEL.WEIGHTS.")
-    model.load_pretrained(cfg.MODEL.WEIGHTS, weights2)
-    warn_if_students_start_identical(model, cfg.MODEL.WEIGHTS, weights2)
-
-
-def warn_if_students_start_identical(model: torch.nn.Module, weights: str, weights2: str) -> bool:
-    """Log a warning (and return True) when both students (and so both teachers) start from the same
-    source weights: mutual teaching then has almost nothing to exchange (docs/design.md §4.2). MMT starts
-    them from two source models pretrained with different seeds (``--init-1`` / ``--init-2``)."""
-    s1, s2 = model.student1.state_dict(), model.student2.state_dict()
-    same = all(torch.equal(v, s2[k]) for k, v in s1.items()
-               if not is_classifier_key(k))  # rows: cluster centroids
-    if not same:
-        return False
-    if not weights2:
-        why = f"INCLR.WEIGHTS2 is empty, so student 2 and teacher 2 also start from MODEL.WEIGHTS ({weights})"
-    else:
-        why = f"MODEL.WEIGHTS ({weights}) and INCLR.WEIGHTS2 ({weights2}) hold the same weights"
-    logger.warning("%s: both students start identical, and mutual teaching has almost nothing to exchange. "
-                   "Pretrain a second source model with another INCLR.SEED and pass it as INCLR.WEIGHTS2 "
-                   "(MMT scripts/pretrain.sh, --init-1 / --init-2).", why)
-    return True

@@ -2,14 +2,14 @@
 a FastReID ``Baseline`` + PartPoolHead checkpoint, checked key by key, without its classifier rows."""
 from __future__ import annotations
 
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Mapping, Sequence, Tuple
 
 import torch
 
 from ..io import CheckpointLoadError, check_state_dict, safe_torch_load
 from .pseudo_classes import is_classifier_key
 
-__all__ = ["read_source_state", "source_weights_for"]
+__all__ = ["read_source_state", "source_weights_for", "without_part_branches"]
 
 
 def read_source_state(path: str) -> Dict[str, torch.Tensor]:
@@ -39,3 +39,12 @@ def source_weights_for(expected: Dict[str, torch.Tensor], state: Dict[str, torch
         hint = "Pretrain with MODEL.HEADS.NAME: PartPoolHead and the same NUM_PARTS/EMBEDDING_DIM."
     check_state_dict(expected, state, f"load_pretrained({path})", ignore=is_classifier_key, hint=hint)
     return {k: v for k, v in state.items() if not is_classifier_key(k)}
+
+
+def without_part_branches(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], int]:
+    """``state`` less its part branches (``heads.part_bottlenecks.*``, ``heads.part_weights.*``), and how
+    many branches that was: a NUM_PARTS P source model feeds a global-only (NUM_PARTS 0) network
+    (docs/design.md §4.2.5)."""
+    prefixes = ("heads.part_bottlenecks.", "heads.part_weights.")
+    parts = {k.split(".")[2] for k in state if k.startswith(prefixes)}
+    return {k: v for k, v in state.items() if not k.startswith(prefixes)}, len(parts)

@@ -22,7 +22,8 @@ from fastreid.layers import any_softmax, get_norm, pooling
 from fastreid.layers.weight_init import weights_init_kaiming
 from fastreid.modeling.heads import REID_HEADS_REGISTRY
 
-from ...config import ConfigError  # a ValueError: wrong values in the config are user errors
+from ...checks import check_test_feature
+from ...errors import ConfigError  # a ValueError: wrong values in the config are user errors
 from ...registry import register_once
 
 __all__ = ["PartPoolHead", "stripe_bounds", "join_eval_features", "branch_names"]
@@ -76,12 +77,6 @@ def join_eval_features(feats: Dict[str, torch.Tensor], test_feature: str, kappa:
     return feats[test_feature]
 
 
-def _check_test_feature(test_feature: str, num_parts: int) -> None:
-    allowed = ["joint"] + branch_names(num_parts)
-    if test_feature not in allowed:
-        raise ConfigError(f"INCLR.TEST_FEATURE={test_feature!r}: expected one of {allowed}")
-
-
 def _make_neck(feat_dim: int, embedding_dim: int, with_bnneck: bool, norm_type: str) -> nn.Sequential:
     neck: List[nn.Module] = []
     if embedding_dim > 0:
@@ -132,7 +127,7 @@ class PartPoolHead(nn.Module):
             raise ConfigError(f"MODEL.HEADS.NUM_PARTS must be >= 0 (0 = the global branch alone), got {num_parts}")
         if kappa < 0:
             raise ConfigError(f"INCLR.KAPPA must be >= 0, got {kappa}")
-        _check_test_feature(test_feature, num_parts)
+        check_test_feature(test_feature, num_parts)
 
         self.num_parts = num_parts
         self.neck_feat = neck_feat

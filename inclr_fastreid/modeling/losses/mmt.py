@@ -10,6 +10,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from ...checks import check_label_smooth
+
 __all__ = [
     "check_label_smooth",
     "label_smoothed_cross_entropy",
@@ -52,12 +54,6 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor, anchor: torch.Tensor)
     if not bool(mask.any()):  # one label in the batch: no triplet; keep the graph alive
         return anchor.sum() * 0.0
     return values[mask].mean()
-
-
-def check_label_smooth(epsilon: float) -> None:
-    """The label-smoothing epsilon (INCLR.MMT.LABEL_SMOOTH) lies in [0, 1)."""
-    if not 0.0 <= epsilon < 1.0:
-        raise ValueError(f"label smoothing epsilon (INCLR.MMT.LABEL_SMOOTH) must be in [0, 1), got {epsilon}")
 
 
 def label_smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, epsilon: float = 0.1) -> torch.Tensor:

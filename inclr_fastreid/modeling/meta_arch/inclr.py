@@ -1,10 +1,11 @@
 """INCLR meta-architecture: mutual mean teaching of two part-aware networks with LGMR and IGMO
 (docs/design.md §4.2, §4.4, §4.5; paper Eq. 1-8).
 
-Four networks, each a FastReID backbone + PartPoolHead: students ``student1``/``student2`` are
-trained, teachers ``teacher1``/``teacher2`` are their exponential moving averages (EMAHook),
-registered submodules with ``requires_grad=False`` (checkpointed, never optimised: FastReID's
-``get_default_optimizer_params`` skips parameters that do not require grad).
+Four networks, each a FastReID backbone + PartPoolHead (``mean_teachers.py``): students
+``student1``/``student2`` are trained, teachers ``teacher1``/``teacher2`` are their exponential
+moving averages (EMAHook). Each student's loss terms are assembled in ``mutual_losses.py``; this
+module holds what ties them together: the pseudo classes of the epoch (classifier rows, IGMO
+centroids), the training step over both students, the credibility record, inference.
 
 Batch contract (the pseudo-label loader): ``images`` (view 1, B x 3 x H x W float 0-255),
 ``images2`` (view 2; default ``images``), ``targets`` (pseudo labels 0..K-1), ``index`` (dataset
@@ -17,105 +18,27 @@ reference code trains it (yxgeee/MMT, global features only), the paper's Table I
 """
 from __future__ import annotations
 
-import logging
 from typing import Dict, Mapping, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from fastreid.config import configurable
 from fastreid.modeling.backbones import build_backbone
 from fastreid.modeling.heads import build_heads
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 
-from ...errors import ConfigError
+from ...checks import check_lgmr_has_parts, check_test_feature, check_test_model
 from ...registry import register_once
-from ..ema import ema_update
-from ..heads.part_pool_head import PartPoolHead, _check_test_feature, branch_names, join_eval_features
-from ..interface import MeanTeacherModel
-from ..pretrained import read_source_state, source_weights_for
+from ..heads.part_pool_head import branch_names, join_eval_features
 from ..pseudo_classes import check_pseudo_classes, resize_head_rows, write_centroid_rows
-from ..losses import (
-    credibility_weights,
-    check_label_smooth,
-    label_smoothed_cross_entropy,
-    lgmr_global_ce,
-    lgmr_part_loss,
-    soft_cross_entropy,
-    soft_softmax_triplet,
-    softmax_triplet,
-    uncertainty_weighted_kl_loss,
-)
+from .mean_teachers import NETWORKS, MeanTeacherNetworks, ReIDNet
+from .mutual_losses import StudentLosses
 
 __all__ = ["INCLR", "ReIDNet"]
 
-logger = logging.getLogger("fastreid." + __name__)  # under "fastreid": the run log (log.txt) records it
-
-NETWORKS = ("student1", "student2", "teacher1", "teacher2")
-LOSS_NAMES = ("loss_ce", "loss_soft_ce", "loss_tri", "loss_soft_tri", "loss_kl")
-
-
-class ReIDNet(nn.Module):
-    """One network: FastReID backbone + PartPoolHead (state-dict keys as in ``Baseline``)."""
-
-    def __init__(self, backbone: nn.Module, heads: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.heads = heads
-
-    def forward(self, images: torch.Tensor, targets=None, num_live_classes: Optional[int] = None):
-        return self.heads(self.backbone(images), targets, num_live_classes)
-
-    def eval_features(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return self.heads.eval_features(self.backbone(images))
-
-
-def check_test_model(test_model: str) -> None:
-    """INCLR.TEST_MODEL names the teacher that answers at inference."""
-    if test_model not in ("t1", "t2", "mean"):
-        raise ValueError(f"INCLR.TEST_MODEL={test_model!r}: expected t1, t2 or mean")
-
-
-def check_aals_epoch(aals_epoch: int) -> None:
-    """INCLR.LGMR.AALS_EPOCH: the first epoch whose part loss is AALS, an integer >= 0."""
-    if isinstance(aals_epoch, bool) or int(aals_epoch) != aals_epoch or aals_epoch < 0:
-        raise ValueError(f"INCLR.LGMR.AALS_EPOCH must be an integer >= 0, got {aals_epoch!r}")
-
-
-def check_mixing_weights(soft_ce: float, soft_tri: float) -> None:
-    """INCLR.MMT.SOFT_CE / SOFT_TRI mix hard and soft terms: weights in [0, 1]."""
-    for key, w in (("INCLR.MMT.SOFT_CE", soft_ce), ("INCLR.MMT.SOFT_TRI", soft_tri)):
-        if not 0.0 <= w <= 1.0:
-            raise ValueError(f"{key} must be in [0, 1], got {w}")
-
-
-def check_lgmr_has_parts(lgmr_enabled: bool, num_parts: int) -> None:
-    """LGMR refines global and part labels against each other (paper Eq. 1-2): it needs part branches."""
-    if lgmr_enabled and num_parts == 0:
-        raise ConfigError("INCLR.LGMR.ENABLED True needs part branches, but MODEL.HEADS.NUM_PARTS is 0: set "
-                          "INCLR.LGMR.ENABLED False (global-only MMT) or MODEL.HEADS.NUM_PARTS >= 1.")
-
-
-def _mean_over_parts(terms: list):
-    """Mean of the per-part loss terms; 0 without part branches (NUM_PARTS 0: the global terms alone, as MMT)."""
-    return sum(terms) / len(terms) if terms else 0.0
-
-
-def _without_part_branches(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], int]:
-    """``state`` less its part branches (``heads.part_bottlenecks.*``, ``heads.part_weights.*``), and how
-    many branches that was: a NUM_PARTS P source model feeds a global-only (NUM_PARTS 0) network."""
-    prefixes = ("heads.part_bottlenecks.", "heads.part_weights.")
-    parts = {k.split(".")[2] for k in state if k.startswith(prefixes)}
-    return {k: v for k, v in state.items() if not k.startswith(prefixes)}, len(parts)
-
-
-def _mean_branches(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    return {k: F.normalize(a[k] + b[k], dim=1) for k in a}
-
 
 @register_once(META_ARCH_REGISTRY)
-class INCLR(nn.Module, MeanTeacherModel):
+class INCLR(MeanTeacherNetworks):
     """Two students + two EMA teachers with MMT's mutual losses, LGMR and IGMO.
 
     Training ``forward`` returns ``loss_ce``, ``loss_soft_ce``, ``loss_tri``, ``loss_soft_tri`` and
@@ -148,49 +71,23 @@ class INCLR(nn.Module, MeanTeacherModel):
         lambda_kl: float = 0.5,
         detach_weight: bool = True,
     ):
-        super().__init__()
-        if set(networks) != set(NETWORKS):
-            raise ValueError(f"INCLR needs networks {NETWORKS}, got {sorted(networks)}")
-        for name in NETWORKS:
-            head = networks[name].heads
-            if not isinstance(head, PartPoolHead):
-                raise TypeError(
-                    f"INCLR needs MODEL.HEADS.NAME: PartPoolHead; got {type(head).__name__} for {name}"
-                )
-            self.add_module(name, networks[name])
-        _check_test_feature(test_feature, networks["student1"].heads.num_parts)
-        check_lgmr_has_parts(lgmr_enabled, networks["student1"].heads.num_parts)
+        super().__init__(networks, pixel_mean, pixel_std)
+        check_test_feature(test_feature, self.num_parts)
+        check_lgmr_has_parts(lgmr_enabled, self.num_parts)
         check_test_model(test_model)
-        check_mixing_weights(soft_ce_weight, soft_tri_weight)
-        check_label_smooth(label_smooth)
-        check_aals_epoch(aals_epoch)
-        # Teachers start as copies of their students and are never optimised.
-        for t, s in (("teacher1", "student1"), ("teacher2", "student2")):
-            getattr(self, t).load_state_dict(getattr(self, s).state_dict())
-            getattr(self, t).requires_grad_(False)
-
+        self.student_losses = StudentLosses(
+            soft_ce_weight=soft_ce_weight, soft_tri_weight=soft_tri_weight, tri_margin=tri_margin,
+            label_smooth=label_smooth, lgmr_enabled=lgmr_enabled, lgmr_beta=lgmr_beta, aals_epoch=aals_epoch,
+            igmo_enabled=igmo_enabled, igmo_temp=igmo_temp, lambda_kl=lambda_kl, detach_weight=detach_weight,
+        )
         head = self.student1.heads
-        self.num_parts: int = head.num_parts
         self.num_rows: int = head.weight.shape[0]
         self.feat_dim: int = head.feat_dim
         self.test_feature = test_feature
         self.test_model = test_model
         self.kappa = kappa
-        self.soft_ce_weight = soft_ce_weight
-        self.soft_tri_weight = soft_tri_weight
-        self.tri_margin = tri_margin
-        self.label_smooth = label_smooth
         self.sum_students = sum_students
-        self.lgmr_enabled = lgmr_enabled
-        self.lgmr_beta = lgmr_beta
-        self.aals_epoch = int(aals_epoch)
-        self.igmo_enabled = igmo_enabled
-        self.igmo_temp = igmo_temp
-        self.lambda_kl = lambda_kl
-        self.detach_weight = detach_weight
 
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
         # K: classifier rows 0..K-1 are live this epoch
         self.register_buffer("num_live_classes", torch.zeros((), dtype=torch.long))
         # IGMO's dynamic classifier: the global cluster centroids (rows 0..K-1 live)
@@ -228,28 +125,6 @@ class INCLR(nn.Module, MeanTeacherModel):
             "detach_weight": inclr.IGMO.DETACH_WEIGHT,
         }
 
-    network_names = NETWORKS
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
-    # ------------------------------------------------------------------ inputs
-    def preprocess_image(self, images: torch.Tensor) -> torch.Tensor:
-        """(images - mean) / std, out of place: the caller's batch is left untouched (docs/design.md §9)."""
-        images = images.to(self.device, non_blocking=True)
-        if not torch.is_floating_point(images):
-            images = images.float()
-        return (images - self.pixel_mean) / self.pixel_std
-
-    @staticmethod
-    def _images(batched_inputs) -> torch.Tensor:
-        if isinstance(batched_inputs, Mapping):
-            return batched_inputs["images"]
-        if isinstance(batched_inputs, torch.Tensor):
-            return batched_inputs
-        raise TypeError(f"batched_inputs must be a dict or a Tensor, got {type(batched_inputs).__name__}")
-
     # ------------------------------------------------------------------ pseudo classes
     @torch.no_grad()
     def set_pseudo_classes(self, num_classes: int, centroids: Mapping[str, torch.Tensor]) -> None:
@@ -269,6 +144,7 @@ class INCLR(nn.Module, MeanTeacherModel):
         self.num_live_classes.fill_(k)
 
     def classifier_rows(self) -> int:
+        """Rows of each classifier of the four networks (and of IGMO's centroid buffer)."""
         return self.num_rows
 
     @torch.no_grad()
@@ -293,26 +169,6 @@ class INCLR(nn.Module, MeanTeacherModel):
         if int(epoch) != epoch or epoch < 0:
             raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
         self.current_epoch.fill_(int(epoch))
-
-    @torch.no_grad()
-    def branch_features(self, batched_inputs) -> Dict[str, torch.Tensor]:
-        """Features for clustering: per branch, mean of T1's and T2's normalised eval features,
-        re-normalised ({"global", "part1", ...}); eval mode, no grad (docs/design.md §4.3 step 1)."""
-        images = self.preprocess_image(self._images(batched_inputs))
-        modes = (self.teacher1.training, self.teacher2.training)
-        self.teacher1.eval()
-        self.teacher2.eval()
-        try:
-            return _mean_branches(self.teacher1.eval_features(images), self.teacher2.eval_features(images))
-        finally:
-            self.teacher1.train(modes[0])
-            self.teacher2.train(modes[1])
-
-    @torch.no_grad()
-    def update_teachers(self, alpha: float) -> None:
-        """Mean-teacher step: T1 <- EMA(S1), T2 <- EMA(S2) with weight ``alpha`` on the teacher."""
-        ema_update(self.teacher1, self.student1, alpha)
-        ema_update(self.teacher2, self.student2, alpha)
 
     # ------------------------------------------------------------------ forward
     def forward(self, batched_inputs):
@@ -351,56 +207,15 @@ class INCLR(nn.Module, MeanTeacherModel):
             t1 = self.teacher1(images1, targets, k)
             t2 = self.teacher2(images2, targets, k)
 
-        l1, w1 = self._student_losses(s1, t1, t2, targets, agreement, k)
-        l2, w2 = self._student_losses(s2, t2, t1, targets, agreement, k)
+        centroids, epoch = self.igmo_centroids[:k], int(self.current_epoch)
+        l1, w1 = self.student_losses(s1, t1, t2, targets, agreement, centroids, epoch)
+        l2, w2 = self.student_losses(s2, t2, t1, targets, agreement, centroids, epoch)
         self._record_credibility(batched_inputs.get("index"), (w1 + w2) / 2)
         scale = 1.0 if self.sum_students else 0.5  # summed over the students, as MMT (or averaged)
         return {name: scale * (l1[name] + l2[name]) for name in l1}
 
-    def _student_losses(self, s: dict, own_t: dict, other_t: dict, targets, agreement, k: int):
-        """Losses of one student (its own mean teacher for IGMO, the other one for MMT's soft terms).
-
-        Label smoothing (``label_smooth``, MMT's CrossEntropyLabelSmooth) applies where the reference
-        code uses it: the plain hard CE of the global and part branches (LGMR off; MMT
-        ``mmt/trainers.py``). With LGMR on, the global target is PPLR's refined target (``PGLR``) from
-        the first epoch; the parts train with label-smoothed CE while ``current_epoch`` <
-        ``aals_epoch`` and with the agreement-aware loss (``AALS``, no further epsilon) from then on,
-        as ``PPLRTrainer`` (yoonkicho/PPLR ``pplr/trainers.py``, ``pplr/loss/loss.py``).
-        """
-        p = self.num_parts
-        if self.lgmr_enabled:
-            ce_g = lgmr_global_ce(s["cls_outputs"], targets, s["part_pred_class_logits"], agreement, self.lgmr_beta)
-            if int(self.current_epoch) < self.aals_epoch:  # PPLR's warm-up
-                ce_p = sum(label_smoothed_cross_entropy(z, targets, self.label_smooth)
-                           for z in s["part_cls_outputs"]) / p
-            else:
-                ce_p = sum(lgmr_part_loss(s["part_cls_outputs"][j], targets, agreement[:, j]) for j in range(p)) / p
-        else:
-            eps = self.label_smooth
-            ce_g = label_smoothed_cross_entropy(s["cls_outputs"], targets, eps)
-            ce_p = _mean_over_parts([label_smoothed_cross_entropy(z, targets, eps) for z in s["part_cls_outputs"]])
-        soft_g = soft_cross_entropy(s["pred_class_logits"], other_t["pred_class_logits"])
-        soft_p = _mean_over_parts(
-            [soft_cross_entropy(z, zt) for z, zt in zip(s["part_pred_class_logits"], other_t["part_pred_class_logits"])]
-        )
-        losses = {
-            "loss_ce": (1.0 - self.soft_ce_weight) * (ce_g + ce_p),
-            "loss_soft_ce": self.soft_ce_weight * (soft_g + soft_p),
-            "loss_tri": (1.0 - self.soft_tri_weight) * softmax_triplet(s["global_pool"], targets, self.tri_margin),
-            "loss_soft_tri": self.soft_tri_weight
-            * soft_softmax_triplet(s["global_pool"], targets, other_t["global_pool"]),
-        }
-        centroids = self.igmo_centroids[:k]
-        if self.igmo_enabled:
-            loss_kl, weight, _ = uncertainty_weighted_kl_loss(
-                s["global_neck"], own_t["global_neck"], centroids, targets, self.igmo_temp, self.detach_weight
-            )
-            losses["loss_kl"] = self.lambda_kl * loss_kl
-        else:  # still measure the credibility (label-quality log), without a loss
-            weight = credibility_weights(s["global_neck"], own_t["global_neck"], centroids, self.igmo_temp)
-        return losses, weight
-
     def credibility_values(self) -> torch.Tensor:
+        """Latest IGMO credibility per target training image (N,), NaN where not seen yet."""
         return self.credibility
 
     @torch.no_grad()
@@ -424,34 +239,7 @@ class INCLR(nn.Module, MeanTeacherModel):
         """Eval features of the ``TEST_MODEL`` teacher (t1 | t2 | mean of both, re-normalised per
         branch), joined per ``TEST_FEATURE`` (Eq. 9)."""
         images = self.preprocess_image(self._images(batched_inputs))
-        if self.test_model == "t1":
-            feats = self.teacher1.eval_features(images)
-        elif self.test_model == "t2":
-            feats = self.teacher2.eval_features(images)
-        else:
-            feats = _mean_branches(self.teacher1.eval_features(images), self.teacher2.eval_features(images))
-        return join_eval_features(feats, self.test_feature, self.kappa)
-
-    # ------------------------------------------------------------------ weights
-    def load_pretrained(self, path1: str, path2: str = "") -> None:
-        """Load a source-pretrained FastReID ``Baseline`` + PartPoolHead checkpoint into S1/T1 and
-        ``path2`` (default ``path1``) into S2/T2. Source classifier rows are skipped (the target
-        classifiers get cluster centroids each epoch); any other missing, unexpected or
-        mis-shaped key raises, listing them. With NUM_PARTS 0 the source's part branches are
-        skipped (logged): every row starts from the same source models, pretrained with parts."""
-        for path, (s_name, t_name) in ((path1, ("student1", "teacher1")), (path2 or path1, ("student2", "teacher2"))):
-            state = read_source_state(path)
-            if self.num_parts == 0:
-                state, skipped = _without_part_branches(state)
-                if skipped:
-                    logger.info("MODEL.HEADS.NUM_PARTS 0: skipped the %d part branches of %s (necks and "
-                                "classifiers); %s and %s take its backbone and global branch.", skipped, path,
-                                s_name, t_name)
-            student = getattr(self, s_name)
-            filtered = source_weights_for(student.state_dict(), state, path, NETWORKS)
-            student.load_state_dict(filtered, strict=False)
-            getattr(self, t_name).load_state_dict(filtered, strict=False)
-            logger.info("Loaded %s into %s and %s (classifier rows skipped)", path, s_name, t_name)
+        return join_eval_features(self.teacher_features(images, self.test_model), self.test_feature, self.kappa)
 
 
 def _all_gather_pairs(index: torch.Tensor, weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

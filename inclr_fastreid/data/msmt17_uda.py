@@ -1,13 +1,12 @@
-"""Real datasets: the on-disk layouts users must provide, and MSMT17's UDA training view.
+"""MSMT17's UDA training view, ``MSMT17UDA`` (docs/design.md §9), registered in FastReID's DATASET_REGISTRY.
 
 FastReID's own ``Market1501`` and ``DukeMTMC`` read Market-1501 and DukeMTMC-reID unchanged.
-MSMT17 needs ``MSMT17UDA`` (docs/design.md §9): the UDA literature adapts on list_train + list_val
+MSMT17 needs ``MSMT17UDA``: the UDA literature adapts on list_train + list_val
 (32,621 images, as yxgeee/MMT), while FastReID's ``MSMT17`` gives list_train alone and its
 ``combineall`` folds query and gallery (test images) into training.
 """
 from __future__ import annotations
 
-import os
 import os.path as osp
 from typing import List, Tuple
 
@@ -16,41 +15,9 @@ from fastreid.data.datasets.bases import ImageDataset
 
 from ..errors import DatasetFormatError, DatasetNotFoundError
 from ..registry import register_once
-
-DATASET_LAYOUTS = {
-    "Market1501": (
-        "<FASTREID_DATASETS>/Market-1501-v15.09.15/\n"
-        "    bounding_box_train/0002_c1s1_000451_03.jpg ...\n"
-        "    query/0001_c1s1_001051_00.jpg ...\n"
-        "    bounding_box_test/0001_c1s1_000151_01.jpg ..."
-    ),
-    "DukeMTMC": (
-        "<FASTREID_DATASETS>/DukeMTMC-reID/\n"
-        "    bounding_box_train/0001_c2_f0046182.jpg ...\n"
-        "    query/0005_c2_f0046985.jpg ...\n"
-        "    bounding_box_test/0002_c1_f0044158.jpg ..."
-    ),
-    "MSMT17": (
-        "<FASTREID_DATASETS>/MSMT17_V1/   (or MSMT17_V2/ with mask_train_v2/, mask_test_v2/)\n"
-        "    train/0000/0000_000_01_0303morning_0015_0.jpg ...\n"
-        "    test/0000/0000_000_01_0303morning_0008_0.jpg ...\n"
-        "    list_train.txt  list_val.txt  list_query.txt  list_gallery.txt"
-    ),
-}
-DATASET_LAYOUTS["MSMT17UDA"] = DATASET_LAYOUTS["MSMT17"]
+from .layouts import missing_dataset_message
 
 _MSMT_VERSIONS = {"MSMT17_V1": ("train", "test"), "MSMT17_V2": ("mask_train_v2", "mask_test_v2")}
-
-
-def missing_dataset_message(dataset: str, path: str) -> str:
-    """What is missing, where FastReID looked, and the layout it expects."""
-    layout = DATASET_LAYOUTS.get(dataset)
-    root = os.getenv("FASTREID_DATASETS", "datasets")
-    msg = (f"{dataset}: {path!r} not found (FASTREID_DATASETS={root!r}, "
-           f"resolved {osp.abspath(root)!r}).")
-    if layout:
-        msg += f" Expected layout:\n{layout}"
-    return msg + "\nSet FASTREID_DATASETS to the folder holding the dataset, or fix DATASETS.NAMES."
 
 
 @register_once(DATASET_REGISTRY)

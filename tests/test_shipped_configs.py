@@ -197,7 +197,8 @@ def test_switches_reach_the_built_model(name):
 
     model = build_model(setup_cfg(os.path.join(ROOT, "configs", name), SMALL))
     _, _, _, lgmr, igmo, detach = SWITCHES[name]
-    assert (model.lgmr_enabled, model.igmo_enabled, model.detach_weight) == (lgmr, igmo, detach)
+    losses = model.student_losses
+    assert (losses.lgmr_enabled, losses.igmo_enabled, losses.detach_weight) == (lgmr, igmo, detach)
 
 
 @pytest.mark.parametrize("name", [
