@@ -14,10 +14,10 @@ import torch
 from inclr_fastreid.errors import ConfigError
 from inclr_fastreid.pseudo_labels import (ClusterParams, cluster_dbscan, compute_jaccard_distance,
                                           generate_pseudo_labels, pairwise_prf)
-from inclr_fastreid.pseudo_labels.eps_rule import (choose_eps, clustered_share, clustering_agreement, coverage_over_grid,
+from inclr_fastreid.pseudo_labels.eps_grid import (clustered_share, clustering_agreement, coverage_over_grid,
                                                    cross_space_agreement, dbscan_by_components, is_partition, k_distance,
-                                                   k_distance_knee, labels_over_grid, multi_camera_share, one_se_index, pick_index,
-                                                   per_view_agreement)
+                                                   k_distance_knee, labels_over_grid, multi_camera_share, per_view_agreement)
+from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, one_se_index, pick_index
 
 from test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
 
@@ -426,7 +426,8 @@ def test_auto_rule_holds_nothing_n_by_n_under_a_memory_limit():
     cannot be allocated there (checked first), yet the grid, the agreement and the knee all run."""
     code = textwrap.dedent("""
         import resource, numpy as np, scipy.sparse as sp
-        from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, k_distance_knee, labels_over_grid
+        from inclr_fastreid.pseudo_labels.eps_grid import k_distance_knee, labels_over_grid
+        from inclr_fastreid.pseudo_labels.eps_rule import choose_eps
         n, size = 60000, 10
         rng = np.random.default_rng(0)
         def space(seed):

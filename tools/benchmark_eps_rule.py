@@ -61,7 +61,8 @@ import scipy.sparse as sp
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
-from inclr_fastreid.pseudo_labels.eps_rule import EpsChoice, is_partition  # noqa: E402  (after the sys.path lines)
+from inclr_fastreid.pseudo_labels.eps_grid import is_partition  # noqa: E402  (after the sys.path lines)
+from inclr_fastreid.pseudo_labels.eps_rule import EpsChoice  # noqa: E402
 from inclr_fastreid.pseudo_labels.quality import camera_pair_recall  # noqa: E402
 
 
@@ -154,7 +155,7 @@ def agreement_at_same_eps(grid_labels: Dict[str, np.ndarray], measure: str = "ar
     against each part's, not chance-corrected): the mean over the parts of the agreement of the global and
     part clusterings at the same grid eps; a scale where either side is no partition scores 0."""
     from inclr_fastreid.pseudo_labels import pairwise_prf
-    from inclr_fastreid.pseudo_labels.eps_rule import clustering_agreement
+    from inclr_fastreid.pseudo_labels.eps_grid import clustering_agreement
 
     score = {"ari": clustering_agreement, "f": lambda a, b: pairwise_prf(a, b)[2]}[measure]
     ref = grid_labels["global"]
@@ -182,7 +183,7 @@ def grid_at_k1(spaces: Dict[str, np.ndarray], k1: int, grid: Sequence[float], ca
     """Every space's Jaccard matrix at ``k1`` and its DBSCAN labels over ``grid`` (space -> (G, N)), computed once
     per k1: ``cache`` (k1 -> that pair) is read first and filled, so every rule at the same k1 shares them."""
     from inclr_fastreid.pseudo_labels import compute_jaccard_distance
-    from inclr_fastreid.pseudo_labels.eps_rule import labels_over_grid
+    from inclr_fastreid.pseudo_labels.eps_grid import labels_over_grid
 
     k1 = int(k1)
     if k1 not in cache:
@@ -241,7 +242,8 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
     """
     from inclr_fastreid.pseudo_labels import compute_jaccard_distance, label_quality, pairwise_prf
     from inclr_fastreid.pseudo_labels.clustering import cluster_dbscan, mmt_eps
-    from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, k_distance_knee, labels_over_grid, pick_index
+    from inclr_fastreid.pseudo_labels.eps_grid import k_distance_knee, labels_over_grid
+    from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, pick_index
 
     n = ids.size
     grid = [float(e) for e in grid]

@@ -15,7 +15,8 @@ import numpy as np
 from ..errors import ConfigError
 from .agreement import READS_PART_LABELS, cross_agreement, refine_global_labels
 from .clustering import CLUSTERERS, FeatureSpace, cluster_centroids, cluster_dbscan, mmt_eps
-from .eps_rule import choose_eps, labels_over_grid
+from .eps_grid import labels_over_grid
+from .eps_rule import choose_eps
 from .k1_rule import k1_from_cluster_size, median_cluster_size
 from .knn import as_float32_features, is_cuda_tensor, knn_search, l2_normalize, l2_normalize_torch
 from .params import ClusterParams
