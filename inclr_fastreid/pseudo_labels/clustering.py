@@ -4,13 +4,13 @@ A clusterer is a function ``f(space, params) -> labels`` from one :class:`Featur
 L2-normalised features, their kNN lists and, on demand, the sparse k-reciprocal Jaccard distance)
 and the round's :class:`~inclr_fastreid.pseudo_labels.params.ClusterParams` to (N,) int64 labels
 0..K-1 (-1 = outlier). A new clusterer is one function registered with :func:`clusterer` here;
-its name becomes a value of ``INCLR.CLUSTER.METHOD``.
+its name becomes a value of ``INCLR.CLUSTER.METHOD`` (:data:`~.registries.CLUSTERERS`).
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from .jaccard import jaccard_from_knn
 from .kmeans import MAX_ITER, TOL, kmeans
 from .knn import as_float32_features, is_cuda_tensor, l2_normalize, l2_normalize_torch
+from .registries import CLUSTERERS
 
 if TYPE_CHECKING:
     from .params import ClusterParams
@@ -60,16 +61,11 @@ class FeatureSpace:
 
 
 Clusterer = Callable[[FeatureSpace, "ClusterParams"], np.ndarray]
-CLUSTERERS: Dict[str, Clusterer] = {}
 
 
 def clusterer(name: str) -> Callable[[Clusterer], Clusterer]:
     """Register a clusterer under ``name`` (a value of ``INCLR.CLUSTER.METHOD``)."""
-    def register(fn: Clusterer) -> Clusterer:
-        CLUSTERERS[name] = fn
-        return fn
-
-    return register
+    return CLUSTERERS.register(name)
 
 
 def relabel_by_first_occurrence(labels: Any) -> np.ndarray:

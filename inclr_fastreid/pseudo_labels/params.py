@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Tuple
 
 from .k1_rule import K1_RULES
+from .registries import AGREEMENTS, CLUSTERERS
 
 __all__ = ["ClusterParams", "cluster_params_from_cfg", "EPS_RULES", "AUTO_PAIRS", "AUTO_COVERAGES", "AUTO_SELECTS",
            "DEFAULT_EPS_GRID", "K1_RULES"]
@@ -29,8 +30,8 @@ DEFAULT_EPS_GRID: Tuple[float, ...] = tuple(round(0.2 + 0.05 * i, 2) for i in ra
 class ClusterParams:
     """Settings of :func:`~inclr_fastreid.pseudo_labels.generate_pseudo_labels`.
 
-    ``method`` names a clusterer of :data:`~inclr_fastreid.pseudo_labels.clustering.CLUSTERERS`,
-    ``agreement`` a cross-agreement mode of :data:`~inclr_fastreid.pseudo_labels.agreement.AGREEMENTS`.
+    ``method`` names a clusterer of :data:`~.registries.CLUSTERERS`, ``agreement`` a cross-agreement mode of
+    :data:`~.registries.AGREEMENTS`.
     Checked on construction; errors name the config key.
     """
 
@@ -59,13 +60,8 @@ class ClusterParams:
     seed: int = 1  # k-means initialisation (MMT's --seed default); fixed, so a round is reproducible
 
     def __post_init__(self) -> None:
-        from .agreement import AGREEMENTS
-        from .clustering import CLUSTERERS
-
-        if self.method not in CLUSTERERS:
-            raise ValueError(f"INCLR.CLUSTER.METHOD {self.method!r}: use one of {sorted(CLUSTERERS)}.")
-        if self.agreement not in AGREEMENTS:
-            raise ValueError(f"INCLR.LGMR.AGREEMENT {self.agreement!r}: use one of {sorted(AGREEMENTS)}.")
+        CLUSTERERS.check(self.method)
+        AGREEMENTS.check(self.agreement)
         if self.eps_rule not in EPS_RULES:
             raise ValueError(f"INCLR.CLUSTER.EPS_RULE {self.eps_rule!r}: use one of {list(EPS_RULES)}.")
         if self.auto_pairs not in AUTO_PAIRS:
