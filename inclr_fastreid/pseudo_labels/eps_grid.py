@@ -128,10 +128,10 @@ def per_view_agreement(grid_labels: Mapping[str, np.ndarray], reference: str = "
     the ``reference`` space's clustering at that eps is corroborated by the view, at the grid eps that suits
     the view best: the largest :func:`clustering_agreement` over the view's grid (the spaces' scales differ:
     a noisier part needs a larger eps to form the same clusters, so comparing at one shared eps favours the
-    parts' scale). With ``camids`` the agreement counts cross-camera pairs only (``INCLR.CLUSTER.AUTO_PAIRS
-    cross_camera``). A clustering with fewer than two clusters (at a too-large eps, one component chaining
-    everything) is no partition of the identities: it scores 0 and corroborates nothing, although two of
-    them agree exactly.
+    parts' scale). With ``camids`` the agreement counts cross-camera pairs only (a measure that
+    ``tools/benchmark_eps_rule.py --cross-camera`` reports; the auto rule counts all pairs). A clustering with
+    fewer than two clusters (at a too-large eps, one component chaining everything) is no partition of the
+    identities: it scores 0 and corroborates nothing, although two of them agree exactly.
 
     ``grid_labels``: space name -> (G, N) labels from :func:`labels_over_grid` on the same grid.
     """
@@ -213,12 +213,10 @@ def coverage_over_grid(global_labels: np.ndarray, coverage: str = "multi_camera"
                        camids: Optional[np.ndarray] = None) -> np.ndarray:
     """(G,) the weight of each grid eps's global clustering (``INCLR.CLUSTER.AUTO_COVERAGE``):
     ``multi_camera`` = :func:`multi_camera_share` (needs ``camids``; with a single camera in the data,
-    :func:`clustered_share` instead), ``clustered`` = :func:`clustered_share`, ``none`` = 1."""
+    :func:`clustered_share` instead), ``clustered`` = :func:`clustered_share`."""
     if coverage not in AUTO_COVERAGES:
         raise ValueError(f"coverage {coverage!r}: use one of {list(AUTO_COVERAGES)}")
     g = np.asarray(global_labels)
-    if coverage == "none":
-        return np.ones(g.shape[0])
     if coverage == "multi_camera":
         if camids is None:
             raise ValueError("coverage 'multi_camera' needs camids (one camera id per sample)")

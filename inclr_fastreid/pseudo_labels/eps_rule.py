@@ -18,27 +18,20 @@ invariance from. So the agreement is weighted by the *coverage* of the clusterin
 default ``multi_camera``): the share of images in a cluster that spans at least two cameras (the only
 images that give the losses a cross-camera positive), the largest cluster excepted (at too large an eps
 the views agree on chaining everything into one component, which labels nothing); :func:`coverage_over_grid`.
-
-The pick (``AUTO_SELECT``): ``max`` (default) takes the best mean score; ``one_se`` the one-standard-error
-rule (Breiman et al., CART): each part space is one view with its own score curve (its agreement with the
-global clustering x coverage), and the eps is the *smallest* whose mean score is within one standard error
-(over the views, at the best eps) of the best mean (:func:`one_se_index`). The coverage term is flat near
-its top, so ``max`` sits on the coarse side of a plateau the views cannot tell apart; ``one_se`` tracks the
-label-chosen scale at low densities, but over the rounds of a run it drifts below it and lost mAP on the
-synthetic target (README, docs/design.md §4.3.1). With fewer than two part views ``one_se`` is ``max``.
+The eps of the best score is taken (ties: the smaller eps).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
 from .eps_grid import coverage_over_grid, k_distance_knee, per_view_agreement
-from .params import AUTO_COVERAGES, AUTO_SELECTS, DEFAULT_EPS_GRID
+from .params import AUTO_COVERAGES, DEFAULT_EPS_GRID
 
-__all__ = ["DEFAULT_EPS_GRID", "AUTO_COVERAGES", "AUTO_SELECTS", "EpsChoice", "one_se_index", "pick_index", "choose_eps"]
+__all__ = ["DEFAULT_EPS_GRID", "AUTO_COVERAGES", "EpsChoice", "choose_eps"]
 
 
 @dataclass
@@ -54,7 +47,7 @@ class EpsChoice:
     agreement: List[float] = field(default_factory=list)  # the two factors of ``scores`` (empty for the knee)
     coverage: List[float] = field(default_factory=list)
     per_view: List[List[float]] = field(default_factory=list)  # per part space: its agreement x coverage
-    select: str = "max"  # how ``eps`` was picked from the scores: "one_se", "max", or "knee" (the grid eps nearest it)
+    select: str = "max"  # how ``eps`` was picked: "max" (the best score) or "knee" (the grid eps nearest it)
 
     def as_record(self) -> Dict[str, object]:
         """JSON-able summary for the log (no label arrays)."""
@@ -70,63 +63,29 @@ class EpsChoice:
         return rec
 
 
-def one_se_index(per_view_scores: np.ndarray) -> int:
-    """The one-standard-error rule (Breiman et al., CART) on (V, G) scores, one row per view: the smallest
-    grid index whose mean score is within one standard error (over the views, at the best index) of the
-    best mean. Prefers the finest of the scales the views cannot tell apart."""
-    s = np.asarray(per_view_scores, dtype=np.float64)
-    if s.ndim != 2 or s.shape[0] < 2 or s.shape[1] < 1:
-        raise ValueError(f"one_se_index needs (views >= 2, grid >= 1) scores, got shape {s.shape}")
-    mean = s.mean(0)
-    best = int(np.argmax(mean))
-    se = s[:, best].std(ddof=1) / np.sqrt(s.shape[0])
-    return int(np.flatnonzero(mean >= mean[best] - se)[0])
-
-
-def pick_index(per_view: np.ndarray, scores: np.ndarray, select: str) -> Tuple[int, str]:
-    """The grid index ``select`` takes from (V, G) per-view scores and their (G,) mean ``scores``, and the
-    pick actually made: "one_se" (:func:`one_se_index`) needs two views and is "max" with fewer; "max" is
-    the first best mean."""
-    if select not in AUTO_SELECTS:
-        raise ValueError(f"select {select!r}: use one of {list(AUTO_SELECTS)}")
-    if select == "one_se" and np.asarray(per_view).shape[0] >= 2:
-        return one_se_index(per_view), "one_se"
-    return int(np.argmax(scores)), "max"  # argmax: the first of equal scores
-
-
 def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
                global_dist: Optional[sp.spmatrix] = None, min_samples: int = 4,
-               camids: Optional[np.ndarray] = None, pairs: str = "all", coverage: str = "none",
-               select: str = "max") -> EpsChoice:
-    """The auto rule: per part view, cross-space agreement (over ``pairs`` "all" or "cross_camera" image
-    pairs, :func:`per_view_agreement`) times the global clustering's ``coverage`` (:func:`coverage_over_grid`);
-    the score of an eps is the mean over the views. ``select`` "max" takes the best mean (ties: the smaller
-    eps), "one_se" the smallest eps within one standard error of it (:func:`one_se_index`; "max" with one
-    view). ``camids`` (N,) serve every option that needs them. With a single space, the k-distance knee of
-    ``global_dist`` snapped to the grid."""
+               camids: Optional[np.ndarray] = None, coverage: str = "multi_camera") -> EpsChoice:
+    """The auto rule: per part view, cross-space agreement (:func:`~.eps_grid.per_view_agreement`) times the
+    global clustering's ``coverage`` (:func:`~.eps_grid.coverage_over_grid`; ``multi_camera`` reads ``camids``,
+    (N,)); the score of an eps is the mean over the views, and the best score is taken (ties: the smaller eps).
+    With a single space, the k-distance knee of ``global_dist`` snapped to the grid."""
     grid = [float(e) for e in grid]
-    if pairs not in ("all", "cross_camera"):
-        raise ValueError(f"pairs {pairs!r}: use 'all' or 'cross_camera'")
-    if pairs == "cross_camera" and camids is None:
-        raise ValueError("pairs='cross_camera' needs camids (one camera id per sample)")
-    if select not in AUTO_SELECTS:
-        raise ValueError(f"select {select!r}: use one of {list(AUTO_SELECTS)}")
     if len(grid_labels) > 1:
-        views = per_view_agreement(grid_labels, camids=camids if pairs == "cross_camera" else None)
+        views = per_view_agreement(grid_labels)
         agree = views.mean(0)
         cover = coverage_over_grid(grid_labels["global"], coverage, camids)
         per_view = views * cover
-        scores = agree * cover  # the views' mean of per_view, computed as before so `max` picks bit for bit as it did
-        best, picked = pick_index(per_view, scores, select)
-        criterion = "cross_space_agreement" + ("" if pairs == "all" else "_cross_camera")
-        if coverage != "none":
-            one_cam = coverage == "multi_camera" and np.unique(np.asarray(camids)).size < 2
-            criterion += "_x_" + ("clustered_share (one camera)" if one_cam else
-                                  "multi_camera_share" if coverage == "multi_camera" else "clustered_share")
+        scores = agree * cover  # the views' mean of per_view
+        best = int(np.argmax(scores))  # the first of equal scores
+        one_cam = coverage == "multi_camera" and np.unique(np.asarray(camids)).size < 2
+        criterion = "cross_space_agreement_x_" + ("clustered_share (one camera)" if one_cam else
+                                                  "multi_camera_share" if coverage == "multi_camera" else
+                                                  "clustered_share")
         return EpsChoice(eps=grid[best], grid=grid, scores=scores.tolist(), criterion=criterion,
                          index=best, labels={k: v[best] for k, v in grid_labels.items()},
                          agreement=agree.tolist(), coverage=cover.tolist(), per_view=per_view.tolist(),
-                         select=picked)
+                         select="max")
     if global_dist is None:
         raise ValueError("choose_eps with one space needs global_dist for the k-distance knee")
     knee = k_distance_knee(global_dist, min_samples)

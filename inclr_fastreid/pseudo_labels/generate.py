@@ -110,12 +110,10 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     ``result.eps`` and passes it back as ``eps=`` in later rounds (MMT fixes it at the first clustering).
     ``eps_rule="auto"`` (dbscan, docs/design.md §4.3.1): without an ``eps`` override, every clustered space
     is clustered at each eps of ``eps_grid`` on its Jaccard matrix (graph components, cheap), the eps of
-    highest global/part agreement times coverage (``auto_select``: the best, or the one-SE rule over the part
-    views) is chosen (:func:`~.eps_rule.choose_eps`; no labels; the
+    highest global/part agreement times coverage is chosen (:func:`~.eps_rule.choose_eps`; no labels; the
     part spaces are scored even when LGMR is off) and the spaces LGMR uses are then clustered at it as
-    under ``fixed``; ``result.eps_choice`` holds the grid and its scores. ``auto_pairs="cross_camera"``
-    counts that agreement on cross-camera pairs of ``camids`` only; ``auto_coverage="multi_camera"`` (the
-    default) weights it by the share of images in clusters spanning >= 2 cameras of ``camids``.
+    under ``fixed``; ``result.eps_choice`` holds the grid and its scores. ``auto_coverage="multi_camera"`` (the
+    default) weights the agreement by the share of images in clusters spanning >= 2 cameras of ``camids``.
 
     ``k1_rule="size"`` (dbscan, docs/design.md §4.3.2): without a ``k1`` override, the round is first run at
     ``k1`` (global clustering at the eps its rule gives, LGMR off), then again at
@@ -131,12 +129,11 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     timings: Dict[str, float] = {}
     n = _num_rows(global_feats, "global_feats")
     needs_cams = [k for k, on in (("CAMERA_NORM True", p.camera_norm),
-                                  ("AUTO_PAIRS cross_camera", choose_auto and p.auto_pairs == "cross_camera"),
                                   ("AUTO_COVERAGE multi_camera", choose_auto and p.auto_coverage == "multi_camera")) if on]
     if needs_cams and np.shape(camids) != (n,):
         raise ValueError(" and ".join(f"INCLR.CLUSTER.{k}" for k in needs_cams) + f" need(s) camids (one camera id "
                          f"per image, {n}), got {None if camids is None else np.shape(camids)}; pass them, or set "
-                         "CAMERA_NORM False / AUTO_PAIRS all / AUTO_COVERAGE clustered")
+                         "CAMERA_NORM False / AUTO_COVERAGE clustered")
     for i, part in enumerate(part_feats):
         if _num_rows(part, f"part_feats[{i}]") != n:
             raise ValueError(f"part_feats[{i}] has {_num_rows(part, '')} rows but the global features have {n}")
@@ -208,8 +205,7 @@ def generate_pseudo_labels(global_feats: Any, part_feats: Sequence[Any], params:
     if choose_auto:
         t0 = time.perf_counter()
         choice = choose_eps(grid_labels, p.eps_grid, global_dist=jaccards["global"], min_samples=p.min_samples,
-                            camids=None if camids is None else np.asarray(camids), pairs=p.auto_pairs,
-                            coverage=p.auto_coverage, select=p.auto_select)
+                            camids=None if camids is None else np.asarray(camids), coverage=p.auto_coverage)
         p, eps_choice = replace(p, eps=choice.eps), choice.as_record()
         timings["eps_auto"] += time.perf_counter() - t0
         logger.info("clustering: EPS_RULE auto chose eps=%.2f in %.1f s", p.eps, timings["eps_auto"])
