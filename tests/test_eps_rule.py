@@ -330,7 +330,7 @@ def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, mon
                                      "scores": [0.5, 0.9], "select": "max"}
     hook._apply(0, dict(first, eps=0.35))
     hook._apply(1, dict(payload(labels, epoch=1), eps=0.55))
-    assert hook.state.eps == (0.35 if freeze else None)
+    assert hook.state.scale.eps == (0.35 if freeze else None)
     torch.save(hook.state.state_dict(), tmp_path / "state.pth")  # checkpoint round trip, then a fresh hook
     resumed = make_hook(items, **over)
     resumed.state.load_state_dict(torch.load(tmp_path / "state.pth", weights_only=True))

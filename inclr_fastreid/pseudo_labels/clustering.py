@@ -46,8 +46,17 @@ class FeatureSpace:
     def features(self) -> np.ndarray:
         """(N, D) float32 numpy, L2-normalised (camera-standardised if asked); copied from the GPU on first use."""
         if self._features is None:
+            if self.device_features is None:
+                raise ValueError(f"the features of space {self.name!r} were released (release_features)")
             self._features = self.device_features.float().cpu().numpy()
         return self._features
+
+    def release_features(self) -> None:
+        """Let the features and kNN lists go once the Jaccard distance is built: DBSCAN and the eps rules read
+        only the distance, and a round holds every clustered space until its eps is chosen."""
+        if self._jaccard is None:
+            raise ValueError(f"space {self.name!r}: build the Jaccard distance before releasing its features")
+        self._features = self.device_features = self.knn_sims = self.knn_idx = None
 
     def jaccard(self) -> sp.csr_matrix:
         """Sparse k-reciprocal Jaccard distance (pairs within ``max_distance``), computed once."""

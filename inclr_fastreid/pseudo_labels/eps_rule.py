@@ -1,15 +1,17 @@
-"""``INCLR.CLUSTER.EPS_RULE auto``: DBSCAN's eps chosen without identity labels (docs/design.md §4.3.1).
+"""The rules of ``INCLR.CLUSTER.EPS_RULE``, DBSCAN's eps for a round (docs/design.md §4.3, §4.3.1): ``fixed``
+(``INCLR.CLUSTER.EPS``), ``mmt`` (MMT-DBSCAN's, from ``RHO`` at the first round, kept for the run) and ``auto``
+(chosen without identity labels, below).
 
 The right eps moves with the data and the model; a user adapting to new cameras has no labels to
 tune it. At a clustering round every feature space (global, part1..P) is clustered by DBSCAN at each
 eps of a grid on its own sparse Jaccard matrix (computed once per space and reused across the grid;
 nothing N x N is ever dense), and the eps is the one at which the *independent views agree most*:
 the global clustering at that eps agrees best (adjusted Rand index) with each part's clustering at
-the part's own best-matching grid eps (:func:`cross_space_agreement`). Too small an eps leaves most
+the part's own best-matching grid eps (:func:`~.eps_grid.cross_space_agreement`). Too small an eps leaves most
 images outliers (few pairs to agree on), too large chains identities in each space along different,
 noise-driven paths (the spaces' giant clusters do not coincide, which the chance correction of ARI
 scores near 0); the identities the data plants are the clusters the views share. Without part
-spaces (LGMR off, a plain Baseline) the knee of the sorted k-distance curve (:func:`k_distance_knee`,
+spaces (LGMR off, a plain Baseline) the knee of the sorted k-distance curve (:func:`~.eps_grid.k_distance_knee`,
 the DBSCAN authors' heuristic) is used.
 
 Agreement alone peaks where the views share each camera's look: precise clusters that split an identity
@@ -17,21 +19,25 @@ into same-camera fragments and leave many images out, labels a training round le
 invariance from. So the agreement is weighted by the *coverage* of the clustering (``AUTO_COVERAGE``,
 default ``multi_camera``): the share of images in a cluster that spans at least two cameras (the only
 images that give the losses a cross-camera positive), the largest cluster excepted (at too large an eps
-the views agree on chaining everything into one component, which labels nothing); :func:`coverage_over_grid`.
+the views agree on chaining everything into one component, which labels nothing); :func:`~.eps_grid.coverage_over_grid`.
 The eps of the best score is taken (ties: the smaller eps).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from .eps_grid import coverage_over_grid, k_distance_knee, per_view_agreement
-from .params import AUTO_COVERAGES, DEFAULT_EPS_GRID
+from ..errors import ConfigError
+from .clustering import mmt_eps
+from .eps_grid import coverage_over_grid, k_distance_knee, labels_over_grid, per_view_agreement
+from .params import AUTO_COVERAGES, DEFAULT_EPS_GRID, ClusterParams
+from .registries import EPS_RULES
+from .scale import ScaleChoice, ScaleRule
 
-__all__ = ["DEFAULT_EPS_GRID", "AUTO_COVERAGES", "EpsChoice", "choose_eps"]
+__all__ = ["DEFAULT_EPS_GRID", "AUTO_COVERAGES", "EpsChoice", "choose_eps", "EpsRule", "FixedEps", "MmtEps", "AutoEps"]
 
 
 @dataclass
@@ -93,3 +99,90 @@ def choose_eps(grid_labels: Mapping[str, np.ndarray], grid: Sequence[float], *,
     scores = (-np.abs(np.asarray(grid) - knee)).tolist()
     return EpsChoice(eps=grid[best], grid=grid, scores=scores, criterion="k_distance_knee", index=best,
                      labels={k: v[best] for k, v in grid_labels.items()}, select="knee")
+
+
+class EpsRule(ScaleRule):
+    """A value of ``INCLR.CLUSTER.EPS_RULE``: the round's eps from the spaces' sparse Jaccard distances
+    (:data:`~.registries.EPS_RULES`)."""
+
+    scale = "eps"
+    reads_every_space = False  # True: the choice scores every space, so each gets its distance, LGMR on or off
+
+    def camera_keys(self, p: ClusterParams) -> List[str]:
+        """This rule's settings in ``p`` that read camera ids (named when the round has none)."""
+        return []
+
+    def choose(self, dists: Mapping[str, sp.csr_matrix], p: ClusterParams, camids: Optional[Any]) -> ScaleChoice:
+        """This round's eps from ``dists`` (space -> sparse Jaccard distance: the global space, and every other
+        space the round clusters or this rule reads) and the images' camera ids (None: unknown)."""
+        raise NotImplementedError
+
+
+class FixedEps(EpsRule):
+    """``fixed``: ``INCLR.CLUSTER.EPS`` every round (SpCL's 0.6; PPLR's script 0.5), or the eps a caller gives."""
+
+    name, fixed = "fixed", True
+
+    def choose(self, dists: Mapping[str, sp.csr_matrix], p: ClusterParams, camids: Optional[Any]) -> ScaleChoice:
+        return ScaleChoice(p.eps)
+
+
+class MmtEps(EpsRule):
+    """``mmt``: MMT-DBSCAN's eps (yxgeee/MMT ``examples/mmt_train_dbscan.py``: the mean of the smallest ``RHO``
+    fraction of the global space's pairwise distances, :func:`~.clustering.mmt_eps`) at the first round, kept
+    for the run as MMT fixes it at its first clustering; it serves every space."""
+
+    name = "mmt"
+
+    def kept(self, p: ClusterParams) -> bool:
+        return True
+
+    def choose(self, dists: Mapping[str, sp.csr_matrix], p: ClusterParams, camids: Optional[Any]) -> ScaleChoice:
+        eps = mmt_eps(dists["global"], dists["global"].shape[0], p.rho)
+        if eps > p.max_distance:
+            raise ConfigError(f"INCLR.CLUSTER.EPS_RULE mmt gave eps={eps:.4f} > INCLR.CLUSTER.MAX_DISTANCE="
+                              f"{p.max_distance} (fewer than the RHO={p.rho} fraction of pairs are stored); "
+                              "raise MAX_DISTANCE (<= 1)")
+        if eps <= 0:
+            raise ConfigError(f"INCLR.CLUSTER.EPS_RULE mmt gave eps=0: the smallest RHO={p.rho} fraction of "
+                              "the pairs are all at Jaccard distance 0 (images with identical neighbourhoods, "
+                              "e.g. duplicates); raise INCLR.CLUSTER.RHO or use EPS_RULE fixed or auto")
+        return ScaleChoice(eps)
+
+    def kept_message(self, value: Any, p: ClusterParams, record: Mapping[str, Any]) -> str:
+        return f"INCLR.CLUSTER.EPS_RULE mmt: eps = {value:.4f}, kept for the run (rho {p.rho:g})."
+
+
+class AutoEps(EpsRule):
+    """``auto`` (docs/design.md §4.3.1): every space clustered over ``EPS_GRID`` and the eps of the best agreement
+    x coverage taken (:func:`choose_eps`; the module docstring); re-chosen every round, or kept from the first
+    with ``EPS_FREEZE``."""
+
+    name = "auto"
+    reads_every_space = True
+
+    def check(self, p: ClusterParams) -> None:
+        grid = [float(e) for e in p.eps_grid]
+        if p.method == "dbscan" and (not grid or not all(0 < e <= p.max_distance for e in grid)):
+            raise ValueError(f"INCLR.CLUSTER.EPS_GRID {list(p.eps_grid)}: EPS_RULE auto needs a non-empty list "
+                             f"of eps values in (0, INCLR.CLUSTER.MAX_DISTANCE={p.max_distance}]; pairs farther "
+                             "than MAX_DISTANCE are not stored. Lower the grid or raise MAX_DISTANCE (<= 1).")
+
+    def kept(self, p: ClusterParams) -> bool:
+        return bool(p.eps_freeze)
+
+    def camera_keys(self, p: ClusterParams) -> List[str]:
+        return ["AUTO_COVERAGE multi_camera"] if p.auto_coverage == "multi_camera" else []
+
+    def choose(self, dists: Mapping[str, sp.csr_matrix], p: ClusterParams, camids: Optional[Any]) -> ScaleChoice:
+        grid_labels = {name: labels_over_grid(d, p.eps_grid, p.min_samples) for name, d in dists.items()}
+        choice = choose_eps(grid_labels, p.eps_grid, global_dist=dists["global"], min_samples=p.min_samples,
+                            camids=None if camids is None else np.asarray(camids), coverage=p.auto_coverage)
+        return ScaleChoice(choice.eps, choice.as_record())
+
+    def kept_message(self, value: Any, p: ClusterParams, record: Mapping[str, Any]) -> str:
+        return f"INCLR.CLUSTER.EPS_RULE auto: eps = {value:.4f}, kept for the run (EPS_FREEZE)."
+
+
+for _rule in (FixedEps(), MmtEps(), AutoEps()):
+    EPS_RULES[_rule.name] = _rule

@@ -5,15 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Tuple
 
-from .k1_rule import K1_RULES
-from .registries import AGREEMENTS, CLUSTERERS
+from .registries import AGREEMENTS, CLUSTERERS, EPS_RULES, K1_RULES
 
-__all__ = ["ClusterParams", "cluster_params_from_cfg", "EPS_RULES", "AUTO_COVERAGES", "DEFAULT_EPS_GRID", "K1_RULES"]
+__all__ = ["ClusterParams", "cluster_params_from_cfg", "AUTO_COVERAGES", "DEFAULT_EPS_GRID"]
 
-#: values of INCLR.CLUSTER.EPS_RULE (dbscan): fixed = INCLR.CLUSTER.EPS; mmt = MMT-DBSCAN's rule
-#: (clustering.py: mmt_eps at the first round, then kept for the run); auto = the grid eps at which the
-#: global and part clusterings agree most, no labels (eps_rule.py, docs/design.md §4.3.1)
-EPS_RULES = ("fixed", "mmt", "auto")
 #: INCLR.CLUSTER.AUTO_COVERAGE: what the auto rule's agreement is weighted by (eps_grid.coverage_over_grid): the
 #: share of images in clusters spanning >= 2 cameras (needs camera ids), or of images clustered at all
 AUTO_COVERAGES = ("multi_camera", "clustered")
@@ -29,7 +24,8 @@ class ClusterParams:
     """Settings of :func:`~inclr_fastreid.pseudo_labels.generate_pseudo_labels`.
 
     ``method`` names a clusterer of :data:`~.registries.CLUSTERERS`, ``agreement`` a cross-agreement mode of
-    :data:`~.registries.AGREEMENTS`.
+    :data:`~.registries.AGREEMENTS`, ``eps_rule`` / ``k1_rule`` a rule of :data:`~.registries.EPS_RULES` /
+    :data:`~.registries.K1_RULES`, which checks the settings it reads.
     Checked on construction; errors name the config key.
     """
 
@@ -45,7 +41,7 @@ class ClusterParams:
     min_agreement: float = 0.0
     agreement: str = "neighbour"
     num_clusters: int = 0  # kmeans: K in every space (INCLR.CLUSTER.NUM_CLUSTERS)
-    eps_rule: str = "fixed"  # dbscan: fixed = eps; mmt = MMT-DBSCAN's eps from rho at the first round
+    eps_rule: str = "fixed"  # dbscan: fixed = eps; mmt = MMT-DBSCAN's eps from rho; auto (eps_rule.py)
     rho: float = 1.6e-3  # MMT-DBSCAN's fraction of the pairwise distances (examples/mmt_train_dbscan.py)
     eps_grid: Tuple[float, ...] = DEFAULT_EPS_GRID  # EPS_RULE auto: the eps values tried
     eps_freeze: bool = False  # EPS_RULE auto: keep the first round's choice for the run (else re-chosen every round)
@@ -58,29 +54,14 @@ class ClusterParams:
     def __post_init__(self) -> None:
         CLUSTERERS.check(self.method)
         AGREEMENTS.check(self.agreement)
-        if self.eps_rule not in EPS_RULES:
-            raise ValueError(f"INCLR.CLUSTER.EPS_RULE {self.eps_rule!r}: use one of {list(EPS_RULES)}.")
+        EPS_RULES.check(self.eps_rule)
         if self.auto_coverage not in AUTO_COVERAGES:
             why = REMOVED_COVERAGES.get(self.auto_coverage)
             raise ValueError(f"INCLR.CLUSTER.AUTO_COVERAGE {self.auto_coverage!r}: "
                              + (f"removed ({why}); " if why else "") + f"use one of {list(AUTO_COVERAGES)}.")
-        if self.k1_rule not in K1_RULES:
-            raise ValueError(f"INCLR.CLUSTER.K1_RULE {self.k1_rule!r}: use one of {list(K1_RULES)}.")
-        if self.k1_rule == "size":
-            if self.method != "dbscan":
-                raise ValueError(f"INCLR.CLUSTER.K1_RULE size sets the Jaccard distance's k1, which METHOD "
-                                 f"{self.method!r} does not use: set METHOD dbscan or K1_RULE fixed.")
-            if not (0 < int(self.k1_min) <= int(self.k1)):
-                raise ValueError(f"INCLR.CLUSTER.K1_MIN={self.k1_min}: K1_RULE size needs 0 < K1_MIN <= K1={self.k1} "
-                                 "(K1 is the largest k1 it may choose).")
-            if not self.k1_per_size > 0:
-                raise ValueError(f"INCLR.CLUSTER.K1_PER_SIZE={self.k1_per_size}: must be > 0.")
-        if self.eps_rule == "auto" and self.method == "dbscan":
-            grid = [float(e) for e in self.eps_grid]
-            if not grid or not all(0 < e <= self.max_distance for e in grid):
-                raise ValueError(f"INCLR.CLUSTER.EPS_GRID {list(self.eps_grid)}: EPS_RULE auto needs a non-empty list "
-                                 f"of eps values in (0, INCLR.CLUSTER.MAX_DISTANCE={self.max_distance}]; pairs farther "
-                                 "than MAX_DISTANCE are not stored. Lower the grid or raise MAX_DISTANCE (<= 1).")
+        K1_RULES.check(self.k1_rule)
+        K1_RULES[self.k1_rule].check(self)
+        EPS_RULES[self.eps_rule].check(self)
         if not (0 < self.rho <= 1):
             raise ValueError(f"INCLR.CLUSTER.RHO={self.rho}: must be in (0, 1].")
         if self.method == "kmeans" and int(self.num_clusters) < 1:

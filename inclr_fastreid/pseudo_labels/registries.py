@@ -1,5 +1,6 @@
 """The names a clustering round's config keys may take, each bound to what implements it (docs/design.md §4.3-4.4):
-``INCLR.CLUSTER.METHOD`` (clusterers) and ``INCLR.LGMR.AGREEMENT`` (cross-agreement modes).
+``INCLR.CLUSTER.METHOD`` (clusterers), ``INCLR.LGMR.AGREEMENT`` (cross-agreement modes) and
+``INCLR.CLUSTER.EPS_RULE`` / ``K1_RULE`` (the scale rules, :mod:`.scale`).
 
 The modules that define the entries fill these maps when ``inclr_fastreid.pseudo_labels`` is imported. This
 module imports nothing of the package, so :class:`~.params.ClusterParams` checks a name here while the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
-__all__ = ["Registry", "CLUSTERERS", "AGREEMENTS"]
+__all__ = ["Registry", "CLUSTERERS", "AGREEMENTS", "EPS_RULES", "K1_RULES"]
 
 
 class Registry(Dict[str, Any]):
@@ -37,3 +38,7 @@ class Registry(Dict[str, Any]):
 CLUSTERERS = Registry("INCLR.CLUSTER.METHOD")
 #: INCLR.LGMR.AGREEMENT -> f(global_knn, part_knn, global_labels, part_labels) -> (N,) in [0, 1] (agreement.py)
 AGREEMENTS = Registry("INCLR.LGMR.AGREEMENT")
+#: INCLR.CLUSTER.EPS_RULE -> the rule choosing DBSCAN's eps (eps_rule.py)
+EPS_RULES = Registry("INCLR.CLUSTER.EPS_RULE")
+#: INCLR.CLUSTER.K1_RULE -> the rule choosing the Jaccard distance's k1 (k1_rule.py)
+K1_RULES = Registry("INCLR.CLUSTER.K1_RULE")
