@@ -4,7 +4,7 @@
 For each case: the sparse Jaccard distance of every feature space (global + parts) once, DBSCAN at
 each eps of the grid, then the pairwise F-score (against the true identities) of the global
 clustering at the eps each rule picks: ``auto`` (no labels; the default criterion, agreement x
-multi-camera share), ``agree`` (agreement alone, ``AUTO_COVERAGE none``), the ``oracle`` (best grid eps,
+multi-camera share), ``agree`` (agreement alone, the removed ``AUTO_COVERAGE none``), the ``oracle`` (best grid eps,
 chosen with the labels), the fixed default 0.6 and MMT-DBSCAN's rho rule (on the same Jaccard matrix).
 One table, one row per case, and the means.
 
@@ -17,8 +17,8 @@ Cases:
 ``--candidates`` also prints the other label-free criteria that were compared: ``knee`` (the sorted
 k-distance curve's knee), ``agreeF`` (cross-space agreement by pairwise F, not chance-corrected),
 ``sameEps`` (cross-space ARI with every space at the same eps; both score a one-cluster scale 0), ``oneSE``
-(auto's score, picked by the one-standard-error rule over the part views: ``AUTO_SELECT one_se``,
-``eps_rule.pick_index``), and each case's grid scores. ``--teachers FILE=T1.npz,T2.npz`` adds the mean teachers' agreement for the cases of ``FILE``
+(auto's score, picked by the one-standard-error rule over the part views: ``benchmarking.eps_rules.one_se_pick``, the
+removed ``AUTO_SELECT one_se``), and each case's grid scores. ``--teachers FILE=T1.npz,T2.npz`` adds the mean teachers' agreement for the cases of ``FILE``
 (features of each teacher alone, ``tools/cluster_quality.py --teacher t1|t2``): ``teachers`` (the two
 teachers' global clusterings' ARI at each eps, ``benchmarking.eps_rules.teacher_agreement``) and ``teachersAV`` (that times
 ``auto``'s score: both kinds of views' agreement times the coverage).
@@ -30,7 +30,7 @@ pairwise F, and the summary compares the two (the F-best eps moves with the imag
 ``k1_rule.k1_from_cluster_size``), measured against ``k1size_oracle``, the F-best eps at that same k1 (and, with
 ``--k1-grid``, against ``k1oracle``).
 ``--camera-norm`` standardises every space per camera first (``INCLR.CLUSTER.CAMERA_NORM True``: the
-features the hook would cluster). ``--cross-camera`` adds ``auto_xcam`` (``INCLR.CLUSTER.AUTO_PAIRS cross_camera``, agreement alone) and
+features the hook would cluster). ``--cross-camera`` adds ``auto_xcam`` (the agreement over cross-camera pairs alone, the removed ``INCLR.CLUSTER.AUTO_PAIRS cross_camera``) and
 each rule's recall of the identities' cross-camera image pairs (the joins a single-camera cluster misses)
 and its share of outliers (images left out of the round's training). ``--draws D`` scores each
 ``--cap-per-id`` subset D times (a capped subset is a random draw) and prints each case's F(auto)/F(oracle)
@@ -191,7 +191,7 @@ def time_rounds(sizes: Sequence[int], dim: int, repeats: int = 2) -> None:
 
 
 def main() -> None:
-    from inclr_fastreid.pseudo_labels.eps_rule import DEFAULT_EPS_GRID
+    from inclr_fastreid.pseudo_labels.params import DEFAULT_EPS_GRID
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--features", nargs="+", default=None, help="npz files of real models' features")
@@ -217,7 +217,7 @@ def main() -> None:
     ap.add_argument("--k1-per-size", type=float, default=1.5, help="--k1-size: INCLR.CLUSTER.K1_PER_SIZE")
     ap.add_argument("--k1-min", type=int, default=10, help="--k1-size: INCLR.CLUSTER.K1_MIN")
     ap.add_argument("--cross-camera", action="store_true",
-                    help="also auto with AUTO_PAIRS cross_camera (agreement alone)")
+                    help="also the agreement over cross-camera pairs alone (the removed AUTO_PAIRS cross_camera)")
     ap.add_argument("--camera-norm", action="store_true",
                     help="standardise each space per camera before clustering, as INCLR.CLUSTER.CAMERA_NORM True")
     ap.add_argument("--overhead", type=int, nargs="+", default=None, metavar="N",

@@ -107,18 +107,10 @@ def add_inclr_config(cfg: CN) -> CN:
     # kept for the run (checkpointed) instead of being re-chosen every round
     _C.INCLR.CLUSTER.EPS_GRID = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8]
     _C.INCLR.CLUSTER.EPS_FREEZE = False
-    # EPS_RULE auto: the agreement over all image pairs, or over cross-camera pairs only (cross_camera: a
-    # scale whose clusters never cross a camera scores nothing; docs/design.md §4.3.1)
-    _C.INCLR.CLUSTER.AUTO_PAIRS = "all"
     # EPS_RULE auto: the agreement is weighted by the share of images in clusters that span >= 2 cameras
-    # (multi_camera; the images that give a cross-camera positive), of images not outliers (clustered), or
-    # not at all (none: the views' agreement alone, which favours camera-split fragments; §4.3.1)
+    # (multi_camera; the images that give a cross-camera positive), or of images not outliers (clustered: for
+    # camera ids that do not mark a change of look); docs/design.md §4.3.1
     _C.INCLR.CLUSTER.AUTO_COVERAGE = "multi_camera"
-    # EPS_RULE auto: max = the eps of the best score; one_se = the smallest eps whose score is within one
-    # standard error (over the part views) of the best (CART's one-SE rule): closer to the label-chosen
-    # scale at 7-10 images per identity, but it drifts finer over the rounds and cost mAP on SynthB
-    # (docs/design.md §4.3.1)
-    _C.INCLR.CLUSTER.AUTO_SELECT = "max"
     # dbscan k1: fixed = K1; size = at the first clustering, k1 = clip(round(K1_PER_SIZE x the median cluster
     # size of a clustering at K1), K1_MIN, K1), then kept for the run (checkpointed): a neighbourhood on the
     # scale of an identity's images, without labels (pseudo_labels/k1_rule.py, docs/design.md §4.3.2)
@@ -165,8 +157,16 @@ def _all_keys(node: CN, prefix: str = "") -> list:
     return keys
 
 
-#: keys of earlier versions -> what replaces them (named in the error instead of a guess)
-_RENAMED = {"INCLR.MAX_CLASSES": "INCLR.CLASSIFIER_ROWS (the rows to start with; they grow with the clusters)"}
+#: keys of earlier versions -> (what became of them, what to do): named in the error instead of a close-match guess
+_RETIRED_KEYS = {
+    "INCLR.MAX_CLASSES": ("renamed", "use INCLR.CLASSIFIER_ROWS (the rows to start with; they grow with the clusters)"),
+    "INCLR.CLUSTER.AUTO_SELECT": ("removed", "its one_se pick drifted finer over a run and trained worse "
+                                             "(docs/studies.md); EPS_RULE auto takes the eps of the best score, as max "
+                                             "did: delete the key"),
+    "INCLR.CLUSTER.AUTO_PAIRS": ("removed", "cross_camera was scored on labels only and never adopted "
+                                            "(docs/studies.md); EPS_RULE auto counts all image pairs, as all did: "
+                                            "delete the key"),
+}
 
 
 def _explain_key_error(err: Exception, cfg: CN, source: str) -> ConfigError:
@@ -178,8 +178,9 @@ def _explain_key_error(err: Exception, cfg: CN, source: str) -> ConfigError:
         text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
         return ConfigError(f"{source}: {text}")
     key = m.group(1)
-    if key in _RENAMED:
-        return ConfigError(f"Config key {key!r} in {source} was renamed: use {_RENAMED[key]}.")
+    if key in _RETIRED_KEYS:
+        what, hint = _RETIRED_KEYS[key]
+        return ConfigError(f"Config key {key!r} in {source} was {what}: {hint}.")
     close = difflib.get_close_matches(key, _all_keys(cfg), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return ConfigError(f"Unknown config key {key!r} in {source}.{hint}")

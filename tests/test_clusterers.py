@@ -137,17 +137,17 @@ def test_frozen_eps_survives_a_checkpoint_round_trip(tmp_path):
     from inclr_fastreid.engine.state import PseudoLabelState
 
     s = PseudoLabelState()
-    s.eps, s.seed, s.num_classes = 0.4375, 7, 3
+    s.scale.eps, s.seed, s.num_classes = 0.4375, 7, 3
     path = tmp_path / "state.pth"
     torch.save(s.state_dict(), path)
     t = PseudoLabelState()
     t.load_state_dict(torch.load(path, weights_only=True))
-    assert t.eps == 0.4375 and t.seed == 7
+    assert t.scale.eps == 0.4375 and t.seed == 7
     old = s.state_dict()
     del old["eps"]  # a checkpoint written before EPS_RULE existed
     u = PseudoLabelState()
     u.load_state_dict(old)
-    assert u.eps is None and u.seed == 7
+    assert u.scale.eps is None and u.seed == 7
 
 
 def test_quality_record_carries_eps():
@@ -189,10 +189,69 @@ def test_hook_freezes_the_first_rounds_eps_and_passes_it_back(items, monkeypatch
     hook = make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "mmt"})
     labels = [i % 3 for i in range(len(items))]
     hook._apply(0, dict(payload(labels), eps=0.4321))
-    assert hook.state.eps == 0.4321
+    assert hook.state.scale.eps == 0.4321
     hook._apply(1, dict(payload(labels, epoch=1), eps=0.55))
-    assert hook.state.eps == 0.4321
+    assert hook.state.scale.eps == 0.4321
     assert eps_passed_to_clustering(hook, items, monkeypatch) == 0.4321
     fixed = make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan"})  # EPS_RULE fixed: nothing is frozen
     fixed._apply(0, dict(payload(labels), eps=0.6))
-    assert fixed.state.eps is None
+    assert fixed.state.scale.eps is None
+
+
+@pytest.mark.parametrize("over, lines", [
+    ({"INCLR.CLUSTER.EPS_RULE": "mmt"},
+     ["Epoch 0: INCLR.CLUSTER.EPS_RULE mmt: eps = 0.4321, kept for the run (rho 0.0016)."]),
+    ({"INCLR.CLUSTER.EPS_RULE": "auto", "INCLR.CLUSTER.EPS_FREEZE": True},
+     ["Epoch 0: INCLR.CLUSTER.EPS_RULE auto: eps = 0.4321, kept for the run (EPS_FREEZE)."]),
+    ({"INCLR.CLUSTER.EPS_RULE": "auto", "INCLR.CLUSTER.K1_RULE": "size"},
+     ["Epoch 0: INCLR.CLUSTER.K1_RULE size: k1 = 9 (median cluster size 6.0 at K1 30), kept for the run."]),
+    ({"INCLR.CLUSTER.EPS_RULE": "mmt", "INCLR.CLUSTER.K1_RULE": "size"},
+     ["Epoch 0: INCLR.CLUSTER.EPS_RULE mmt: eps = 0.4321, kept for the run (rho 0.0016).",
+      "Epoch 0: INCLR.CLUSTER.K1_RULE size: k1 = 9 (median cluster size 6.0 at K1 30), kept for the run."]),
+    ({"INCLR.CLUSTER.EPS_RULE": "auto"}, []),
+])
+def test_hook_says_once_what_it_keeps_for_the_run(items, caplog, over, lines):  # noqa: F811
+    """The first round's eps (EPS_RULE mmt, auto with EPS_FREEZE) and k1 (K1_RULE size) are logged when kept, eps
+    first, naming the rule and what it came from; a later round keeps and logs nothing."""
+    import logging
+
+    from test_degenerate_clustering import make_hook, payload
+
+    hook = make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan", **over})
+    labels = [i % 3 for i in range(len(items))]
+    first = payload(labels)
+    first["record"]["k1_choice"] = {"rule": "size", "k1_max": 30, "median_size": 6.0, "k1": 9}
+    log = logging.getLogger("fastreid")
+    log.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="fastreid")
+    try:
+        hook._apply(0, dict(first, eps=0.4321, k1=9))
+        hook._apply(1, dict(payload(labels, epoch=1), eps=0.55, k1=14))
+    finally:
+        log.removeHandler(caplog.handler)
+    said = list(dict.fromkeys(r.getMessage() for r in caplog.records if "kept for the run" in r.getMessage()))
+    assert said == lines
+    assert hook.state.scale.overrides() == {**({"eps": 0.4321} if "eps =" in " ".join(lines) else {}),
+                                            **({"k1": 9} if "k1 =" in " ".join(lines) else {})}
+
+
+def test_each_scale_rule_says_whether_its_first_choice_is_kept_and_a_given_value_is_fixed():
+    """mmt and K1_RULE size keep their first choice for the run, auto only with EPS_FREEZE, fixed has nothing to
+    keep; a value the caller gives (a kept one) takes the fixed rule; k-means has no eps rule."""
+    from dataclasses import replace
+
+    from inclr_fastreid.pseudo_labels.registries import EPS_RULES, K1_RULES
+    from inclr_fastreid.pseudo_labels.scale import scale_rules
+
+    p = ClusterParams()
+    assert sorted(EPS_RULES) == ["auto", "fixed", "mmt"] and sorted(K1_RULES) == ["fixed", "size"]
+    assert [EPS_RULES[n].kept(p) for n in ("fixed", "mmt", "auto")] == [False, True, False]
+    assert EPS_RULES["auto"].kept(replace(p, eps_freeze=True)) and not EPS_RULES["mmt"].fixed
+    assert [K1_RULES[n].kept(p) for n in ("fixed", "size")] == [False, True]
+    assert EPS_RULES["fixed"].fixed and K1_RULES["fixed"].fixed and not K1_RULES["size"].fixed
+    rules = scale_rules(ClusterParams(eps_rule="mmt", k1_rule="size"))
+    assert (rules["eps"], rules["k1"]) == (EPS_RULES["mmt"], K1_RULES["size"]) and list(rules) == ["k1", "eps"]
+    given = scale_rules(ClusterParams(eps_rule="mmt", k1_rule="size"), given={"eps": 0.4, "k1": 12})
+    assert (given["eps"], given["k1"]) == (EPS_RULES["fixed"], K1_RULES["fixed"])
+    assert list(scale_rules(ClusterParams(method="kmeans", num_clusters=5))) == ["k1"]
+

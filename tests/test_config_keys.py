@@ -31,6 +31,26 @@ def test_misspelled_key_in_a_file_names_the_file(tmp_path):
     assert "INCLR.KAPA" in str(e.value) and str(f) in str(e.value) and "INCLR.KAPPA" in str(e.value)
 
 
+@pytest.mark.parametrize("key, value, why", [
+    ("INCLR.CLUSTER.AUTO_SELECT", "one_se", "its one_se pick drifted finer over a run and trained worse"),
+    ("INCLR.CLUSTER.AUTO_PAIRS", "all", "cross_camera was scored on labels only and never adopted"),
+])
+def test_a_removed_key_is_refused_saying_it_was_removed_and_why(tmp_path, key, value, why):
+    """A key removed after its options measured worse (docs/studies.md) is refused as removed, with the reason
+    and what runs instead, whether an override or a file sets it (any value, the old default too); no guess."""
+    f = tmp_path / "old.yml"
+    f.write_text("INCLR:\n  CLUSTER:\n    %s: %s\n" % (key.split(".")[-1], value))
+    for config, opts, source in (("", [key, value], "command-line overrides"), (str(f), [], str(f))):
+        with pytest.raises(ConfigError) as e:
+            setup_cfg(config, opts)
+        text = str(e.value)
+        assert text.startswith(f"Config key {key!r} in ") and source in text
+        assert f"was removed: {why} (docs/studies.md)" in text and "delete the key" in text and "Did you mean" not in text
+    with pytest.raises(ConfigError, match="'INCLR.MAX_CLASSES' in command-line overrides was renamed: use "
+                                          "INCLR.CLASSIFIER_ROWS"):
+        setup_cfg("", ["INCLR.MAX_CLASSES", "10"])
+
+
 def test_missing_file_and_odd_overrides():
     with pytest.raises(ConfigError, match="not found"):
         setup_cfg("no/such.yml", [])

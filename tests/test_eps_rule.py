@@ -10,14 +10,15 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from inclr_fastreid.benchmarking.eps_rules import agreement_at_same_eps, choose_k1_eps, compare_eps_rules, teacher_agreement
+from inclr_fastreid.benchmarking.eps_rules import (agreement_at_same_eps, choose_k1_eps, compare_eps_rules, one_se_index,
+                                                   one_se_pick, teacher_agreement)
 from inclr_fastreid.errors import ConfigError
 from inclr_fastreid.pseudo_labels import (ClusterParams, cluster_dbscan, compute_jaccard_distance,
                                           generate_pseudo_labels, pairwise_prf)
-from inclr_fastreid.pseudo_labels.eps_rule import (choose_eps, clustered_share, clustering_agreement, coverage_over_grid,
+from inclr_fastreid.pseudo_labels.eps_grid import (clustered_share, clustering_agreement, coverage_over_grid,
                                                    cross_space_agreement, dbscan_by_components, is_partition, k_distance,
-                                                   k_distance_knee, labels_over_grid, multi_camera_share, one_se_index, pick_index,
-                                                   per_view_agreement)
+                                                   k_distance_knee, labels_over_grid, multi_camera_share, per_view_agreement)
+from inclr_fastreid.pseudo_labels.eps_rule import choose_eps
 from inclr_fastreid.pseudo_labels.quality import camera_pair_recall
 
 from load_script import load_script
@@ -122,26 +123,18 @@ def camera_looks(ids=100, per_id=16, cams=4, look=1.2, spread=0.5, parts=3, dim=
     return spaces, labels, cam
 
 
-def test_cross_camera_pairs_find_the_identities_where_all_pairs_find_the_camera_groups():
+def test_cross_camera_agreement_finds_the_identities_where_all_pairs_find_the_camera_groups():
+    """The agreement over cross-camera pairs alone (the benchmark's ``auto_xcam``; the config's AUTO_PAIRS
+    cross_camera was removed) peaks at the identities where the agreement over all pairs peaks at the groups."""
     spaces, ids, cam = camera_looks()
     dists = {name: compute_jaccard_distance(x, 30, 6, 0.9)
              for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
     grid_labels = {k: labels_over_grid(d, GRID, 4) for k, d in dists.items()}
     f = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
-    all_pairs = choose_eps(grid_labels, GRID)
-    cross = choose_eps(grid_labels, GRID, camids=cam, pairs="cross_camera")
-    assert choose_eps(grid_labels, GRID, camids=cam).eps == all_pairs.eps  # camids alone change nothing
-    assert cross.criterion == "cross_space_agreement_cross_camera" and all_pairs.criterion == "cross_space_agreement"
-    assert f[all_pairs.index] < 0.6 * f.max()  # the planted trap: the spaces agree on the camera groups
-    assert f[cross.index] >= 0.95 * f.max() and cross.eps > all_pairs.eps
-    # and through generate_pseudo_labels / the config key
-    p = ClusterParams(eps_rule="auto", eps_grid=GRID, auto_pairs="cross_camera", auto_coverage="none")
-    r = generate_pseudo_labels(spaces[0], spaces[1:], p, camids=cam)
-    assert r.eps == cross.eps and r.eps_choice["criterion"] == "cross_space_agreement_cross_camera"
-    with pytest.raises(ValueError, match="AUTO_PAIRS cross_camera need"):
-        generate_pseudo_labels(spaces[0], spaces[1:], p)
-    with pytest.raises(ValueError, match="pairs='cross_camera' needs camids"):
-        choose_eps(grid_labels, GRID, pairs="cross_camera")
+    all_pairs = int(np.argmax(cross_space_agreement(grid_labels)))
+    cross = int(np.argmax(cross_space_agreement(grid_labels, camids=cam)))
+    assert f[all_pairs] < 0.6 * f.max()  # the planted trap: the spaces agree on the camera groups
+    assert f[cross] >= 0.95 * f.max() and GRID[cross] > GRID[all_pairs]
 
 
 def test_coverage_by_hand():
@@ -155,13 +148,13 @@ def test_coverage_by_hand():
     grid = np.stack([labels, one])
     assert coverage_over_grid(grid, "multi_camera", cams).tolist() == pytest.approx([4 / 10, 0.0])
     assert coverage_over_grid(grid, "clustered").tolist() == pytest.approx([6 / 10, 0.0])
-    assert coverage_over_grid(grid, "none").tolist() == [1.0, 1.0]
     # a single camera has no cross-camera cluster at any eps: fall back to the clustered share
     assert coverage_over_grid(grid, "multi_camera", np.zeros(10)).tolist() == pytest.approx([6 / 10, 0.0])
     with pytest.raises(ValueError, match="needs camids"):
         coverage_over_grid(grid, "multi_camera")
-    with pytest.raises(ValueError, match="coverage 'camera'"):
-        coverage_over_grid(grid, "camera", cams)
+    for gone in ("camera", "none"):  # none (the agreement alone) was removed from AUTO_COVERAGE
+        with pytest.raises(ValueError, match=f"coverage '{gone}'"):
+            coverage_over_grid(grid, gone, cams)
 
 
 def test_a_scale_that_chains_everything_into_one_cluster_corroborates_nothing():
@@ -176,8 +169,8 @@ def test_a_scale_that_chains_everything_into_one_cluster_corroborates_nothing():
     grid = {"global": np.stack([truth, one, one_out]), "part1": np.stack([part, one, one_out])}
     agree = cross_space_agreement(grid)
     assert agree[0] == pytest.approx(clustering_agreement(truth, part)) and 0 < agree[0] < 1
-    assert agree[1:].tolist() == [0.0, 0.0]
-    assert choose_eps(grid, (0.3, 0.7, 0.8)).eps == 0.3  # AUTO_COVERAGE none
+    assert agree[1:].tolist() == [0.0, 0.0] and int(np.argmax(agree)) == 0
+    assert choose_eps(grid, (0.3, 0.7, 0.8), coverage="clustered").eps == 0.3
     assert clustering_agreement(one, one) == pytest.approx(1.0)  # the pairwise ARI itself keeps its convention
 
 
@@ -191,8 +184,8 @@ def test_multi_camera_coverage_finds_identities_that_agreement_alone_splits_by_c
              for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
     grid_labels = {k: labels_over_grid(d, GRID, 4) for k, d in dists.items()}
     f = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
-    for coverage in ("none", "clustered"):
-        assert f[choose_eps(grid_labels, GRID, camids=cam, coverage=coverage).index] < 0.5 * f.max()
+    assert f[int(np.argmax(cross_space_agreement(grid_labels)))] < 0.5 * f.max()  # the agreement alone
+    assert f[choose_eps(grid_labels, GRID, camids=cam, coverage="clustered").index] < 0.5 * f.max()
     multi = choose_eps(grid_labels, GRID, camids=cam, coverage="multi_camera")
     assert f[multi.index] >= 0.95 * f.max() and multi.criterion == "cross_space_agreement_x_multi_camera_share"
     # through the config's default
@@ -238,19 +231,18 @@ def test_auto_picks_the_planted_scale_without_labels():
     f = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
     good = {e for e, fe in zip(GRID, f) if fe > 0.95}
     assert f[GRID.index(0.6)] < 0.7 and good and max(good) <= 0.4  # the planted answer
-    choice = choose_eps(grid_labels, GRID)
-    assert choice.criterion == "cross_space_agreement" and len(choice.scores) == len(GRID)
-    assert choice.eps in good
+    assert GRID[int(np.argmax(cross_space_agreement(grid_labels)))] in good  # the agreement alone finds it
     _, _, cams = identities(with_cams=True)
-    assert choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera").eps in good  # the default weighting
+    choice = choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera")  # the default weighting
+    assert choice.criterion == "cross_space_agreement_x_multi_camera_share" and len(choice.scores) == len(GRID)
+    assert choice.eps in good
     # and a looser case (spread 1.2): the best eps moves up; auto follows it
     spaces, ids = identities(spread=1.2, seed=1)
     dists = {name: compute_jaccard_distance(x, 30, 6, 0.9)
              for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
     grid_labels = {k: labels_over_grid(d, GRID, 4) for k, d in dists.items()}
     f = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
-    auto = choose_eps(grid_labels, GRID)
-    assert GRID[int(np.argmax(f))] >= 0.4 and f[auto.index] >= 0.9 * f.max()
+    assert GRID[int(np.argmax(f))] >= 0.4 and f[int(np.argmax(cross_space_agreement(grid_labels)))] >= 0.9 * f.max()
     _, _, cams = identities(spread=1.2, seed=1, with_cams=True)
     assert f[choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera").index] >= 0.9 * f.max()
 
@@ -291,46 +283,16 @@ def test_eps_grid_is_checked_against_max_distance_and_keys_reach_the_params():
     p = cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[0.3, 0.5]",
                                                "INCLR.CLUSTER.EPS_FREEZE", "True"]))
     assert (p.eps_rule, p.eps_grid, p.eps_freeze) == ("auto", (0.3, 0.5), True)
-    assert default.auto_pairs == "all" and default.auto_coverage == "multi_camera"
-    assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_COVERAGE", "none"])).auto_coverage == "none"
-    with pytest.raises(ConfigError, match="AUTO_COVERAGE"):
+    assert default.auto_coverage == "multi_camera"
+    assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_COVERAGE", "clustered"])).auto_coverage == "clustered"
+    with pytest.raises(ConfigError, match="AUTO_COVERAGE 'cameras': use one of"):
         setup_cfg("", ["INCLR.CLUSTER.AUTO_COVERAGE", "cameras"])
-    assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_PAIRS", "cross_camera"])).auto_pairs == "cross_camera"
-    with pytest.raises(ConfigError, match="AUTO_PAIRS"):
-        setup_cfg("", ["INCLR.CLUSTER.AUTO_PAIRS", "cross_cam"])
-    assert default.auto_select == "max"
-    assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_SELECT", "one_se"])).auto_select == "one_se"
-    with pytest.raises(ConfigError, match="INCLR.CLUSTER.AUTO_SELECT 'best'"):
-        setup_cfg("", ["INCLR.CLUSTER.AUTO_SELECT", "best"])
+    with pytest.raises(ConfigError, match="AUTO_COVERAGE 'none': removed .*docs/studies.md.*use one of"):
+        setup_cfg("", ["INCLR.CLUSTER.AUTO_COVERAGE", "none"])
     with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_GRID.*MAX_DISTANCE"):
         setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[0.5, 0.95]"])
     with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_GRID"):
         setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[]"])
-
-
-# ------------------------------------------------------------------------ the pick: one-SE rule over the views
-def test_one_se_rule_by_hand():
-    """The smallest grid index within one standard error (over the views, at the best) of the best mean."""
-    scores = np.array([[0.1, 0.50, 0.52, 0.60, 0.2],
-                       [0.1, 0.55, 0.60, 0.50, 0.2],
-                       [0.1, 0.45, 0.50, 0.55, 0.2]])  # means 0.1 0.5 0.54 0.55 0.2; SE at 3: 0.05 / sqrt(3)
-    assert one_se_index(scores) == 2  # 0.54 >= 0.55 - 0.0289 > 0.5
-    assert one_se_index(scores[[0, 0]]) == 3  # views that agree exactly: no error, the best itself
-    assert one_se_index(np.array([[0.3, 0.3, 0.1], [0.3, 0.3, 0.1]])) == 0  # ties: the finer
-    with pytest.raises(ValueError, match="views >= 2"):
-        one_se_index(scores[:1])
-
-
-def test_pick_index_falls_back_to_max_with_one_view():
-    """pick_index is choose_eps's pick and the benchmark's oneSE: one_se with >= 2 views, max otherwise."""
-    scores = np.array([[0.1, 0.50, 0.52, 0.60, 0.2],
-                       [0.1, 0.55, 0.60, 0.50, 0.2],
-                       [0.1, 0.45, 0.50, 0.55, 0.2]])
-    assert pick_index(scores, scores.mean(0), "one_se") == (2, "one_se")
-    assert pick_index(scores, scores.mean(0), "max") == (3, "max")
-    assert pick_index(scores[:1], scores[0], "one_se") == (3, "max")  # one view: no standard error to take
-    with pytest.raises(ValueError, match="select 'knee'"):
-        pick_index(scores, scores.mean(0), "knee")
 
 
 def test_per_view_agreement_equals_a_slow_reference():
@@ -348,36 +310,6 @@ def test_per_view_agreement_equals_a_slow_reference():
         assert np.allclose(cross_space_agreement(gl, camids=cam), ref.mean(0))
 
 
-def test_auto_select_one_se_takes_the_finer_scale_the_views_cannot_tell_from_the_best():
-    """choose_eps scores each part view (agreement x coverage) and, under one_se, takes the smallest eps within
-    one standard error of the best mean; max takes the best mean. A case where the two differ: the one-SE pick
-    is finer and its labels are at least as good (the issue's label bar). Through the config key as well."""
-    spaces, ids, cams = identities(ids=60, per_id=5, spread=1.4, seed=1, with_cams=True)
-    gl = {name: labels_over_grid(compute_jaccard_distance(x, 30, 6, 0.9), GRID, 4)
-          for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
-    one_se = choose_eps(gl, GRID, camids=cams, coverage="multi_camera", select="one_se")
-    best = choose_eps(gl, GRID, camids=cams, coverage="multi_camera")  # the default pick
-    views = per_view_agreement(gl) * coverage_over_grid(gl["global"], "multi_camera", cams)
-    assert np.allclose(one_se.per_view, views) and np.allclose(one_se.scores, views.mean(0))
-    assert best.index == int(np.argmax(views.mean(0))) and one_se.index == one_se_index(views)
-    assert one_se.eps < best.eps  # the case was chosen where they differ
-    assert (one_se.select, best.select) == ("one_se", "max") and one_se.as_record()["select"] == "one_se"
-    f = np.array([pairwise_prf(lab, ids)[2] for lab in gl["global"]])
-    assert f[one_se.index] >= f[best.index]
-    # the rule's score must be agreement x coverage per view: agreement alone (coverage none) picks elsewhere
-    assert choose_eps(gl, GRID, coverage="none", select="one_se").eps != one_se.eps
-    # one view only: the one-SE rule has no spread to use, so the best score
-    two = {k: gl[k] for k in ("global", "part2")}
-    assert choose_eps(two, GRID, camids=cams, coverage="multi_camera", select="one_se").select == "max"
-    with pytest.raises(ValueError, match="select 'best'"):
-        choose_eps(gl, GRID, select="best")
-    # INCLR.CLUSTER.AUTO_SELECT reaches the round
-    for key, expected in (("one_se", one_se), ("max", best)):
-        r = generate_pseudo_labels(spaces[0], spaces[1:], ClusterParams(eps_rule="auto", eps_grid=GRID,
-                                                                        auto_select=key), camids=cams)
-        assert r.eps == expected.eps and r.eps_choice["select"] == key
-
-
 # ------------------------------------------------------------------------------- the hook: freeze and resume
 @pytest.mark.parametrize("freeze", [True, False])
 def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, monkeypatch, tmp_path, freeze):  # noqa: F811
@@ -391,7 +323,7 @@ def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, mon
                                      "scores": [0.5, 0.9], "select": "max"}
     hook._apply(0, dict(first, eps=0.35))
     hook._apply(1, dict(payload(labels, epoch=1), eps=0.55))
-    assert hook.state.eps == (0.35 if freeze else None)
+    assert hook.state.scale.eps == (0.35 if freeze else None)
     torch.save(hook.state.state_dict(), tmp_path / "state.pth")  # checkpoint round trip, then a fresh hook
     resumed = make_hook(items, **over)
     resumed.state.load_state_dict(torch.load(tmp_path / "state.pth", weights_only=True))
@@ -418,7 +350,8 @@ def test_auto_rule_holds_nothing_n_by_n_under_a_memory_limit():
     cannot be allocated there (checked first), yet the grid, the agreement and the knee all run."""
     code = textwrap.dedent("""
         import resource, numpy as np, scipy.sparse as sp
-        from inclr_fastreid.pseudo_labels.eps_rule import choose_eps, k_distance_knee, labels_over_grid
+        from inclr_fastreid.pseudo_labels.eps_grid import k_distance_knee, labels_over_grid
+        from inclr_fastreid.pseudo_labels.eps_rule import choose_eps
         n, size = 60000, 10
         rng = np.random.default_rng(0)
         def space(seed):
@@ -482,12 +415,13 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     assert "auto_xcam" not in r
     rx = compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, cross_camera=True)  # --cross-camera
     grid_labels = {k: labels_over_grid(compute_jaccard_distance(v, 20, 6, 0.9), GRID, 4) for k, v in loaded.items()}
-    assert rx["auto_xcam"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, pairs="cross_camera").eps
-    assert rx["auto"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera").eps
-    assert rx["agree"]["eps"] == choose_eps(grid_labels, GRID).eps
+    assert rx["auto_xcam"]["eps"] == GRID[int(np.argmax(cross_space_agreement(grid_labels, camids=cams)))]
+    auto = choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera")
+    assert rx["auto"]["eps"] == auto.eps
+    assert rx["agree"]["eps"] == GRID[int(np.argmax(cross_space_agreement(grid_labels)))]
     rc = compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, candidates=True)  # --candidates
-    assert rc["oneSE"]["eps"] == choose_eps(grid_labels, GRID, camids=cams, coverage="multi_camera", select="one_se").eps
-    two = {k: loaded[k] for k in ("global", "part1")}  # one part view: oneSE is choose_eps's fallback, max
+    assert rc["oneSE"]["eps"] == GRID[one_se_index(np.asarray(auto.per_view))]
+    two = {k: loaded[k] for k in ("global", "part1")}  # one part view: oneSE is the best score, as auto
     r2 = compare_eps_rules(two, loaded_ids, GRID, cams, k1=20, candidates=True)
     assert r2["oneSE"]["eps"] == r2["auto"]["eps"] == choose_eps({k: grid_labels[k] for k in two}, GRID, camids=cams,
                                                                  coverage="multi_camera").eps
@@ -495,8 +429,8 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     for rule in ("auto", "agree", "auto_xcam", "fixed", "oracle", "mmt"):
         assert rx[rule]["cross_cam_recall"] == camera_pair_recall(rx[rule]["labels"], ids, cams)[1]
     cluster = types.SimpleNamespace(EPS_GRID=list(GRID), K1=20, K2=6, MIN_SAMPLES=4, MAX_DISTANCE=0.9, EPS=0.6,
-                                    RHO=1.6e-3, CAMERA_NORM=False, AUTO_COVERAGE="multi_camera", AUTO_PAIRS="all",
-                                    AUTO_SELECT="one_se", K1_RULE="fixed", K1_PER_SIZE=1.5, K1_MIN=10)
+                                    RHO=1.6e-3, CAMERA_NORM=False, AUTO_COVERAGE="clustered", K1_RULE="fixed",
+                                    K1_PER_SIZE=1.5, K1_MIN=10)
     cfg = types.SimpleNamespace(INCLR=types.SimpleNamespace(CLUSTER=cluster, LGMR=types.SimpleNamespace(ENABLED=True)))
     feats = {k: torch.from_numpy(v) for k, v in loaded.items()}
     cluster_quality.print_eps_rules(cfg, feats, ["part1", "part2", "part3"], ids, cams)
@@ -504,10 +438,10 @@ def test_benchmark_and_cluster_quality_compare_the_rules_on_dumped_features(tmp_
     for row in ("| auto (no labels) |", "| auto, agreement alone", "| fixed EPS | 0.600 |", "| mmt (RHO",
                 "| oracle (grid, labels) |"):
         assert row in out
-    assert "cross_space_agreement_x_multi_camera_share, one_se," in out  # INCLR.CLUSTER.AUTO_SELECT reaches the rule
+    assert "cross_space_agreement_x_clustered_share, max," in out  # INCLR.CLUSTER.AUTO_COVERAGE reaches the rule
     assert "K1_RULE size" not in out
     # K1_RULE size: two more rows, auto and the oracle at the k1 the rule takes (as compare_eps_rules' k1size)
-    cluster.K1_RULE, cluster.AUTO_SELECT = "size", "max"
+    cluster.K1_RULE, cluster.AUTO_COVERAGE = "size", "multi_camera"
     cluster_quality.print_eps_rules(cfg, feats, ["part1", "part2", "part3"], ids, cams)
     out = capsys.readouterr().out
     rk = compare_eps_rules(loaded, loaded_ids, GRID, cams, k1=20, k1_size=True)
@@ -646,6 +580,43 @@ def test_benchmark_draws_score_each_capped_subset_and_summarise_the_ratio(tmp_pa
 
 
 # ------------------------------------------------------------- the candidates compared (benchmark_eps_rule)
+def test_one_se_rule_by_hand():
+    """The candidate oneSE (the removed AUTO_SELECT one_se): the smallest grid index within one standard error
+    (over the views, at the best) of the best mean."""
+    bench = tool("benchmark_eps_rule")
+    scores = np.array([[0.1, 0.50, 0.52, 0.60, 0.2],
+                       [0.1, 0.55, 0.60, 0.50, 0.2],
+                       [0.1, 0.45, 0.50, 0.55, 0.2]])  # means 0.1 0.5 0.54 0.55 0.2; SE at 3: 0.05 / sqrt(3)
+    assert one_se_index(scores) == 2  # 0.54 >= 0.55 - 0.0289 > 0.5
+    assert one_se_index(scores[[0, 0]]) == 3  # views that agree exactly: no error, the best itself
+    assert one_se_index(np.array([[0.3, 0.3, 0.1], [0.3, 0.3, 0.1]])) == 0  # ties: the finer
+    with pytest.raises(ValueError, match="views >= 2"):
+        one_se_index(scores[:1])
+    assert one_se_pick(scores, scores.mean(0)) == 2
+    assert one_se_pick(scores[:1], scores[0]) == 3  # one view: no standard error to take, the best
+
+
+def test_one_se_candidate_takes_the_finer_scale_the_views_cannot_tell_from_the_best():
+    """choose_eps scores each part view (agreement x coverage) and takes the best mean; oneSE, from the same
+    per-view scores, the smallest eps within one standard error of it. A case where the two differ: the one-SE
+    pick is finer and its labels are at least as good (the issue's label bar)."""
+    bench = tool("benchmark_eps_rule")
+    spaces, ids, cams = identities(ids=60, per_id=5, spread=1.4, seed=1, with_cams=True)
+    gl = {name: labels_over_grid(compute_jaccard_distance(x, 30, 6, 0.9), GRID, 4)
+          for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
+    best = choose_eps(gl, GRID, camids=cams, coverage="multi_camera")  # the rule
+    views = per_view_agreement(gl) * coverage_over_grid(gl["global"], "multi_camera", cams)
+    assert np.allclose(best.per_view, views) and np.allclose(best.scores, views.mean(0))
+    assert best.index == int(np.argmax(views.mean(0))) and best.select == "max" and best.as_record()["select"] == "max"
+    one_se = one_se_pick(np.asarray(best.per_view), np.asarray(best.scores))
+    assert one_se == one_se_index(views) and GRID[one_se] < best.eps  # the case was chosen where they differ
+    f = np.array([pairwise_prf(lab, ids)[2] for lab in gl["global"]])
+    assert f[one_se] >= f[best.index]
+    # one view only: the one-SE rule has no spread to use, so the best score
+    two = choose_eps({k: gl[k] for k in ("global", "part2")}, GRID, camids=cams, coverage="multi_camera")
+    assert one_se_pick(np.asarray(two.per_view), np.asarray(two.scores)) == two.index
+
+
 def test_teacher_agreement_scores_the_two_teachers_clusterings_per_eps():
     """ARI of the teachers' clusterings at each eps: 1 for the same partition under other names, 0 where a
     side has fewer than two clusters; from both teachers (the same teacher twice would agree everywhere)."""

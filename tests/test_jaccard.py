@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from inclr_fastreid.pseudo_labels.jaccard import (compute_jaccard_distance, half_list_length,
-                                                  jaccard_from_knn)
+from inclr_fastreid.pseudo_labels.jaccard import compute_jaccard_distance, jaccard_from_knn
+from inclr_fastreid.pseudo_labels.k_reciprocal import half_list_length
 from inclr_fastreid.pseudo_labels.knn import knn_search, l2_normalize
 
 

@@ -113,13 +113,13 @@ def test_hook_keeps_the_first_rounds_k1_across_a_resume(items, monkeypatch, tmp_
     first["record"]["k1_choice"] = {"rule": "size", "k1_max": 30, "median_size": 6.0, "k1": 9}
     hook._apply(0, dict(first, k1=9 if rule == "size" else 30))
     hook._apply(1, dict(payload(labels, epoch=1), k1=14))
-    assert hook.state.k1 == (9 if rule == "size" else None)
+    assert hook.state.scale.k1 == (9 if rule == "size" else None)
     torch.save(hook.state.state_dict(), tmp_path / "state.pth")
     resumed = make_hook(items, **over)
     resumed.state.load_state_dict(torch.load(tmp_path / "state.pth", weights_only=True))
-    assert resumed.state.k1 == hook.state.k1
+    assert resumed.state.scale.k1 == hook.state.scale.k1
     assert overrides_passed_to_clustering(resumed, items, monkeypatch).get("k1") == (9 if rule == "size" else None)
     old = hook.state.state_dict()
     del old["k1"]  # a checkpoint written before K1_RULE existed
     resumed.state.load_state_dict(old)
-    assert resumed.state.k1 is None
+    assert resumed.state.scale.k1 is None

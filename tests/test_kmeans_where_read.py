@@ -214,7 +214,8 @@ def test_each_space_logs_its_start_and_end():
     for i, name in enumerate(["global", "part1", "part2", "part3"]):
         assert any(line.startswith(f"clustering: {name} {i + 1}/4 (") for line in lines), lines
         assert any(line.startswith(f"clustering: {name} {i + 1}/4 done in ") for line in lines), lines
-    assert "kNN + kmeans" in lines[0] and "kNN only" in lines[2]
+    assert "kNN, then kmeans" in lines[0] and "kNN only" in lines[2]
+    assert any(line.startswith("clustering: kmeans global in ") for line in lines), lines  # clustered after the kNN
     assert lines[-1].startswith("clustering: done in ")
 
 

@@ -251,6 +251,6 @@ def test_synthetic_adaptation_follows_the_reference_recipe():
         assert (c.METHOD, c.EPS_RULE, c.CAMERA_NORM, c.EPS, c.K1, c.MIN_SAMPLES) == (
             "dbscan", "auto", True, 0.6, 30, 4), name
         assert (c.K1_RULE, c.K1_PER_SIZE, c.K1_MIN) == ("size", 1.5, 10), name
-        assert (c.AUTO_PAIRS, c.AUTO_COVERAGE, c.EPS_FREEZE) == ("all", "multi_camera", False), name
+        assert (c.AUTO_COVERAGE, c.EPS_FREEZE) == ("multi_camera", False), name
     cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR/synthetic.yml"), [])
     assert 0 < cfg.INCLR.LGMR.AALS_EPOCH < cfg.SOLVER.MAX_EPOCH

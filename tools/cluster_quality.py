@@ -164,7 +164,7 @@ def print_eps_rules(cfg, feats, parts, true_ids, camids) -> None:
         spaces = {k: camera_normalize(v, camids) for k, v in spaces.items()}
     r = compare_eps_rules(spaces, true_ids, c.EPS_GRID, np.asarray(camids), k1=c.K1, k2=c.K2,
                           min_samples=c.MIN_SAMPLES, max_distance=c.MAX_DISTANCE, default_eps=c.EPS, rho=c.RHO,
-                          coverage=c.AUTO_COVERAGE, pairs=c.AUTO_PAIRS, select=c.AUTO_SELECT,
+                          coverage=c.AUTO_COVERAGE,
                           k1_size=c.K1_RULE == "size", k1_per_size=c.K1_PER_SIZE, k1_min=c.K1_MIN)
     choice = r["choice"]
     print(f"\nEPS_RULE auto ({choice['criterion']}, {choice['select']}, spaces {names}, K1 {c.K1}): grid {choice['grid']}\n"
@@ -172,7 +172,7 @@ def print_eps_rules(cfg, feats, parts, true_ids, camids) -> None:
     print(f"\n{len(np.unique(true_ids))} true identities, {len(true_ids)} images; global space before LGMR\n")
     print("| eps rule | eps | K | outliers | precision | recall | F | NMI | ARI | cross-camera pair recall |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    rules = [("auto", "auto (no labels)"), ("agree", "auto, agreement alone (AUTO_COVERAGE none)"),
+    rules = [("auto", "auto (no labels)"), ("agree", "auto, agreement alone (no coverage)"),
              ("fixed", "fixed EPS"), ("mmt", f"mmt (RHO {c.RHO:g})"), ("oracle", "oracle (grid, labels)")]
     if "k1size" in r:  # K1_RULE size: the round's k1 from auto's median cluster size at K1 (docs/design.md §4.3.2)
         k, m = r["k1size"]["k1"], r["k1size"]["median_size"]

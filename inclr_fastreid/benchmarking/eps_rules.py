@@ -15,8 +15,9 @@ import scipy.sparse as sp
 
 from .. import pseudo_labels as pl  # pl.compute_jaccard_distance: looked up at each call, so a test can count them
 from ..pseudo_labels.clustering import cluster_dbscan, mmt_eps
-from ..pseudo_labels.eps_rule import (EpsChoice, choose_eps, clustering_agreement, is_partition, k_distance_knee,
-                                      labels_over_grid, pick_index)
+from ..pseudo_labels.eps_grid import (clustering_agreement, cross_space_agreement, is_partition, k_distance_knee,
+                                      labels_over_grid)
+from ..pseudo_labels.eps_rule import EpsChoice, choose_eps
 from ..pseudo_labels.k1_rule import k1_from_cluster_size, median_cluster_size
 from ..pseudo_labels.quality import camera_pair_recall, label_quality, pairwise_prf
 
@@ -30,6 +31,27 @@ def agreement_at_same_eps(grid_labels: Dict[str, np.ndarray], measure: str = "ar
     parts = [v for k, v in grid_labels.items() if k != "global"]
     return np.array([np.mean([score(ref[g], p[g]) if is_partition(ref[g]) and is_partition(p[g]) else 0.0
                               for p in parts]) for g in range(ref.shape[0])])
+
+
+def one_se_index(per_view_scores: np.ndarray) -> int:
+    """The one-standard-error rule (Breiman et al., CART) on (V, G) scores, one row per view: the smallest
+    grid index whose mean score is within one standard error (over the views, at the best index) of the
+    best mean. Prefers the finest of the scales the views cannot tell apart."""
+    s = np.asarray(per_view_scores, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] < 2 or s.shape[1] < 1:
+        raise ValueError(f"one_se_index needs (views >= 2, grid >= 1) scores, got shape {s.shape}")
+    mean = s.mean(0)
+    best = int(np.argmax(mean))
+    se = s[:, best].std(ddof=1) / np.sqrt(s.shape[0])
+    return int(np.flatnonzero(mean >= mean[best] - se)[0])
+
+
+def one_se_pick(per_view: np.ndarray, scores: np.ndarray) -> int:
+    """The candidate ``oneSE`` (the removed ``AUTO_SELECT one_se``): the grid index :func:`one_se_index` takes
+    from auto's (V, G) per-view scores; with fewer than two views, the best of the (G,) mean ``scores``, as auto."""
+    if np.asarray(per_view).shape[0] >= 2:
+        return one_se_index(per_view)
+    return int(np.argmax(scores))
 
 
 def teacher_agreement(labels1: np.ndarray, labels2: np.ndarray) -> np.ndarray:
@@ -59,7 +81,7 @@ def grid_at_k1(spaces: Dict[str, np.ndarray], k1: int, grid: Sequence[float], ca
 
 def choose_k1_eps(spaces: Dict[str, np.ndarray], k1_grid: Sequence[int], grid: Sequence[float], camids: np.ndarray, *,
                   k2: int = 6, min_samples: int = 4, max_distance: float = 0.9, coverage: str = "multi_camera",
-                  pairs: str = "all", select: str = "max", known: Optional[Dict[int, GridAtK1]] = None
+                  known: Optional[Dict[int, GridAtK1]] = None
                   ) -> Tuple[int, EpsChoice, Dict[int, Tuple[sp.spmatrix, Dict[str, np.ndarray]]]]:
     """The auto rule over a (k1, eps) grid, no labels: each k1's Jaccard matrices and eps choice (``choose_eps``),
     then the k1 whose chosen score is the best (ties: the first in ``k1_grid``). Returns that k1, its EpsChoice and,
@@ -74,7 +96,7 @@ def choose_k1_eps(spaces: Dict[str, np.ndarray], k1_grid: Sequence[int], grid: S
                                         max_distance=max_distance)
         by_k1[k1] = (dists["global"], grid_labels)
         choice = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples, camids=camids,
-                            coverage=coverage, pairs=pairs, select=select)
+                            coverage=coverage)
         if best_choice is None or choice.scores[choice.index] > best_choice.scores[best_choice.index]:
             best_k1, best_choice = k1, choice
     return best_k1, best_choice, by_k1
@@ -83,21 +105,19 @@ def choose_k1_eps(spaces: Dict[str, np.ndarray], k1_grid: Sequence[int], grid: S
 def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequence[float], camids: np.ndarray, *,
                       k1: int = 30, k2: int = 6, min_samples: int = 4, max_distance: float = 0.9,
                       default_eps: float = 0.6, rho: float = 1.6e-3, candidates: bool = False,
-                      cross_camera: bool = False, coverage: str = "multi_camera", pairs: str = "all",
-                      select: str = "max", teachers: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+                      cross_camera: bool = False, coverage: str = "multi_camera",
+                      teachers: Optional[Tuple[np.ndarray, np.ndarray]] = None,
                       k1_grid: Sequence[int] = (), k1_size: bool = False, k1_per_size: float = 1.5,
                       k1_min: int = 10) -> Dict[str, object]:
     """DBSCAN's global-space labels at the eps of each rule, with their label quality (docs/design.md §4.6).
 
     One sparse Jaccard matrix per space, reused by every rule: ``auto`` (no labels, every space's grid
-    clusterings, with ``coverage`` / ``pairs`` / ``select`` as INCLR.CLUSTER.AUTO_COVERAGE / AUTO_PAIRS /
-    AUTO_SELECT: by default multi_camera / all / max), ``agree`` (the agreement alone: AUTO_COVERAGE none,
-    AUTO_PAIRS all, AUTO_SELECT max),
+    clusterings, ``coverage`` as INCLR.CLUSTER.AUTO_COVERAGE), ``agree`` (the agreement alone, no coverage),
     ``oracle`` (the grid eps of best pairwise F), ``fixed`` (``default_eps``) and ``mmt`` (MMT-DBSCAN's rho
     rule). Returns rule -> {"eps", "labels", "quality", "same_cam_recall", "cross_cam_recall"} (the recall of
     the identities' same- and cross-camera pairs, ``quality.camera_pair_recall``) plus the auto rule's and the
     Jaccard step's seconds; ``candidates`` adds the other label-free rules compared (``knee``, ``agreeF``,
-    ``sameEps``, ``oneSE``); ``cross_camera`` adds ``auto_xcam`` (INCLR.CLUSTER.AUTO_PAIRS cross_camera, no coverage, max);
+    ``sameEps``, ``oneSE``); ``cross_camera`` adds ``auto_xcam`` (the agreement over cross-camera pairs, no coverage);
     ``teachers`` (each mean teacher's global features alone, rows as ``ids``) adds ``teachers`` and ``teachersAV``;
     ``k1_grid`` adds ``k1auto`` (:func:`choose_k1_eps`) and ``k1oracle`` (the (k1, eps) of best F), each with its "k1";
     ``k1_size`` adds ``k1size`` (K1_RULE size: auto at the k1 of auto's median cluster size at ``k1``, as the hook's
@@ -112,22 +132,22 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
     t0 = time.perf_counter()
     grid_labels = {name: labels_over_grid(d, grid, min_samples) for name, d in dists.items()}
     choice = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples, camids=camids,
-                        coverage=coverage, pairs=pairs, select=select)
+                        coverage=coverage)
     t_auto = time.perf_counter() - t0
     f_grid = np.array([pairwise_prf(lab, ids)[2] for lab in grid_labels["global"]])
-    agree = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples, coverage="none",
-                       select="max")
-    eps = {"auto": choice.eps, "agree": agree.eps, "oracle": grid[int(np.argmax(f_grid))],
+    one = len(grid_labels) == 1  # one space: every label-free rule is the k-distance knee (choose_eps)
+    agree = choice.eps if one else grid[int(np.argmax(cross_space_agreement(grid_labels)))]
+    eps = {"auto": choice.eps, "agree": agree, "oracle": grid[int(np.argmax(f_grid))],
            "fixed": float(default_eps), "mmt": mmt_eps(dists["global"], n, rho)}
     if cross_camera:
-        eps["auto_xcam"] = choose_eps(grid_labels, grid, global_dist=dists["global"], min_samples=min_samples,
-                                      camids=camids, pairs="cross_camera", select="max").eps
+        xcam = None if one else cross_space_agreement(grid_labels, camids=camids)
+        eps["auto_xcam"] = choice.eps if xcam is None else grid[int(np.argmax(xcam))]
     if candidates:
         eps["knee"] = k_distance_knee(dists["global"], min_samples)
         if len(grid_labels) > 1:  # cross-space agreement by pairwise F instead of ARI (not chance-corrected)
             eps["agreeF"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "f")))]
             eps["sameEps"] = grid[int(np.argmax(agreement_at_same_eps(grid_labels, "ari")))]
-            eps["oneSE"] = grid[pick_index(np.asarray(choice.per_view), np.asarray(choice.scores), "one_se")[0]]
+            eps["oneSE"] = grid[one_se_pick(np.asarray(choice.per_view), np.asarray(choice.scores))]
     if teachers is not None:
         t_labels = [labels_over_grid(pl.compute_jaccard_distance(t, k1, k2, max_distance=max_distance), grid, min_samples)
                     for t in teachers]
@@ -155,14 +175,13 @@ def compare_eps_rules(spaces: Dict[str, np.ndarray], ids: np.ndarray, grid: Sequ
         k1s = k1_from_cluster_size(size, k1_per_size, k1_min, k1)
         d_s, gl_s = grid_at_k1(spaces, k1s, grid, cache, k2=k2, min_samples=min_samples, max_distance=max_distance)
         ch_s = choose_eps(gl_s, grid, global_dist=d_s["global"], min_samples=min_samples, camids=camids,
-                          coverage=coverage, pairs=pairs, select=select)
+                          coverage=coverage)
         f_s = [pairwise_prf(lab, ids)[2] for lab in gl_s["global"]]
         for rule, e in (("k1size", ch_s.eps), ("k1size_oracle", grid[int(np.argmax(f_s))])):
             out[rule] = dict(scored(d_s["global"], e), k1=k1s, median_size=size)
     if k1_grid:
         k1_pick, k1_choice, by_k1 = choose_k1_eps(spaces, k1_grid, grid, camids, k2=k2, min_samples=min_samples,
-                                                  max_distance=max_distance, coverage=coverage, pairs=pairs,
-                                                  select=select, known=cache)
+                                                  max_distance=max_distance, coverage=coverage, known=cache)
         f_joint = {(k, g): pairwise_prf(lab, ids)[2] for k, (_, ls) in by_k1.items() for g, lab in enumerate(ls["global"])}
         best_f = max(f_joint.values())  # the first (k1, eps) of best F, in grid order: as the oracle's argmax
         k1_or, g_or = next(kg for kg, f in f_joint.items() if f == best_f)

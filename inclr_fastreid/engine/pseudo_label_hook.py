@@ -39,6 +39,7 @@ from ..data.pseudo_dataset import NoPseudoLabelsLoader
 from ..data.target import TargetItem
 from ..modeling.interface import as_pseudo_label_model
 from ..pseudo_labels import cluster_params_from_cfg, generate_pseudo_labels
+from ..pseudo_labels.scale import scale_rules
 from .distributed import (broadcast_object, on_main_then_broadcast, seed_everything, sync_buffers,
                           unwrap, wait_group)
 from .features import extract_features
@@ -62,6 +63,7 @@ class PseudoLabelHook(HookBase):
         self.items = list(items)
         self.state = state
         self.params = cluster_params_from_cfg(cfg)
+        self.scale_rules = scale_rules(self.params)  # which of the round's eps / k1 choices are kept for the run
         self.true_ids = true_identities(self.items)
         self.camids = np.array([it.camid for it in self.items], dtype=np.int64)
         if self.params.eps_rule == "auto" and self.params.method == "dbscan" and not self.params.camera_norm:
@@ -106,14 +108,11 @@ class PseudoLabelHook(HookBase):
         """Rank 0: cluster the gathered features, refine with LGMR; what every rank needs to apply."""
         t1 = time.perf_counter()
         parts = sorted(k for k in feats if k.startswith("part"))
-        # EPS_RULE mmt, and auto with EPS_FREEZE, after the first round; K1_RULE size after the first round
-        frozen: Dict[str, Any] = {} if self.state.eps is None else {"eps": self.state.eps}
-        if self.state.k1 is not None:
-            frozen["k1"] = self.state.k1
-        # the features stay on the device the teachers ran on (pseudo_labels searches there)
+        # the features stay on the device the teachers ran on (pseudo_labels searches there); the eps / k1 kept
+        # for the run (EPS_RULE mmt, auto with EPS_FREEZE; K1_RULE size) are given from the second round on
         result = generate_pseudo_labels(feats["global"], [feats[p] for p in parts], self.params,
                                         lgmr_enabled=self.params.lgmr_enabled and bool(parts), camids=self.camids,
-                                        **frozen)
+                                        **self.state.scale.overrides())
         record = quality_record(epoch, result, self.true_ids, time.perf_counter() - t1, t1 - t0, camids=self.camids)
         dump = (os.path.join(self.cfg.OUTPUT_DIR, f"credibility_epoch{epoch:03d}.npz")
                 if self.cfg.OUTPUT_DIR else "")
@@ -132,17 +131,8 @@ class PseudoLabelHook(HookBase):
             logger.info("Epoch %d: INCLR.CLUSTER.EPS_RULE auto: eps = %.4f by %s (%s); grid %s, scores %s.", epoch,
                         choice["eps"], choice["criterion"], choice["select"], choice["grid"],
                         choice["scores"])
-        keep = self.params.eps_rule == "mmt" or (self.params.eps_rule == "auto" and self.params.eps_freeze)
-        if keep and self.state.eps is None and payload.get("eps") is not None:
-            self.state.eps = float(payload["eps"])  # eps of the first clustering, kept for the run (checkpointed)
-            logger.info("Epoch %d: INCLR.CLUSTER.EPS_RULE %s: eps = %.4f, kept for the run%s.", epoch,
-                        self.params.eps_rule, self.state.eps,
-                        f" (rho {self.params.rho:g})" if self.params.eps_rule == "mmt" else " (EPS_FREEZE)")
-        if self.params.k1_rule == "size" and self.state.k1 is None and payload.get("k1") is not None:
-            self.state.k1 = int(payload["k1"])  # k1 of the first clustering, kept for the run (checkpointed)
-            size = (record.get("k1_choice") or {}).get("median_size")
-            logger.info("Epoch %d: INCLR.CLUSTER.K1_RULE size: k1 = %d (median cluster size %s at K1 %d), kept for "
-                        "the run.", epoch, self.state.k1, size, self.params.k1)
+        for line in self.state.scale.keep(self.scale_rules, payload, self.params, record):  # checkpointed
+            logger.info("Epoch %d: %s", epoch, line)
         if k < 2:
             if self.state.labels is not None and self.state.num_classes >= 2:
                 logger.warning("Epoch %d: clustering gave %d cluster(s); reusing the labels of epoch %d. "

@@ -12,19 +12,20 @@ one function registered with :func:`agreement_mode`. The loss side lives in ``mo
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence, Set
+from typing import Any, Callable, Optional, Sequence, Set
 
 import numpy as np
 
 from .clustering import relabel_by_first_occurrence
 from .knn import as_float32_features, knn_search
+from .registries import AGREEMENTS
 
 __all__ = ["AGREEMENTS", "READS_PART_LABELS", "agreement_mode", "neighbour_overlap", "knn_overlap", "cluster_overlap",
            "cross_agreement", "refine_global_labels"]
 
-#: mode name -> f(global_knn (N, k), part_knn (N, k), global_labels (N,), part_labels (N,)) -> (N,) in [0, 1]
+#: a mode (registered in AGREEMENTS under its name): f(global_knn (N, k), part_knn (N, k), global_labels (N,),
+#: part_labels (N,)) -> (N,) in [0, 1]
 AgreementMode = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-AGREEMENTS: Dict[str, AgreementMode] = {}
 #: the modes that read the part spaces' cluster labels; under the others the part spaces need only their kNN
 #: lists, and generate_pseudo_labels does not cluster them
 READS_PART_LABELS: Set[str] = set()
@@ -34,7 +35,7 @@ def agreement_mode(name: str, *, reads_part_labels: bool = True) -> Callable[[Ag
     """Register a cross-agreement mode under ``name`` (a value of ``INCLR.LGMR.AGREEMENT``);
     ``reads_part_labels=False`` when it ignores its ``part_labels`` argument (the part spaces are then not clustered)."""
     def register(fn: AgreementMode) -> AgreementMode:
-        AGREEMENTS[name] = fn
+        AGREEMENTS.register(name)(fn)
         if reads_part_labels:
             READS_PART_LABELS.add(name)
         else:
@@ -122,8 +123,7 @@ def cross_agreement(global_feats: Any, part_feats_list: Sequence[Any], global_la
     ``global_knn`` / ``part_knn_list``: optional precomputed (N, >=k) neighbour indices *without*
     self, to skip the searches. ``part_labels_list`` may be empty for a mode not in :data:`READS_PART_LABELS`.
     """
-    if mode not in AGREEMENTS:
-        raise ValueError(f"INCLR.LGMR.AGREEMENT {mode!r}: use one of {sorted(AGREEMENTS)}")
+    AGREEMENTS.check(mode)
     n_parts = len(part_feats_list)
     if n_parts == 0:
         raise ValueError("part_feats_list is empty: cross-agreement needs at least one part")

@@ -4,13 +4,13 @@ A clusterer is a function ``f(space, params) -> labels`` from one :class:`Featur
 L2-normalised features, their kNN lists and, on demand, the sparse k-reciprocal Jaccard distance)
 and the round's :class:`~inclr_fastreid.pseudo_labels.params.ClusterParams` to (N,) int64 labels
 0..K-1 (-1 = outlier). A new clusterer is one function registered with :func:`clusterer` here;
-its name becomes a value of ``INCLR.CLUSTER.METHOD``.
+its name becomes a value of ``INCLR.CLUSTER.METHOD`` (:data:`~.registries.CLUSTERERS`).
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from .jaccard import jaccard_from_knn
 from .kmeans import MAX_ITER, TOL, kmeans
 from .knn import as_float32_features, is_cuda_tensor, l2_normalize, l2_normalize_torch
+from .registries import CLUSTERERS
 
 if TYPE_CHECKING:
     from .params import ClusterParams
@@ -45,8 +46,17 @@ class FeatureSpace:
     def features(self) -> np.ndarray:
         """(N, D) float32 numpy, L2-normalised (camera-standardised if asked); copied from the GPU on first use."""
         if self._features is None:
+            if self.device_features is None:
+                raise ValueError(f"the features of space {self.name!r} were released (release_features)")
             self._features = self.device_features.float().cpu().numpy()
         return self._features
+
+    def release_features(self) -> None:
+        """Let the features and kNN lists go once the Jaccard distance is built: DBSCAN and the eps rules read
+        only the distance, and a round holds every clustered space until its eps is chosen."""
+        if self._jaccard is None:
+            raise ValueError(f"space {self.name!r}: build the Jaccard distance before releasing its features")
+        self._features = self.device_features = self.knn_sims = self.knn_idx = None
 
     def jaccard(self) -> sp.csr_matrix:
         """Sparse k-reciprocal Jaccard distance (pairs within ``max_distance``), computed once."""
@@ -60,16 +70,11 @@ class FeatureSpace:
 
 
 Clusterer = Callable[[FeatureSpace, "ClusterParams"], np.ndarray]
-CLUSTERERS: Dict[str, Clusterer] = {}
 
 
 def clusterer(name: str) -> Callable[[Clusterer], Clusterer]:
     """Register a clusterer under ``name`` (a value of ``INCLR.CLUSTER.METHOD``)."""
-    def register(fn: Clusterer) -> Clusterer:
-        CLUSTERERS[name] = fn
-        return fn
-
-    return register
+    return CLUSTERERS.register(name)
 
 
 def relabel_by_first_occurrence(labels: Any) -> np.ndarray:

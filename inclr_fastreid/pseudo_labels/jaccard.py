@@ -24,207 +24,24 @@ float64 (SpCL: float32), which moves d_J by ~1e-6 at most.
 """
 from __future__ import annotations
 
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional
 
 import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
+from .csr_blocks import append_sorted_row, assemble_csr, default_num_threads, run_row_blocks
+from .k_reciprocal import k_reciprocal_weights
 from .knn import as_float32_features, is_cuda_tensor, knn_search, l2_normalize
 
 __all__ = ["compute_jaccard_distance", "jaccard_from_knn", "k_reciprocal_weights", "jaccard_from_weights",
-           "half_list_length", "default_num_threads"]
-
-
-def half_list_length(k1: int) -> int:
-    """Entries of the half kNN list used for the expansion: ``int(np.around(k1 / 2)) + 1`` (SpCL)."""
-    return int(np.around(k1 / 2.0)) + 1
-
-
-def default_num_threads() -> int:
-    """Worker threads for the numba kernels: ``INCLR_NUM_THREADS`` or the CPUs this process may use."""
-    env = os.environ.get("INCLR_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+           "default_num_threads"]
 
 
 # ----------------------------------------------------------------------------------------------
-# numba kernels: each handles rows [start, end) and either fills its rows of shared, preallocated
-# outputs or returns its own CSR piece. They release the GIL, so a thread pool runs them in parallel.
+# Step 6, numba kernels: the min-sum S over the upper triangle by row blocks, then its mirror image
 # ----------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
-def _reciprocal_kernel(idx, k, out, cnt, start, end):  # pragma: no cover - compiled
-    for i in range(start, end):
-        c = 0
-        for a in range(k):
-            j = idx[i, a]
-            for b in range(k):
-                if idx[j, b] == i:
-                    out[i, c] = j
-                    c += 1
-                    break
-        cnt[i] = c
-
-
-@njit(cache=True, nogil=True)
-def _sort_by_key(keys, vals, m):  # pragma: no cover - compiled
-    """Shell sort of keys[:m] (int64, distinct) ascending, permuting vals[:m] alike.
-
-    Hand-written because numba's np.sort/np.argsort take seconds to compile per process.
-    """
-    gap = 1
-    while gap < m // 3:
-        gap = 3 * gap + 1
-    while gap > 0:
-        for a in range(gap, m):
-            kk = keys[a]
-            vv = vals[a]
-            b = a
-            while b >= gap and keys[b - gap] > kk:
-                keys[b] = keys[b - gap]
-                vals[b] = vals[b - gap]
-                b -= gap
-            keys[b] = kk
-            vals[b] = vv
-        gap //= 3
-
-
-@njit(cache=True, nogil=True)
-def _grow(a, need):  # pragma: no cover - compiled
-    """``a`` with room for ``need`` entries (doubling), contents kept; numba specialises per dtype."""
-    if need <= a.shape[0]:
-        return a
-    b = np.empty(max(need, 2 * a.shape[0]), a.dtype)
-    b[: a.shape[0]] = a
-    return b
-
-
-@njit(cache=True, nogil=True)
-def _append_sorted_row(cols, vals, nnz, keys, values, m):  # pragma: no cover - compiled
-    """Sort the first ``m`` (key, value) pairs by key and append them to the growing CSR arrays."""
-    _sort_by_key(keys, values, m)
-    cols = _grow(cols, nnz + m)
-    vals = _grow(vals, nnz + m)
-    for a in range(m):
-        cols[nnz + a] = keys[a]
-        vals[nnz + a] = values[a]
-    return cols, vals, nnz + m
-
-
-@njit(cache=True, nogil=True, fastmath=True)
-def _dot(feats, i, j):  # pragma: no cover - compiled
-    """float64-accumulated dot product of two float32 rows (fastmath: vectorised reduction order)."""
-    s = 0.0
-    for t in range(feats.shape[1]):
-        s += np.float64(feats[i, t]) * np.float64(feats[j, t])
-    return s
-
-
-@njit(cache=True, nogil=True)
-def _expand_weights_kernel(feats, sims, idx, r_full, c_full, r_half, c_half, start, end):  # pragma: no cover
-    n = idx.shape[0]
-    k1 = idx.shape[1]
-    in_r = np.full(n, -1, np.int64)  # in_r[j] == i  <=>  j in R(i, k1)
-    in_e = np.full(n, -1, np.int64)  # in_e[j] == i  <=>  j already in E(i)
-    in_l = np.full(n, -1, np.int64)  # in_l[j] == i  <=>  j in i's kNN list, at position pos_l[j]
-    pos_l = np.zeros(n, np.int64)
-    counts = np.zeros(end - start, np.int64)
-    cols = np.empty(max(16, (end - start) * 48), np.int64)
-    vals = np.empty(cols.shape[0], np.float64)
-    ebuf = np.empty(n, np.int64)
-    dist = np.empty(n, np.float64)
-    nnz = 0
-    two_thirds = 2.0 / 3.0
-    for i in range(start, end):
-        ne = 0
-        for a in range(c_full[i]):
-            j = r_full[i, a]
-            in_r[j] = i
-            if in_e[j] != i:
-                in_e[j] = i
-                ebuf[ne] = j
-                ne += 1
-        for a in range(c_full[i]):
-            c = r_full[i, a]
-            m = c_half[c]
-            common = 0
-            for b in range(m):
-                if in_r[r_half[c, b]] == i:
-                    common += 1
-            if common > two_thirds * m:
-                for b in range(m):
-                    j = r_half[c, b]
-                    if in_e[j] != i:
-                        in_e[j] = i
-                        ebuf[ne] = j
-                        ne += 1
-        _sort_by_key(ebuf, dist, ne)
-        e = ebuf
-        for a in range(k1):
-            in_l[idx[i, a]] = i
-            pos_l[idx[i, a]] = a
-        dmin = np.inf
-        for a in range(ne):
-            j = e[a]
-            if in_l[j] == i:
-                s = np.float64(sims[i, pos_l[j]])
-            else:
-                s = _dot(feats, i, j)
-            dist[a] = 2.0 - 2.0 * s
-            if dist[a] < dmin:
-                dmin = dist[a]
-        cols = _grow(cols, nnz + ne)
-        vals = _grow(vals, nnz + ne)
-        tot = 0.0
-        for a in range(ne):
-            w = np.exp(-(dist[a] - dmin))
-            vals[nnz + a] = w
-            tot += w
-        for a in range(ne):
-            cols[nnz + a] = e[a]
-            vals[nnz + a] /= tot
-        nnz += ne
-        counts[i - start] = ne
-    return counts, cols[:nnz].copy(), vals[:nnz].copy()
-
-
-@njit(cache=True, nogil=True)
-def _query_expansion_kernel(vp, vi, vd, idx, k2, start, end):  # pragma: no cover - compiled
-    n = idx.shape[0]
-    acc = np.zeros(n, np.float64)
-    stamp = np.full(n, -1, np.int64)
-    touched = np.empty(n, np.int64)
-    tval = np.empty(n, np.float64)
-    counts = np.zeros(end - start, np.int64)
-    cols = np.empty(max(16, (end - start) * 128), np.int64)
-    vals = np.empty(cols.shape[0], np.float64)
-    nnz = 0
-    for i in range(start, end):
-        nt = 0
-        for a in range(k2):
-            r = idx[i, a]
-            for p in range(vp[r], vp[r + 1]):
-                j = vi[p]
-                if stamp[j] != i:
-                    stamp[j] = i
-                    acc[j] = 0.0
-                    touched[nt] = j
-                    nt += 1
-                acc[j] += vd[p]
-        for a in range(nt):
-            tval[a] = acc[touched[a]] / k2
-        cols, vals, nnz = _append_sorted_row(cols, vals, nnz, touched, tval, nt)
-        counts[i - start] = nt
-    return counts, cols[:nnz].copy(), vals[:nnz].copy()
-
-
 @njit(cache=True, nogil=True)
 def _min_sum_kernel(vp, vi, vd, cp, ci, cd, max_distance, start, end):  # pragma: no cover - compiled
     n = vp.shape[0] - 1
@@ -272,7 +89,7 @@ def _min_sum_kernel(vp, vi, vd, cp, ci, cd, max_distance, start, end):  # pragma
                 kept_j[nk] = j
                 kept_d[nk] = dj
                 nk += 1
-        cols, vals, nnz = _append_sorted_row(cols, vals, nnz, kept_j, kept_d, nk)
+        cols, vals, nnz = append_sorted_row(cols, vals, nnz, kept_j, kept_d, nk)
         counts[i - start] = nk
     return counts, cols[:nnz].copy(), vals[:nnz].copy()
 
@@ -308,39 +125,6 @@ def _mirror_upper_kernel(up, ui, ud):  # pragma: no cover - compiled
     return indptr, indices, data
 
 
-# ----------------------------------------------------------------------------------------------
-# Python glue: row blocks over a thread pool, CSR assembly
-# ----------------------------------------------------------------------------------------------
-def _blocks(n: int, n_threads: int) -> List[tuple]:
-    size = max(64, -(-n // (8 * n_threads)))
-    return [(s, min(n, s + size)) for s in range(0, n, size)]
-
-
-def _run(kernel: Callable, n: int, n_threads: int, args: Sequence[Any]) -> List[Any]:
-    blocks = _blocks(n, n_threads)
-    if n_threads <= 1 or len(blocks) == 1:
-        return [kernel(*args, s, e) for s, e in blocks]
-    # compile on the first block in this thread, then fan out
-    first = kernel(*args, *blocks[0])
-    with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        rest = list(pool.map(lambda b: kernel(*args, *b), blocks[1:]))
-    return [first] + rest
-
-
-def _assemble(pieces: List[Any], n: int, ncols: int) -> sp.csr_matrix:
-    counts = np.concatenate([p[0] for p in pieces])
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    indices = np.concatenate([p[1] for p in pieces])
-    data = np.concatenate([p[2] for p in pieces])
-    if indptr[-1] < np.iinfo(np.int32).max:
-        indptr = indptr.astype(np.int32)
-        indices = indices.astype(np.int32)
-    m = sp.csr_matrix((data, indices, indptr), shape=(n, ncols))
-    m.has_sorted_indices = True
-    return m
-
-
 def _check_params(n: int, k1: int, k2: int, max_distance: float) -> None:
     if int(k1) != k1 or k1 < 1:
         raise ValueError(f"k1 must be a positive integer, got {k1}")
@@ -356,36 +140,6 @@ def _check_params(n: int, k1: int, k2: int, max_distance: float) -> None:
         raise ValueError(f"max_distance must lie in [0, 1] (Jaccard distances do), got {max_distance}")
 
 
-def k_reciprocal_weights(feats: np.ndarray, sims: np.ndarray, idx: np.ndarray, k2: int,
-                         n_threads: Optional[int] = None) -> sp.csr_matrix:
-    """Steps 2-5 of the module docstring: the sparse (N x N) encoding V after query expansion.
-
-    ``feats``: (N, D) L2-normalised float32; ``sims``/``idx``: (N, k1) kNN (self first) from
-    :func:`knn_search`. Rows of the result sum to 1 (up to rounding).
-    """
-    n, k1 = idx.shape
-    nt = n_threads or default_num_threads()
-    half = min(half_list_length(k1), k1)
-    idx = np.ascontiguousarray(idx, dtype=np.int64)
-    sims = np.ascontiguousarray(sims, dtype=np.float32)
-    r_full = np.empty((n, k1), np.int64)
-    c_full = np.empty(n, np.int64)
-    _run(_reciprocal_kernel, n, nt, (idx, k1, r_full, c_full))
-    r_half = np.empty((n, half), np.int64)
-    c_half = np.empty(n, np.int64)
-    idx_half = np.ascontiguousarray(idx[:, :half])
-    _run(_reciprocal_kernel, n, nt, (idx_half, half, r_half, c_half))
-    del idx_half
-    v = _assemble(_run(_expand_weights_kernel, n, nt,
-                       (feats, sims, idx, r_full, c_full, r_half, c_half)), n, n)
-    del r_full, c_full, r_half, c_half
-    if k2 > 1:
-        v = _assemble(_run(_query_expansion_kernel, n, nt,
-                           (v.indptr.astype(np.int64), v.indices.astype(np.int64), v.data, idx, int(k2))),
-                      n, n)
-    return v
-
-
 def jaccard_from_weights(v: sp.csr_matrix, max_distance: float = 0.9,
                          n_threads: Optional[int] = None) -> sp.csr_matrix:
     """Step 6: ``d_J = 1 - S/(2 - S)``, ``S_ij = sum_k min(V_ik, V_jk)``, kept where ``d_J <= max_distance``."""
@@ -395,14 +149,14 @@ def jaccard_from_weights(v: sp.csr_matrix, max_distance: float = 0.9,
     vt.sort_indices()
     args = (v.indptr.astype(np.int64), v.indices.astype(np.int64), v.data,
             vt.indptr.astype(np.int64), vt.indices.astype(np.int64), vt.data, float(max_distance))
-    pieces = _run(_min_sum_kernel, n, nt, args)
+    pieces = run_row_blocks(_min_sum_kernel, n, nt, args)
     del vt, args
-    upper = _assemble(pieces, n, n)
+    upper = assemble_csr(pieces, n, n)
     del pieces
     indptr, indices, data = _mirror_upper_kernel(upper.indptr.astype(np.int64), upper.indices.astype(np.int64),
                                                  upper.data)
     del upper
-    return _assemble([(np.diff(indptr), indices, data)], n, n)
+    return assemble_csr([(np.diff(indptr), indices, data)], n, n)
 
 
 def jaccard_from_knn(features: np.ndarray, sims: np.ndarray, idx: np.ndarray, k1: int = 30, k2: int = 6,

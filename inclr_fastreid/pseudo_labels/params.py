@@ -5,22 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Tuple
 
-from .k1_rule import K1_RULES
+from .registries import AGREEMENTS, CLUSTERERS, EPS_RULES, K1_RULES
 
-__all__ = ["ClusterParams", "cluster_params_from_cfg", "EPS_RULES", "AUTO_PAIRS", "AUTO_COVERAGES", "AUTO_SELECTS",
-           "DEFAULT_EPS_GRID", "K1_RULES"]
+__all__ = ["ClusterParams", "cluster_params_from_cfg", "AUTO_COVERAGES", "DEFAULT_EPS_GRID"]
 
-#: values of INCLR.CLUSTER.EPS_RULE (dbscan): fixed = INCLR.CLUSTER.EPS; mmt = MMT-DBSCAN's rule
-#: (clustering.py: mmt_eps at the first round, then kept for the run); auto = the grid eps at which the
-#: global and part clusterings agree most, no labels (eps_rule.py, docs/design.md §4.3.1)
-EPS_RULES = ("fixed", "mmt", "auto")
-#: INCLR.CLUSTER.AUTO_PAIRS: which image pairs the auto rule's agreement counts (eps_rule.py)
-AUTO_PAIRS = ("all", "cross_camera")
-#: INCLR.CLUSTER.AUTO_COVERAGE: what the auto rule's agreement is weighted by (eps_rule.coverage_over_grid)
-AUTO_COVERAGES = ("multi_camera", "clustered", "none")
-#: INCLR.CLUSTER.AUTO_SELECT: how the auto rule picks from its scores: the best, or the smallest eps within one
-#: standard error (over the part views) of the best (eps_rule.choose_eps / one_se_index)
-AUTO_SELECTS = ("max", "one_se")
+#: INCLR.CLUSTER.AUTO_COVERAGE: what the auto rule's agreement is weighted by (eps_grid.coverage_over_grid): the
+#: share of images in clusters spanning >= 2 cameras (needs camera ids), or of images clustered at all
+AUTO_COVERAGES = ("multi_camera", "clustered")
+#: values removed from AUTO_COVERAGES -> why, named when a config still sets one
+REMOVED_COVERAGES = {"none": "the agreement alone favours precise, camera-split clusters and trained worse "
+                             "(docs/studies.md)"}
 #: INCLR.CLUSTER.EPS_GRID's default (eps_rule.DEFAULT_EPS_GRID): 0.20, 0.25, ..., 0.80
 DEFAULT_EPS_GRID: Tuple[float, ...] = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))
 
@@ -29,8 +23,9 @@ DEFAULT_EPS_GRID: Tuple[float, ...] = tuple(round(0.2 + 0.05 * i, 2) for i in ra
 class ClusterParams:
     """Settings of :func:`~inclr_fastreid.pseudo_labels.generate_pseudo_labels`.
 
-    ``method`` names a clusterer of :data:`~inclr_fastreid.pseudo_labels.clustering.CLUSTERERS`,
-    ``agreement`` a cross-agreement mode of :data:`~inclr_fastreid.pseudo_labels.agreement.AGREEMENTS`.
+    ``method`` names a clusterer of :data:`~.registries.CLUSTERERS`, ``agreement`` a cross-agreement mode of
+    :data:`~.registries.AGREEMENTS`, ``eps_rule`` / ``k1_rule`` a rule of :data:`~.registries.EPS_RULES` /
+    :data:`~.registries.K1_RULES`, which checks the settings it reads.
     Checked on construction; errors name the config key.
     """
 
@@ -46,51 +41,27 @@ class ClusterParams:
     min_agreement: float = 0.0
     agreement: str = "neighbour"
     num_clusters: int = 0  # kmeans: K in every space (INCLR.CLUSTER.NUM_CLUSTERS)
-    eps_rule: str = "fixed"  # dbscan: fixed = eps; mmt = MMT-DBSCAN's eps from rho at the first round
+    eps_rule: str = "fixed"  # dbscan: fixed = eps; mmt = MMT-DBSCAN's eps from rho; auto (eps_rule.py)
     rho: float = 1.6e-3  # MMT-DBSCAN's fraction of the pairwise distances (examples/mmt_train_dbscan.py)
     eps_grid: Tuple[float, ...] = DEFAULT_EPS_GRID  # EPS_RULE auto: the eps values tried
     eps_freeze: bool = False  # EPS_RULE auto: keep the first round's choice for the run (else re-chosen every round)
-    auto_pairs: str = "all"  # EPS_RULE auto: agreement over all pairs, or cross_camera pairs only (needs camids)
     auto_coverage: str = "multi_camera"  # EPS_RULE auto: agreement x share of images in multi-camera clusters (camids)
-    auto_select: str = "max"  # EPS_RULE auto: the best score, or the one-SE rule over the part views
     k1_rule: str = "fixed"  # dbscan: fixed = k1; size = k1 from the median cluster size at k1 (k1_rule.py)
     k1_per_size: float = 1.5  # K1_RULE size: k1 = clip(round(k1_per_size * median size), k1_min, k1)
     k1_min: int = 10  # K1_RULE size: the smallest k1 it may choose
     seed: int = 1  # k-means initialisation (MMT's --seed default); fixed, so a round is reproducible
 
     def __post_init__(self) -> None:
-        from .agreement import AGREEMENTS
-        from .clustering import CLUSTERERS
-
-        if self.method not in CLUSTERERS:
-            raise ValueError(f"INCLR.CLUSTER.METHOD {self.method!r}: use one of {sorted(CLUSTERERS)}.")
-        if self.agreement not in AGREEMENTS:
-            raise ValueError(f"INCLR.LGMR.AGREEMENT {self.agreement!r}: use one of {sorted(AGREEMENTS)}.")
-        if self.eps_rule not in EPS_RULES:
-            raise ValueError(f"INCLR.CLUSTER.EPS_RULE {self.eps_rule!r}: use one of {list(EPS_RULES)}.")
-        if self.auto_pairs not in AUTO_PAIRS:
-            raise ValueError(f"INCLR.CLUSTER.AUTO_PAIRS {self.auto_pairs!r}: use one of {list(AUTO_PAIRS)}.")
+        CLUSTERERS.check(self.method)
+        AGREEMENTS.check(self.agreement)
+        EPS_RULES.check(self.eps_rule)
         if self.auto_coverage not in AUTO_COVERAGES:
-            raise ValueError(f"INCLR.CLUSTER.AUTO_COVERAGE {self.auto_coverage!r}: use one of {list(AUTO_COVERAGES)}.")
-        if self.auto_select not in AUTO_SELECTS:
-            raise ValueError(f"INCLR.CLUSTER.AUTO_SELECT {self.auto_select!r}: use one of {list(AUTO_SELECTS)}.")
-        if self.k1_rule not in K1_RULES:
-            raise ValueError(f"INCLR.CLUSTER.K1_RULE {self.k1_rule!r}: use one of {list(K1_RULES)}.")
-        if self.k1_rule == "size":
-            if self.method != "dbscan":
-                raise ValueError(f"INCLR.CLUSTER.K1_RULE size sets the Jaccard distance's k1, which METHOD "
-                                 f"{self.method!r} does not use: set METHOD dbscan or K1_RULE fixed.")
-            if not (0 < int(self.k1_min) <= int(self.k1)):
-                raise ValueError(f"INCLR.CLUSTER.K1_MIN={self.k1_min}: K1_RULE size needs 0 < K1_MIN <= K1={self.k1} "
-                                 "(K1 is the largest k1 it may choose).")
-            if not self.k1_per_size > 0:
-                raise ValueError(f"INCLR.CLUSTER.K1_PER_SIZE={self.k1_per_size}: must be > 0.")
-        if self.eps_rule == "auto" and self.method == "dbscan":
-            grid = [float(e) for e in self.eps_grid]
-            if not grid or not all(0 < e <= self.max_distance for e in grid):
-                raise ValueError(f"INCLR.CLUSTER.EPS_GRID {list(self.eps_grid)}: EPS_RULE auto needs a non-empty list "
-                                 f"of eps values in (0, INCLR.CLUSTER.MAX_DISTANCE={self.max_distance}]; pairs farther "
-                                 "than MAX_DISTANCE are not stored. Lower the grid or raise MAX_DISTANCE (<= 1).")
+            why = REMOVED_COVERAGES.get(self.auto_coverage)
+            raise ValueError(f"INCLR.CLUSTER.AUTO_COVERAGE {self.auto_coverage!r}: "
+                             + (f"removed ({why}); " if why else "") + f"use one of {list(AUTO_COVERAGES)}.")
+        K1_RULES.check(self.k1_rule)
+        K1_RULES[self.k1_rule].check(self)
+        EPS_RULES[self.eps_rule].check(self)
         if not (0 < self.rho <= 1):
             raise ValueError(f"INCLR.CLUSTER.RHO={self.rho}: must be in (0, 1].")
         if self.method == "kmeans" and int(self.num_clusters) < 1:
@@ -117,8 +88,7 @@ def cluster_params_from_cfg(cfg: Any, **overrides: Any) -> ClusterParams:
         lgmr_enabled=c.LGMR.ENABLED, lgmr_k=c.LGMR.K, min_agreement=c.LGMR.MIN_AGREEMENT,
         agreement=c.LGMR.AGREEMENT, num_clusters=c.CLUSTER.NUM_CLUSTERS, eps_rule=c.CLUSTER.EPS_RULE,
         rho=c.CLUSTER.RHO, eps_grid=tuple(float(e) for e in c.CLUSTER.EPS_GRID), eps_freeze=bool(c.CLUSTER.EPS_FREEZE),
-        auto_pairs=c.CLUSTER.AUTO_PAIRS, auto_coverage=c.CLUSTER.AUTO_COVERAGE,
-        auto_select=c.CLUSTER.AUTO_SELECT, k1_rule=c.CLUSTER.K1_RULE, k1_per_size=float(c.CLUSTER.K1_PER_SIZE),
+        auto_coverage=c.CLUSTER.AUTO_COVERAGE, k1_rule=c.CLUSTER.K1_RULE, k1_per_size=float(c.CLUSTER.K1_PER_SIZE),
         k1_min=int(c.CLUSTER.K1_MIN),
     )
     values.update(overrides)
