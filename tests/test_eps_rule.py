@@ -583,7 +583,6 @@ def test_benchmark_draws_score_each_capped_subset_and_summarise_the_ratio(tmp_pa
 def test_one_se_rule_by_hand():
     """The candidate oneSE (the removed AUTO_SELECT one_se): the smallest grid index within one standard error
     (over the views, at the best) of the best mean."""
-    bench = tool("benchmark_eps_rule")
     scores = np.array([[0.1, 0.50, 0.52, 0.60, 0.2],
                        [0.1, 0.55, 0.60, 0.50, 0.2],
                        [0.1, 0.45, 0.50, 0.55, 0.2]])  # means 0.1 0.5 0.54 0.55 0.2; SE at 3: 0.05 / sqrt(3)
@@ -600,7 +599,6 @@ def test_one_se_candidate_takes_the_finer_scale_the_views_cannot_tell_from_the_b
     """choose_eps scores each part view (agreement x coverage) and takes the best mean; oneSE, from the same
     per-view scores, the smallest eps within one standard error of it. A case where the two differ: the one-SE
     pick is finer and its labels are at least as good (the issue's label bar)."""
-    bench = tool("benchmark_eps_rule")
     spaces, ids, cams = identities(ids=60, per_id=5, spread=1.4, seed=1, with_cams=True)
     gl = {name: labels_over_grid(compute_jaccard_distance(x, 30, 6, 0.9), GRID, 4)
           for name, x in zip(["global", "part1", "part2", "part3"], spaces)}

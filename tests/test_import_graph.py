@@ -126,22 +126,6 @@ def test_the_cycle_detector_finds_a_loop_and_only_a_loop():
     assert f"{PACKAGE}.pseudo_labels.params" in edges and f"{PACKAGE}.errors" in edges  # from .params / from ..errors
 
 
-#: config.py <-> modeling: config's validate_inclr_config imports the modeling checks, which import config.
-#: Being undone apart from this test; once it is, the strict xfail below passes and must lose its mark.
-KNOWN = {f"{PACKAGE}.config"}
-
-
-def _known(component: List[str]) -> bool:
-    return bool(set(component) & KNOWN) and all(m in KNOWN or m.startswith(f"{PACKAGE}.modeling.") for m in component)
-
-
-def test_no_import_cycle_but_the_known_config_modeling_one():
-    graph = import_graph()
-    found = cycles(graph)
-    assert all(_known(c) for c in found), "import cycles:\n" + describe(graph, found)
-
-
-@pytest.mark.xfail(strict=True, reason="config.py <-> modeling import cycle, being removed apart from this test")
 def test_no_import_cycle():
     graph = import_graph()
     found = cycles(graph)
