@@ -70,7 +70,7 @@ SCALE_FROM: Dict[str, str] = {"mmt_global": "mmt"}
 
 @dataclass(frozen=True)
 class Change:
-    """One part of the reference recipe (issue 9, items 1-6) undone alone, for the per-change table.
+    """One part of the reference recipe (docs/results.md, the per-change table: items 1-6) undone alone.
 
     ``pretrain``: overrides of both source pretrainings (None: the shared source models);
     ``adapt``: overrides of the INCLR run; ``one_source``: both students start from source model 1."""
@@ -87,7 +87,7 @@ CHANGES: List[Change] = [
     Change("one_source", "1. one source model for both students", one_source=True),
     Change("no_target_bn", "2. no target BN in source pretraining", pretrain=("INCLR.PRETRAIN.TARGET_BN", "False")),
     # Item 3 added the clustering readings; the synthetic default is now EPS_RULE auto with K1_RULE size on
-    # camera-standardised features (issue 10), so these rows put back the references' fixed scale (k1 30) and
+    # camera-standardised features (docs/design.md §4.3.1-4.3.2), so these rows put back the references' fixed scale (k1 30) and
     # MMT-DBSCAN's rule (k1 20), each at its k1 as written.
     Change("fixed_eps", "3. the references' fixed scale: eps 0.6, k1 30 on raw features (SpCL / PPLR), not auto + "
            "K1_RULE size + CAMERA_NORM",
@@ -398,7 +398,7 @@ def render_multi_seed(agg: Dict[str, Any], payloads: Sequence[Dict[str, Any]], a
                          + (f"{_delta(r.get('delta_mAP_vs_mmt_global'))} | " if vs_global else "")
                          + f"{_pm(r['R1'])} | {_pm(r['F'])} | {_pm(r['NMI'])} | {_per_seed(r['mAP'])} |")
     if agg["changes"]:
-        lines += ["", "INCLR with one part of the reference recipe undone (issue 9, items 1–6); Δ = paired "
+        lines += ["", "INCLR with one part of the reference recipe undone (items 1–6); Δ = paired "
                   "difference to INCLR with everything on, same seed:", "",
                   "| Undone | mAP | Δ mAP | R1 | pseudo-label F | NMI | mAP per seed |", "|---|---|---|---|---|---|---|"]
         for c in agg["changes"]:
