@@ -68,8 +68,8 @@ class PseudoLabelHook(HookBase):
         self.camids = np.array([it.camid for it in self.items], dtype=np.int64)
         if self.params.eps_rule == "auto" and self.params.method == "dbscan" and not self.params.camera_norm:
             logger.warning("INCLR.CLUSTER.EPS_RULE auto without INCLR.CLUSTER.CAMERA_NORM: on raw features the "
-                           "agreement favours camera-split clusters and ended 6 mAP below eps 0.6 on both synthetic "
-                           "targets (README, docs/design.md §4.3.1); set INCLR.CLUSTER.CAMERA_NORM True with it.")
+                           "views also agree on each camera's look, so the rule favours camera-split clusters "
+                           "(docs/design.md §4.3.1); set INCLR.CLUSTER.CAMERA_NORM True with it.")
         self.train_transform = build_transforms(cfg, is_train=True)
         self.jsonl_path = os.path.join(cfg.OUTPUT_DIR, "pseudo_labels.jsonl") if cfg.OUTPUT_DIR else ""
 

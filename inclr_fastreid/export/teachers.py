@@ -56,7 +56,7 @@ def mean_bn_state(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) 
     needs only the checkpoint (no dataset on the export machine, no choice of images or
     augmentation, the same file every time), and it is what the parameter average implies for
     two teachers that are EMAs of students trained on the same target batches. Its cost, the gap
-    to INCLR's two-network feature average, is measured on the synthetic model in the README.
+    to INCLR's two-network feature average, is measured in docs/results.md (the export check).
     """
     if a.keys() != b.keys():
         raise CheckpointLoadError(f"teacher1 and teacher2 differ in their keys: {sorted(set(a) ^ set(b))[:10]}")
