@@ -379,13 +379,19 @@ def _per_seed(s: Dict[str, Any]) -> str:
     return " / ".join(_fmt(v) for v in s["per_seed"])
 
 
+def _how_assembled(args) -> str:
+    if getattr(args, "combine", None):
+        return " (the seeds' own run times; the table assembled with --combine from their results.json)"
+    return " (--reuse: stages run before were read, not rerun)" if args.reuse else ""
+
+
 def render_multi_seed(agg: Dict[str, Any], payloads: Sequence[Dict[str, Any]], args, total: float) -> str:
     seeds = " ".join(str(s) for s in agg["seeds"])
     per_seed = ("its own adaptation runs, all from the two --pretrained source models" if args.pretrained
                 else "its own two source models and adaptation runs")
     lines = [f"### Synthetic benchmark SynthA → {_target(args)}, seeds {seeds}{' (quick mode)' if args.quick else ''}",
              "", f"`python tools/run_demo.py{' --quick' if args.quick else ''}{_cmdline_extra(args)}` on {_device()}, "
-             f"{total / 60:.1f} min in all{' (--reuse: stages run before were read, not rerun)' if args.reuse else ''}. "
+             f"{total / 60:.1f} min in all{_how_assembled(args)}. "
              f"Mean ± sample std over {len(agg['seeds'])} seeds (each seed: {per_seed}); pseudo-label F / NMI of "
              "the last round. Synthetic data: not a claim about Market/Duke/MSMT.", ""]
     if agg["rows"]:
@@ -454,6 +460,10 @@ def main() -> None:
                          "two of them pretrain their own source models); KEYs pick some of: "
                          + ", ".join(c.key for c in CHANGES) + " (default: all)")
     ap.add_argument("--no-features", action="store_true", help="skip the Table II feature rows")
+    ap.add_argument("--combine", nargs="+", default=None, metavar="RESULTS_JSON",
+                    help="run nothing: the multi-seed table of --seeds from these per-seed results.json files (one "
+                         "per seed, in --seeds order, e.g. the copies committed under docs/runs/), written to "
+                         "OUTPUT_DIR/results.md and results.json; give the flags the runs were made with")
     args = ap.parse_args()
     if len(args.pretrained) > 2:
         ap.error("--pretrained takes one or two source models")
@@ -466,6 +476,8 @@ def main() -> None:
         args.rows = ["mmt"] + args.rows  # their model / clustering scale comes from the MMT row of the same seed
     if args.changes is not None and args.pretrained:
         ap.error("--changes pretrains its own source models for items 2 and 6: leave out --pretrained")
+    if args.combine is not None and args.seeds is None:
+        ap.error("--combine makes the table of --seeds: give --seeds N ... in the order of the files")
     out = os.path.abspath(args.output_dir)
     if args.seeds is None:
         run_seed(out, args.seed, args)
@@ -474,8 +486,12 @@ def main() -> None:
     if len(set(args.seeds)) != len(args.seeds):
         ap.error(f"--seeds must differ, got {args.seeds}")
     t0 = time.perf_counter()
-    payloads = [run_seed(os.path.join(out, f"seed{s}"), s, args) for s in args.seeds]
-    total = time.perf_counter() - t0
+    if args.combine is not None:
+        payloads = load_seed_results(args.combine, args.seeds)
+        total = sum(float(p.get("wall_seconds") or 0.0) for p in payloads)
+    else:
+        payloads = [run_seed(os.path.join(out, f"seed{s}"), s, args) for s in args.seeds]
+        total = time.perf_counter() - t0
     agg = aggregate(payloads)
     md = render_multi_seed(agg, payloads, args, total)
     print("\n" + md)
@@ -484,6 +500,27 @@ def main() -> None:
         {"benchmark": f"synthetic (SynthA -> {_target(args)}), docs/design.md §7", "quick": args.quick, "machine": _machine(),
          "wall_seconds": round(total, 1), **agg, "runs": payloads}, indent=2))
     print(f"[demo] results: {os.path.join(out, 'results.md')}")
+
+
+def load_seed_results(paths: Sequence[str], seeds: Sequence[int]) -> List[Dict[str, Any]]:
+    """The per-seed payloads of ``--combine``: each file a seed's results.json, in the order of ``seeds``; a
+    missing file, a file of another seed or a mix of quick and full runs is an error naming the file."""
+    if len(paths) != len(seeds):
+        raise SystemExit(f"--combine: {len(paths)} file(s) for {len(seeds)} seed(s) ({' '.join(map(str, seeds))}): "
+                         "give one results.json per seed, in --seeds order")
+    payloads = []
+    for path, seed in zip(paths, seeds):
+        try:
+            with open(path) as f:
+                payload = json.load(f)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--combine: cannot read {path}: {e}") from None
+        if payload.get("seed") != seed:
+            raise SystemExit(f"--combine: {path} holds seed {payload.get('seed')}, expected {seed} (--seeds order)")
+        payloads.append(payload)
+    if len({bool(p.get("quick")) for p in payloads}) > 1:
+        raise SystemExit("--combine: the files mix --quick and full runs: " + ", ".join(paths))
+    return payloads
 
 
 def _cmdline_extra(args) -> str:
