@@ -15,14 +15,14 @@ import inclr_fastreid  # noqa: E402,F401  (compat before any fastreid.data impor
 
 #: modules whose tests run whole programs: tools/train_net.py in this process or another, two processes
 #: under torch.distributed, a built wheel. `make test-fast` (pytest -m "not e2e") leaves them out.
-E2E_MODULES = {"test_adaptation_e2e", "test_distributed", "test_distributed_sync", "test_reliability",
+E2E_MODULES = {"test_adaptation", "test_distributed", "test_distributed_sync", "test_reliability",
                "test_user_errors", "test_package", "test_pretraining", "test_run_demo", "test_export",
                "test_degenerate_clustering", "test_msmt17_uda"}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if item.module is not None and item.module.__name__ in E2E_MODULES:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in E2E_MODULES:
             item.add_marker(pytest.mark.e2e)
 
 

@@ -147,7 +147,7 @@ def test_test_time_rerank_runs_on_cpu_and_matches_the_dense_definition():
     import numpy as np
     from fastreid.utils import compute_dist
 
-    from test_jaccard import clustered, dense_reference
+    from tests.pseudo_labels.test_jaccard import clustered, dense_reference
 
     x = clustered(n=120, d=16, ids=10, seed=3)[0]
     q, g = torch.from_numpy(x[:30]), torch.from_numpy(x[30:])

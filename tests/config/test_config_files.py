@@ -14,7 +14,7 @@ from inclr_fastreid.config import setup_cfg
 from inclr_fastreid.config_files import config_root, resolve_config_file, shipped_configs
 from inclr_fastreid.errors import ConfigError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REPO_CONFIGS = os.path.join(ROOT, "configs")
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from inclr_fastreid.config import ConfigError, setup_cfg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_defaults_are_the_papers():

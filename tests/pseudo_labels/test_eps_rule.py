@@ -22,12 +22,12 @@ from inclr_fastreid.pseudo_labels.eps_rule import choose_eps
 from inclr_fastreid.pseudo_labels.quality import camera_pair_recall
 
 from load_script import load_script
-from test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
+from tests.e2e.test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
 
 GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def identities(ids=120, per_id=7, spread=0.8, parts=3, dim=64, seed=0, with_cams=False):
@@ -313,7 +313,7 @@ def test_per_view_agreement_equals_a_slow_reference():
 # ------------------------------------------------------------------------------- the hook: freeze and resume
 @pytest.mark.parametrize("freeze", [True, False])
 def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, monkeypatch, tmp_path, freeze):  # noqa: F811
-    from test_degenerate_clustering import eps_passed_to_clustering, make_hook, payload
+    from tests.e2e.test_degenerate_clustering import eps_passed_to_clustering, make_hook, payload
 
     over = {"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "auto", "INCLR.CLUSTER.EPS_FREEZE": freeze}
     hook = make_hook(items, **over)
@@ -335,7 +335,7 @@ def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, mon
 def test_hook_warns_when_auto_runs_on_raw_features(items, fastreid_warnings, camera_norm):  # noqa: F811
     """auto without CAMERA_NORM lost on adaptation on both synthetic targets (README): the hook says so,
     naming the key; with the standardisation, and for the fixed rule, it says nothing."""
-    from test_degenerate_clustering import make_hook
+    from tests.e2e.test_degenerate_clustering import make_hook
 
     make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "auto",
                         "INCLR.CLUSTER.CAMERA_NORM": camera_norm})
@@ -385,7 +385,7 @@ def test_auto_rule_holds_nothing_n_by_n_under_a_memory_limit():
     """)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert out.returncode == 0, out.stdout + out.stderr
     ok = out.stdout.split()
     assert ok[0] == "OK" and 0.5 <= float(ok[1]) < 0.6 and int(ok[3]) == 6000  # the 6,000 planted identities

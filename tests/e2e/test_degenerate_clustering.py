@@ -29,7 +29,7 @@ from inclr_fastreid.errors import TooManyClustersError
 
 from layouts import make_market1501
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
 TINY = ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]", "INPUT.PADDING.SIZE", "2",
         "SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "OUTPUT_DIR", ""]
@@ -200,7 +200,7 @@ def test_no_stale_batch_after_a_loader_swap(items, workers):
 def skipped_run(tmp_path_factory):
     """A 2-epoch run whose clusterings find nothing (every epoch skipped), and the state its model
     had before training (INCLRTrainer seeds from INCLR.SEED before building it)."""
-    from test_reliability import RUN, train_in_process
+    from tests.e2e.test_reliability import RUN, train_in_process
 
     root = tmp_path_factory.mktemp("skipped")
     data = root / "data"

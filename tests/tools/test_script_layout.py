@@ -10,7 +10,7 @@ from typing import Dict, List
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FOLDERS = ("tools", "benchmarks", "research")
 MAX_TOOLS = 8  # tools/ is what a user runs; measurements go to benchmarks/, one-off checks to research/
 
