@@ -4,11 +4,10 @@ import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-for p in (ROOT, HERE):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+# the repository root: the checkout's inclr_fastreid, and tests.helpers for the test modules
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 import inclr_fastreid  # noqa: E402,F401  (compat before any fastreid.data import)
 

@@ -11,7 +11,7 @@ import inclr_fastreid
 from inclr_fastreid.compat import applied_fixes
 from inclr_fastreid.io import CheckpointLoadError, atomic_torch_save, safe_torch_load
 
-from layouts import make_market1501
+from tests.helpers.layouts import make_market1501
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "tests", "configs", "smoke_baseline.yml")

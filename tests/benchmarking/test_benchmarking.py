@@ -60,7 +60,7 @@ def test_eps_rule_benchmark_times_a_round_with_the_cameras_auto_needs(capsys):
     features with their cameras (the default AUTO_COVERAGE multi_camera refuses to score without them)."""
     from inclr_fastreid.pseudo_labels.eps_rule import DEFAULT_EPS_GRID
 
-    from load_script import load_script
+    from tests.helpers.scripts import load_script
 
     load_script("benchmarks/benchmark_eps_rule.py").time_rounds([300], 32, repeats=1)
     row = [c.strip() for c in capsys.readouterr().out.splitlines()[-1].strip("|").split("|")]

@@ -18,10 +18,10 @@ from PIL import Image
 
 from inclr_fastreid.modeling.pseudo_classes import rows_for_clusters
 
-from layouts import make_dukemtmc, make_market1501
+from tests.helpers.layouts import make_dukemtmc, make_market1501
 
-from tiny import ROOT, SMALL_NET, TINY_CLUSTER, TRAIN_NET, run_main_in_process
-from tiny import TINY as _TINY
+from tests.helpers.tiny import ROOT, SMALL_NET, TINY_CLUSTER, TRAIN_NET, run_main_in_process
+from tests.helpers.tiny import TINY as _TINY
 
 # OSNet x0.25: every INCLR checkpoint here is a few MB, not 360 MB (ResNet-18 x 4 networks + Adam).
 TINY = _TINY + SMALL_NET

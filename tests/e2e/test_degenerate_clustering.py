@@ -27,7 +27,7 @@ from inclr_fastreid.modeling.interface import PseudoLabelModel
 from inclr_fastreid.modeling.pseudo_classes import check_pseudo_classes
 from inclr_fastreid.errors import TooManyClustersError
 
-from layouts import make_market1501
+from tests.helpers.layouts import make_market1501
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")

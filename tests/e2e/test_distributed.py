@@ -16,10 +16,10 @@ import pytest
 from inclr_fastreid.io import safe_torch_load
 from inclr_fastreid.engine.distributed import labels_checksum
 
-from layouts import make_market1501
+from tests.helpers.layouts import make_market1501
 
-from tiny import ROOT, SMALL_NET, TINY_CLUSTER, TRAIN_NET
-from tiny import TINY as _TINY
+from tests.helpers.tiny import ROOT, SMALL_NET, TINY_CLUSTER, TRAIN_NET
+from tests.helpers.tiny import TINY as _TINY
 
 CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
 TINY = _TINY + SMALL_NET + TINY_CLUSTER

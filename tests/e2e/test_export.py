@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from layouts import make_market1501
+from tests.helpers.layouts import make_market1501
 
-from tiny import ROOT, SMALL_NET, TINY, TRAIN_NET
+from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TRAIN_NET
 
 CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
 EXPORT = os.path.join(ROOT, "tools", "export_model.py")

@@ -9,9 +9,9 @@ from inclr_fastreid.config import setup_cfg
 from inclr_fastreid.data.msmt17_uda import MSMT17UDA
 from inclr_fastreid.data.target import build_target_train_items
 
-from layouts import make_msmt17
+from tests.helpers.layouts import make_msmt17
 
-from tiny import ROOT
+from tests.helpers.tiny import ROOT
 
 
 def _list(root, split):

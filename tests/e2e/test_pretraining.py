@@ -24,8 +24,8 @@ from inclr_fastreid.engine import source_pretraining
 from inclr_fastreid.engine.source_pretraining import ShuffledForever, TargetBatchNormHook
 from inclr_fastreid.engine.trainer import INCLRTrainer
 
-from layouts import make_dukemtmc, make_market1501
-from tiny import ROOT, SMALL_NET, TINY, TRAIN_NET, run_main_in_process
+from tests.helpers.layouts import make_dukemtmc, make_market1501
+from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TRAIN_NET, run_main_in_process
 
 PAIR_CFG = os.path.join(ROOT, "configs", "Pretrain", "duke2market.yml")
 

@@ -23,11 +23,11 @@ from inclr_fastreid.compat import UnreadableImageError
 from inclr_fastreid.errors import DatasetNotFoundError, UserError
 from inclr_fastreid.io import CheckpointLoadError, safe_torch_load
 
-from layouts import make_market1501
+from tests.helpers.layouts import make_market1501
 
 from inclr_fastreid.modeling.pseudo_classes import rows_for_clusters
 
-from tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER, TRAIN_NET, run_main_in_process
+from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER, TRAIN_NET, run_main_in_process
 
 CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
 RUN = TINY + SMALL_NET + TINY_CLUSTER + ["MODEL.WEIGHTS", "", "INCLR.SEED", "7", "SOLVER.MAX_EPOCH", "3",

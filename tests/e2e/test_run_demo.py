@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tiny import ROOT
+from tests.helpers.tiny import ROOT
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import sys
 import pytest
 import torch
 
-from layouts import make_market1501
+from tests.helpers.layouts import make_market1501
 
-from tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER, TRAIN_NET
+from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER, TRAIN_NET
 
 CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
 EXPORT = os.path.join(ROOT, "tools", "export_model.py")

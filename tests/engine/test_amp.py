@@ -20,7 +20,7 @@ from inclr_fastreid.engine.finite_loss import CheckedAMPTrainer, CheckedSimpleTr
 from inclr_fastreid.engine.trainer import INCLRTrainer
 from inclr_fastreid.modeling.interface import PseudoLabelModel
 
-from layouts import make_market1501
+from tests.helpers.layouts import make_market1501
 
 K, N, D = 3, 20, 512
 BRANCHES = ("global", "part1", "part2", "part3")
@@ -113,7 +113,7 @@ def items(tmp_path_factory):
 def _extract_cfg(amp: bool):
     from inclr_fastreid.config import setup_cfg
 
-    from tiny import ROOT, TINY
+    from tests.helpers.tiny import ROOT, TINY
 
     return setup_cfg(os.path.join(ROOT, "configs", "INCLR", "duke2market.yml"),
                      TINY + ["SOLVER.AMP.ENABLED", str(amp), "INCLR.CLUSTER.BATCH_SIZE", "4"])

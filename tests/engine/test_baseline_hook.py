@@ -21,7 +21,7 @@ from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook
 from inclr_fastreid.engine.state import PseudoLabelState
 
 from tests.e2e.test_degenerate_clustering import FakeTrainer, items  # noqa: F401  (items: module fixture, 18 images)
-from tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER
+from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER
 
 ROWS = 18  # one classifier row per target image, as the trainer pre-allocates
 HEADS = {  # config, with the head it brings

@@ -13,8 +13,8 @@ from inclr_fastreid.errors import ConfigError
 from inclr_fastreid.io import safe_torch_load
 from inclr_fastreid.modeling.pseudo_classes import rows_for_clusters
 
-from layouts import make_market1501
-from tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER
+from tests.helpers.layouts import make_market1501
+from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER
 
 CONFIGS = os.path.join(ROOT, "configs", "INCLR")
 

@@ -17,7 +17,7 @@ from fastreid.utils.events import EventStorage
 from inclr_fastreid import add_inclr_config
 from inclr_fastreid.engine.trainer import INCLRTrainer
 
-from tiny import ROOT
+from tests.helpers.tiny import ROOT
 
 BASE_PRETRAIN = os.path.join(ROOT, "configs", "Pretrain", "Base-Pretrain.yml")
 

@@ -20,7 +20,7 @@ from fastreid.utils.checkpoint import Checkpointer
 from inclr_fastreid import add_inclr_config
 from inclr_fastreid.config import ConfigError, setup_cfg
 
-from tiny import ROOT
+from tests.helpers.tiny import ROOT
 
 ROWS, K, N, D = 12, 3, 20, 128
 CFG = os.path.join(ROOT, "configs", "INCLR", "ablation", "synthetic_mmt_global.yml")

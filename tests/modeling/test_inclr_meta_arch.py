@@ -412,7 +412,7 @@ def test_load_pretrained_fills_students_and_teachers(model, tmp_path):
 
 def test_cluster_quality_sees_both_source_models_as_the_trainer_loads_them(tmp_path):
     """tools/cluster_quality.py measures the first clustering of a run: teacher 2 from INCLR.WEIGHTS2."""
-    from load_script import load_script
+    from tests.helpers.scripts import load_script
 
     sd1 = _save_baseline(tmp_path / "a.pth", 1)
     sd2 = _save_baseline(tmp_path / "b.pth", 2)
@@ -657,7 +657,7 @@ def test_the_pseudo_label_hook_tells_inclr_the_epoch(items):
     from inclr_fastreid.config import setup_cfg
     from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook
     from inclr_fastreid.engine.state import PseudoLabelState
-    from tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER
+    from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER
 
     cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR", "duke2market.yml"), TINY + SMALL_NET + TINY_CLUSTER + [
         "MODEL.HEADS.NUM_CLASSES", str(len(items)), "MODEL.WEIGHTS", "", "OUTPUT_DIR", "", "INCLR.SEED", "3",

@@ -21,7 +21,7 @@ from inclr_fastreid.pseudo_labels.eps_grid import (clustered_share, clustering_a
 from inclr_fastreid.pseudo_labels.eps_rule import choose_eps
 from inclr_fastreid.pseudo_labels.quality import camera_pair_recall
 
-from load_script import load_script
+from tests.helpers.scripts import load_script
 from tests.e2e.test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
 
 GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
@@ -686,7 +686,7 @@ def test_cluster_quality_keeps_one_teacher_by_copying_it_into_the_other():
     from fastreid.modeling import build_model
 
     from inclr_fastreid.config import setup_cfg
-    from tiny import SMALL_NET, TINY
+    from tests.helpers.tiny import SMALL_NET, TINY
 
     cluster_quality = load_script("tools/cluster_quality.py")
     cfg = setup_cfg(os.path.join(ROOT, "configs", "INCLR", "duke2market.yml"),

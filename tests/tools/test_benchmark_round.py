@@ -17,7 +17,7 @@ import inclr_fastreid  # noqa: F401  (host compat)
 from inclr_fastreid.modeling.interface import PseudoLabelModel
 from PIL import Image
 
-from tiny import ROOT, TINY
+from tests.helpers.tiny import ROOT, TINY
 
 TOOL = os.path.join(ROOT, "benchmarks", "benchmark_round.py")
 

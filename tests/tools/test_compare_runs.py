@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from load_script import load_script
+from tests.helpers.scripts import load_script
 
 compare_runs = load_script("tools/compare_runs.py")
 

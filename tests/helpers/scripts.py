@@ -4,7 +4,7 @@ import importlib.util
 import os
 from types import ModuleType
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 
 def load_script(path: str) -> ModuleType:

@@ -3,7 +3,8 @@ and the one in-process runner of its ``main``."""
 import logging
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
+
 TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
 TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512",
         "MODEL.BACKBONE.PRETRAIN", "False", "INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]",
