@@ -14,7 +14,8 @@ from inclr_fastreid.config import setup_cfg
 from inclr_fastreid.config_files import config_root, resolve_config_file, shipped_configs
 from inclr_fastreid.errors import ConfigError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import ROOT
+
 REPO_CONFIGS = os.path.join(ROOT, "configs")
 
 

@@ -1,11 +1,7 @@
 """Config keys, typos, and cross-key checks."""
-import os
-
 import pytest
 
 from inclr_fastreid.config import ConfigError, setup_cfg
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_defaults_are_the_papers():

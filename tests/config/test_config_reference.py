@@ -14,7 +14,8 @@ from fastreid.config import CfgNode, get_cfg
 
 from inclr_fastreid.config import add_inclr_config, setup_cfg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import ROOT
+
 DOC = os.path.join(ROOT, "docs", "config.md")
 CONFIG_DIR = os.path.join(ROOT, "configs")
 #: the one key add_inclr_config adds outside the INCLR node

@@ -8,115 +8,19 @@ hook with a fake trainer and crafted clustering payloads; one tiny run finds no 
 import glob
 import json
 import os
-import types
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from fastreid.utils.events import EventStorage
 
 from inclr_fastreid.config import setup_cfg
-from inclr_fastreid.data.target import TargetItem
 from inclr_fastreid.data.pseudo_dataset import NoPseudoLabelsLoader
-from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook
-from inclr_fastreid.engine.state import PseudoLabelState
 from inclr_fastreid.engine.trainer import INCLRTrainer
-from inclr_fastreid.modeling.interface import PseudoLabelModel
-from inclr_fastreid.modeling.pseudo_classes import check_pseudo_classes
 from inclr_fastreid.errors import TooManyClustersError
 
+from tests.helpers.hook import CFG, ROWS, close, make_hook, payload, true_labels
 from tests.helpers.layouts import make_market1501
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
-TINY = ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[64,32]", "INPUT.SIZE_TEST", "[64,32]", "INPUT.PADDING.SIZE", "2",
-        "SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "OUTPUT_DIR", ""]
-ROWS, D = 10, 4
-
-
-class RecordingModel(nn.Module, PseudoLabelModel):
-    """Stands in for INCLR: checks K against ROWS pre-allocated rows as every model does, and
-    remembers the K of every accepted ``set_pseudo_classes`` call."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def branch_features(self, batched_inputs):
-        raise NotImplementedError
-
-    def set_pseudo_classes(self, k, centroids):
-        check_pseudo_classes(k, ROWS, centroids, ("global", "part1", "part2", "part3"), D)
-        self.calls.append(int(k))
-
-
-class FakeTrainer:
-    def __init__(self):
-        self.model = RecordingModel()
-        self._trainer = types.SimpleNamespace(data_loader=None, _data_loader_iter=None)
-        self.storage = EventStorage(0)
-        self.epoch = 0
-
-
-@pytest.fixture(scope="module")
-def items(tmp_path_factory):
-    root = tmp_path_factory.mktemp("degenerate")
-    make_market1501(str(root), num_train=6, num_test=1, per_cam=1, cams=3, seed=5)
-    paths = sorted(glob.glob(os.path.join(root, "Market-1501-v15.09.15", "bounding_box_train", "*.jpg")))
-    return [TargetItem(p, os.path.basename(p)[:4], int(os.path.basename(p)[6])) for p in paths]  # 18 images
-
-
-def make_hook(items, workers=0, **over):
-    opts = TINY + ["MODEL.HEADS.NUM_CLASSES", str(ROWS), "DATALOADER.NUM_WORKERS", str(workers)]
-    for k, v in over.items():
-        opts += [k, str(v)]
-    hook = PseudoLabelHook(setup_cfg(CFG, opts), items, PseudoLabelState())
-    hook.state.seed = 11
-    hook.trainer = FakeTrainer()
-    return hook
-
-
-def payload(labels, epoch=0):
-    labels = torch.as_tensor(labels, dtype=torch.int64)
-    k = int(labels.max()) + 1 if (labels >= 0).any() else 0
-    centroids = {b: torch.nn.functional.normalize(torch.randn(max(k, 1), D), dim=1)[:k]
-                 for b in ("global", "part1", "part2", "part3")}
-    return {"labels": labels, "agreement": torch.ones(len(labels), 3), "num_classes": k,
-            "centroids": centroids, "record": {"epoch": epoch, "num_clusters": k}}
-
-
-def eps_passed_to_clustering(hook, items, monkeypatch):
-    """The ``eps`` override the hook's next clustering round hands to generate_pseudo_labels (None: none)."""
-    return overrides_passed_to_clustering(hook, items, monkeypatch).get("eps")
-
-
-def overrides_passed_to_clustering(hook, items, monkeypatch):
-    """The keyword arguments the hook's next clustering round hands to generate_pseudo_labels."""
-    import inclr_fastreid.engine.pseudo_label_hook as hook_mod
-
-    seen = {}
-
-    def fake_generate(*args, **kwargs):
-        seen.update(kwargs)
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(hook_mod, "generate_pseudo_labels", fake_generate)
-    feats = {"global": torch.zeros(len(items), 4), "part1": torch.zeros(len(items), 4)}
-    with pytest.raises(RuntimeError, match="stop here"):
-        hook._cluster(2, feats, 0.0)
-    return seen
-
-
-def true_labels(items):
-    return np.unique([it.true_pid for it in items], return_inverse=True)[1]
-
-
-def close(hook):
-    loader = hook.trainer._trainer.data_loader
-    hook.after_train()
-    return loader
+from tests.helpers.tiny import RELIABILITY_RUN, train_in_process
 
 
 def test_no_cluster_and_no_earlier_labels_skips_the_epoch(items, fastreid_warnings):
@@ -200,8 +104,6 @@ def test_no_stale_batch_after_a_loader_swap(items, workers):
 def skipped_run(tmp_path_factory):
     """A 2-epoch run whose clusterings find nothing (every epoch skipped), and the state its model
     had before training (INCLRTrainer seeds from INCLR.SEED before building it)."""
-    from tests.e2e.test_reliability import RUN, train_in_process
-
     root = tmp_path_factory.mktemp("skipped")
     data = root / "data"
     make_market1501(str(data), num_train=6, num_test=4, seed=2)
@@ -212,7 +114,7 @@ def skipped_run(tmp_path_factory):
     opts = ["INCLR.CLUSTER.MIN_SAMPLES", "100", "SOLVER.MAX_EPOCH", "2", "INCLR.SKIP_BAD_IMAGES", "True"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FASTREID_DATASETS", str(data))
-        trainer = INCLRTrainer(setup_cfg(CFG, RUN + opts + ["OUTPUT_DIR", str(root / "initial")]))
+        trainer = INCLRTrainer(setup_cfg(CFG, RELIABILITY_RUN + opts + ["OUTPUT_DIR", str(root / "initial")]))
         initial = {k: v.clone() for k, v in trainer.unwrapped_model.state_dict().items()}
         del trainer
     out = root / "out"

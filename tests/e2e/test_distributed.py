@@ -6,7 +6,6 @@ labels each epoch and logs it per rank (log.txt, log.txt.rank1): the test reads 
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 
@@ -18,18 +17,12 @@ from inclr_fastreid.engine.distributed import labels_checksum
 
 from tests.helpers.layouts import make_market1501
 
-from tests.helpers.tiny import ROOT, SMALL_NET, TINY_CLUSTER, TRAIN_NET
+from tests.helpers.tiny import ROOT, SMALL_NET, TINY_CLUSTER, TRAIN_NET, free_port
 from tests.helpers.tiny import TINY as _TINY
 
 CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
 TINY = _TINY + SMALL_NET + TINY_CLUSTER
 TIMEOUT = 400
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_labels_checksum_sees_every_label_and_agreement_value():

@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from tests.e2e.test_distributed import free_port
+from tests.helpers.tiny import free_port
 
 DEFAULT_TIMEOUT_S = 2
 

@@ -17,9 +17,8 @@ import yaml
 
 from inclr_fastreid import __version__  # the checkout the wheel is built from
 
-pytestmark = pytest.mark.e2e
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REPO_CONFIGS = sorted(os.path.relpath(p, os.path.join(ROOT, "configs")).replace(os.sep, "/")
                       for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yml"), recursive=True))
 

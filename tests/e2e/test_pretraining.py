@@ -4,7 +4,6 @@ and the warning when an adaptation run starts both students from the same one.""
 import copy
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import types
@@ -25,7 +24,7 @@ from inclr_fastreid.engine.source_pretraining import ShuffledForever, TargetBatc
 from inclr_fastreid.engine.trainer import INCLRTrainer
 
 from tests.helpers.layouts import make_dukemtmc, make_market1501
-from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TRAIN_NET, run_main_in_process
+from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TRAIN_NET, free_port, run_main_in_process
 
 PAIR_CFG = os.path.join(ROOT, "configs", "Pretrain", "duke2market.yml")
 
@@ -198,9 +197,7 @@ def test_two_pretrainings_with_different_seeds_give_different_models(data, tmp_p
 def test_target_bn_pretraining_under_ddp_on_two_cpu_processes(data, tmp_path):
     """Two ranks on gloo: every step of each rank forwards its own target batch, and a Baseline with
     PartPoolHead (part branches outside its loss) trains under DDP at all."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     out = tmp_path / "ddp"
     env = dict(os.environ, FASTREID_DATASETS=str(data), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     res = subprocess.run([sys.executable, TRAIN_NET, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{port}",

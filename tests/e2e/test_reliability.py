@@ -27,11 +27,10 @@ from tests.helpers.layouts import make_market1501
 
 from inclr_fastreid.modeling.pseudo_classes import rows_for_clusters
 
-from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER, TRAIN_NET, run_main_in_process
+from tests.helpers.tiny import ADAPT_CFG as CFG
+from tests.helpers.tiny import RELIABILITY_RUN as RUN
+from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TRAIN_NET, train_in_process
 
-CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
-RUN = TINY + SMALL_NET + TINY_CLUSTER + ["MODEL.WEIGHTS", "", "INCLR.SEED", "7", "SOLVER.MAX_EPOCH", "3",
-                             "INCLR.ITERS_PER_EPOCH", "2", "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "100"]
 # One intra-op thread in every run (in this process and in subprocesses): the same arithmetic in
 # all runs that are compared, and no spinning thread pools on a shared 2-core machine.
 THREADS = 1
@@ -57,12 +56,6 @@ torch.save = save
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-
-
-def train_in_process(out, data, *opts, resume=False, config=CFG):
-    """tools/train_net.py's ``main`` in this process (single process, as ``launch`` runs it)."""
-    argv = ["--config-file", config] + (["--resume"] if resume else []) + [*RUN, *opts, "OUTPUT_DIR", str(out)]
-    return run_main_in_process(argv, data, THREADS)
 
 
 class _LogRecorder(logging.Handler):

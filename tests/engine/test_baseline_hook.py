@@ -3,7 +3,7 @@ the classifier rows 0..K-1 of every branch are the L2-normalised cluster centroi
 the hook clustered (recomputed here by hand from the images), training logits have exactly K live
 columns (rows >= K get no gradient: they never enter the softmax), and evaluation output is the
 untouched full feature. The hook is driven through its ``before_epoch`` with a stand-in trainer, on
-a real Baseline and the 18 images of tests/test_degenerate_clustering."""
+a real Baseline and the 18 images of the ``items`` fixture (tests/conftest.py)."""
 import os
 
 import numpy as np
@@ -20,7 +20,7 @@ from inclr_fastreid.config import setup_cfg
 from inclr_fastreid.engine.pseudo_label_hook import PseudoLabelHook
 from inclr_fastreid.engine.state import PseudoLabelState
 
-from tests.e2e.test_degenerate_clustering import FakeTrainer, items  # noqa: F401  (items: module fixture, 18 images)
+from tests.helpers.hook import FakeTrainer
 from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TINY_CLUSTER
 
 ROWS = 18  # one classifier row per target image, as the trainer pre-allocates

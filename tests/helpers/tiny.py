@@ -1,7 +1,8 @@
 """Override lists for tiny CPU runs of tools/train_net.py in tests (shared by the end-to-end tests),
-and the one in-process runner of its ``main``."""
+the one in-process runner of its ``main``, and a free port for ``--dist-url``."""
 import logging
 import os
+import socket
 
 from tests.helpers import ROOT
 
@@ -18,6 +19,12 @@ TINY_CLUSTER = ["INCLR.CLUSTER.METHOD", "dbscan", "INCLR.CLUSTER.EPS_RULE", "fix
 # OSNet x0.25 instead of TINY's ResNet-18: 5.8 MB checkpoints instead of 360 MB (4 networks + Adam).
 SMALL_NET = ["MODEL.BACKBONE.NAME", "build_osnet_backbone", "MODEL.BACKBONE.DEPTH", "x0_25",
              "MODEL.BACKBONE.FEAT_DIM", "128"]
+ADAPT_CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
+# An adaptation from randomly initialised students (INCLR.SEED fixes them, so no pretraining step is needed):
+# 3 epochs x 2 iterations, a checkpoint every epoch, no evaluation before the end (tests/e2e/test_reliability.py).
+RELIABILITY_RUN = TINY + SMALL_NET + TINY_CLUSTER + [
+    "MODEL.WEIGHTS", "", "INCLR.SEED", "7", "SOLVER.MAX_EPOCH", "3", "INCLR.ITERS_PER_EPOCH", "2",
+    "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "100"]
 
 
 def run_main_in_process(argv, data, threads):
@@ -47,3 +54,17 @@ def run_main_in_process(argv, data, threads):
             os.environ["FASTREID_DATASETS"] = saved_env
         for h in fr_logger.handlers[len(saved_handlers):]:  # default_setup adds a file handler per run
             fr_logger.removeHandler(h)
+
+
+def train_in_process(out, data, *opts, resume=False, config=ADAPT_CFG, threads=1):
+    """A RELIABILITY_RUN of ``config`` + ``opts`` into ``out`` through ``main`` in this process, on ``threads``
+    intra-op threads (one: the same arithmetic in every run that is compared)."""
+    argv = ["--config-file", config] + (["--resume"] if resume else []) + [*RELIABILITY_RUN, *opts, "OUTPUT_DIR", str(out)]
+    return run_main_in_process(argv, data, threads)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free now, for ``--dist-url tcp://127.0.0.1:<port>``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

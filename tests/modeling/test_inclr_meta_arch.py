@@ -21,7 +21,7 @@ from inclr_fastreid.engine.ema_hook import EMAHook
 from inclr_fastreid.modeling.ema import ema_alpha, ema_update
 from inclr_fastreid.modeling.interface import MeanTeacherModel
 
-from tests.e2e.test_degenerate_clustering import FakeTrainer, close, items  # noqa: F401  (items: module fixture, 18 images)
+from tests.helpers.hook import FakeTrainer, close
 
 ROWS, K, N, D, P = 12, 3, 20, 512, 3
 BRANCHES = ("global", "part1", "part2", "part3")

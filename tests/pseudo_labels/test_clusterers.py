@@ -11,7 +11,6 @@ from inclr_fastreid.pseudo_labels import (ClusterParams, cluster_dbscan, compute
                                           generate_pseudo_labels)
 from inclr_fastreid.pseudo_labels.clustering import cluster_kmeans, mmt_eps
 
-from tests.e2e.test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
 
 
 def blobs(n=240, d=16, ids=12, noise=0.05, seed=0):
@@ -184,7 +183,7 @@ def test_cluster_keys_reach_the_params_and_bad_values_name_the_key():
 def test_hook_freezes_the_first_rounds_eps_and_passes_it_back(items, monkeypatch):
     """EPS_RULE mmt: the eps of the first clustering goes into PseudoLabelState (checkpointed) and is
     the ``eps=`` override of every later round; a later round's eps does not replace it."""
-    from tests.e2e.test_degenerate_clustering import eps_passed_to_clustering, make_hook, payload
+    from tests.helpers.hook import eps_passed_to_clustering, make_hook, payload
 
     hook = make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "mmt"})
     labels = [i % 3 for i in range(len(items))]
@@ -215,7 +214,7 @@ def test_hook_says_once_what_it_keeps_for_the_run(items, caplog, over, lines):  
     first, naming the rule and what it came from; a later round keeps and logs nothing."""
     import logging
 
-    from tests.e2e.test_degenerate_clustering import make_hook, payload
+    from tests.helpers.hook import make_hook, payload
 
     hook = make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan", **over})
     labels = [i % 3 for i in range(len(items))]

@@ -11,12 +11,7 @@ from inclr_fastreid.pseudo_labels import (cluster_centroids, cluster_dbscan, clu
                                           generate_pseudo_labels, knn_overlap, neighbour_overlap,
                                           refine_global_labels, relabel_by_first_occurrence)
 
-
-def clustered(n=300, d=32, ids=20, noise=0.6, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(ids, d))
-    lab = rng.integers(0, ids, n)
-    return (centres[lab] + noise * rng.normal(size=(n, d))).astype(np.float32), lab
+from tests.helpers.features import clustered
 
 
 # ------------------------------------------------------------------------------- clustering

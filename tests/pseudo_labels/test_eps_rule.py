@@ -21,35 +21,11 @@ from inclr_fastreid.pseudo_labels.eps_grid import (clustered_share, clustering_a
 from inclr_fastreid.pseudo_labels.eps_rule import choose_eps
 from inclr_fastreid.pseudo_labels.quality import camera_pair_recall
 
+from tests.helpers import ROOT
+from tests.helpers.features import identities
 from tests.helpers.scripts import load_script
-from tests.e2e.test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
 
 GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
-
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def identities(ids=120, per_id=7, spread=0.8, parts=3, dim=64, seed=0, with_cams=False):
-    """Spaces (global, part1..) of Gaussian identities on the unit sphere, in look-alike groups of ~8 with a
-    camera offset; the parts see the same identities with their own centres and noisier (1.15 x) features.
-    ``with_cams``: also the (N,) camera ids."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(ids), per_id)
-    cam = rng.integers(0, 6, labels.size)
-    spaces = []
-    for s in range(1 + parts):
-        grp = rng.standard_normal((ids // 8, dim))
-        grp /= np.linalg.norm(grp, axis=1, keepdims=True)
-        ctr = rng.standard_normal((ids, dim))
-        ctr /= np.linalg.norm(ctr, axis=1, keepdims=True)
-        ctr = 0.8 * grp[rng.integers(0, ids // 8, ids)] + ctr
-        ctr /= np.linalg.norm(ctr, axis=1, keepdims=True)
-        off = rng.standard_normal((6, dim))
-        off *= 0.3 / np.linalg.norm(off, axis=1, keepdims=True)
-        x = ctr[labels] + off[cam] + rng.standard_normal((labels.size, dim)) * (spread * (1 + 0.15 * (s > 0)) / np.sqrt(dim))
-        spaces.append((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
-    return (spaces, labels, cam) if with_cams else (spaces, labels)
 
 
 # ------------------------------------------------------------------------------- the pieces, by hand
@@ -313,7 +289,7 @@ def test_per_view_agreement_equals_a_slow_reference():
 # ------------------------------------------------------------------------------- the hook: freeze and resume
 @pytest.mark.parametrize("freeze", [True, False])
 def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, monkeypatch, tmp_path, freeze):  # noqa: F811
-    from tests.e2e.test_degenerate_clustering import eps_passed_to_clustering, make_hook, payload
+    from tests.helpers.hook import eps_passed_to_clustering, make_hook, payload
 
     over = {"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "auto", "INCLR.CLUSTER.EPS_FREEZE": freeze}
     hook = make_hook(items, **over)
@@ -335,7 +311,7 @@ def test_hook_keeps_the_auto_eps_only_with_eps_freeze_across_a_resume(items, mon
 def test_hook_warns_when_auto_runs_on_raw_features(items, fastreid_warnings, camera_norm):  # noqa: F811
     """auto without CAMERA_NORM lost on adaptation on both synthetic targets (README): the hook says so,
     naming the key; with the standardisation, and for the fixed rule, it says nothing."""
-    from tests.e2e.test_degenerate_clustering import make_hook
+    from tests.helpers.hook import make_hook
 
     make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "auto",
                         "INCLR.CLUSTER.CAMERA_NORM": camera_norm})
@@ -385,7 +361,7 @@ def test_auto_rule_holds_nothing_n_by_n_under_a_memory_limit():
     """)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+                         cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
     ok = out.stdout.split()
     assert ok[0] == "OK" and 0.5 <= float(ok[1]) < 0.6 and int(ok[3]) == 6000  # the 6,000 planted identities

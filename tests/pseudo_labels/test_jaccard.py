@@ -1,7 +1,7 @@
 """Sparse k-reciprocal Jaccard distance (inclr_fastreid/pseudo_labels/jaccard.py, knn.py).
 
-Reference: the dense textbook algorithm (Zhong et al. CVPR 2017 with SpCL's list lengths), written
-here in plain numpy from the definition, on a few hundred clustered random features.
+Reference: the dense textbook algorithm (Zhong et al. CVPR 2017 with SpCL's list lengths), written in
+plain numpy from the definition (tests/helpers/features.py), on a few hundred clustered random features.
 """
 import numpy as np
 import pytest
@@ -11,44 +11,7 @@ from inclr_fastreid.pseudo_labels.jaccard import compute_jaccard_distance, jacca
 from inclr_fastreid.pseudo_labels.k_reciprocal import half_list_length
 from inclr_fastreid.pseudo_labels.knn import knn_search, l2_normalize
 
-
-def dense_reference(x, k1, k2):
-    """Dense N x N k-reciprocal Jaccard distance, float64, straight from the definition."""
-    x = np.asarray(x, np.float64)
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    n = len(x)
-    dist = 2.0 - 2.0 * x @ x.T  # squared Euclidean distance of unit vectors
-    np.fill_diagonal(dist, 0.0)
-    rank = np.argsort(dist, axis=1, kind="stable")[:, :k1]  # k1 entries, self first
-    half = int(np.around(k1 / 2)) + 1
-
-    def recip(i, k):
-        return [j for j in rank[i, :k] if i in rank[j, :k]]
-
-    v = np.zeros((n, n))
-    for i in range(n):
-        r_i = recip(i, k1)
-        e = set(r_i)
-        for c in r_i:
-            r_c = recip(c, half)
-            if len(set(r_c) & set(r_i)) > 2 / 3 * len(r_c):
-                e |= set(r_c)
-        e = np.array(sorted(e))
-        w = np.exp(-dist[i, e])
-        v[i, e] = w / w.sum()
-    if k2 > 1:
-        v = np.stack([v[rank[i, :k2]].mean(axis=0) for i in range(n)])
-    s = np.stack([np.minimum(v[i], v).sum(axis=1) for i in range(n)])
-    d = 1.0 - s / (2.0 - s)
-    d[d < 0] = 0.0
-    return d
-
-
-def clustered(n=300, d=32, ids=20, noise=0.6, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(ids, d))
-    lab = rng.integers(0, ids, n)
-    return (centres[lab] + noise * rng.normal(size=(n, d))).astype(np.float32), lab
+from tests.helpers.features import clustered, dense_reference
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ from inclr_fastreid.errors import ConfigError
 from inclr_fastreid.pseudo_labels import ClusterParams, generate_pseudo_labels
 from inclr_fastreid.pseudo_labels.k1_rule import k1_from_cluster_size, median_cluster_size
 
-from tests.e2e.test_degenerate_clustering import items  # noqa: F401  (fixture: 18 target images)
-from tests.pseudo_labels.test_eps_rule import identities
+from tests.helpers.features import identities
 
 GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
 
@@ -104,7 +103,7 @@ def test_quality_record_carries_k1_and_its_choice():
 def test_hook_keeps_the_first_rounds_k1_across_a_resume(items, monkeypatch, tmp_path, rule):  # noqa: F811
     """K1_RULE size: the first round's k1 goes into PseudoLabelState (checkpointed) and is the ``k1=`` override of
     every later round, also after a resume; a later round does not replace it. fixed: nothing is kept."""
-    from tests.e2e.test_degenerate_clustering import make_hook, overrides_passed_to_clustering, payload
+    from tests.helpers.hook import make_hook, overrides_passed_to_clustering, payload
 
     over = {"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.K1_RULE": rule}
     hook = make_hook(items, **over)

@@ -10,7 +10,8 @@ from typing import Dict, List
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import ROOT
+
 FOLDERS = ("tools", "benchmarks", "research")
 MAX_TOOLS = 8  # tools/ is what a user runs; measurements go to benchmarks/, one-off checks to research/
 
