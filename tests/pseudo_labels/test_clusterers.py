@@ -160,25 +160,6 @@ def test_quality_record_carries_eps():
 
 
 # ------------------------------------------------------------------------------- config keys
-def test_cluster_keys_reach_the_params_and_bad_values_name_the_key():
-    from inclr_fastreid.config import setup_cfg
-    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg
-
-    default = cluster_params_from_cfg(setup_cfg("", []))
-    assert (default.method, default.eps_rule, default.eps, default.num_clusters, default.rho) == \
-        ("dbscan", "fixed", 0.6, 0, 1.6e-3)  # behaviour unchanged unless a config says otherwise
-    p = cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.METHOD", "kmeans", "INCLR.CLUSTER.NUM_CLUSTERS", "500"]))
-    assert (p.method, p.num_clusters) == ("kmeans", 500)
-    p = cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "mmt", "INCLR.CLUSTER.RHO", "0.002"]))
-    assert (p.eps_rule, p.rho) == ("mmt", 0.002)
-    with pytest.raises(ConfigError, match="INCLR.CLUSTER.NUM_CLUSTERS"):
-        setup_cfg("", ["INCLR.CLUSTER.METHOD", "kmeans"])
-    with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_RULE"):
-        setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto-ish"])
-    with pytest.raises(ConfigError, match="INCLR.CLUSTER.RHO"):
-        setup_cfg("", ["INCLR.CLUSTER.RHO", "0.0"])
-
-
 # ------------------------------------------------------------------------------- the hook keeps eps
 def test_hook_freezes_the_first_rounds_eps_and_passes_it_back(items, monkeypatch):
     """EPS_RULE mmt: the eps of the first clustering goes into PseudoLabelState (checkpointed) and is

@@ -245,21 +245,6 @@ def test_agreement_modes_mean_and_neighbour(four_spaces):
         cross_agreement(g, parts, gl, pls, k=12, mode="median")
 
 
-def test_cluster_params_from_cfg_reads_every_key():
-    from inclr_fastreid.config import setup_cfg
-    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg
-
-    cfg = setup_cfg("", ["INCLR.CLUSTER.EPS", "0.45", "INCLR.CLUSTER.MIN_SAMPLES", "3", "INCLR.CLUSTER.K1", "21",
-                         "INCLR.CLUSTER.K2", "5", "INCLR.CLUSTER.MAX_DISTANCE", "0.8", "INCLR.CLUSTER.CAMERA_NORM", "True",
-                         "INCLR.LGMR.ENABLED", "False", "INCLR.LGMR.K", "15", "INCLR.LGMR.MIN_AGREEMENT", "0.2",
-                         "INCLR.LGMR.AGREEMENT", "mean"])
-    p = cluster_params_from_cfg(cfg)
-    assert (p.method, p.eps, p.min_samples, p.k1, p.k2, p.max_distance, p.camera_norm) == \
-        ("dbscan", 0.45, 3, 21, 5, 0.8, True)
-    assert (p.lgmr_enabled, p.lgmr_k, p.min_agreement, p.agreement) == (False, 15, 0.2, "mean")
-    assert cluster_params_from_cfg(cfg, eps=0.3).eps == 0.3 and p.k_search == 21
-
-
 def test_lgmr_defaults_are_pplrs_neighbour_overlap_and_no_dropped_sample(four_spaces):
     """docs/design.md §4.4: by default C_p(i) is the kNN-set overlap alone (PPLR's
     compute_cross_agreement) all the way from the config through ClusterParams to cross_agreement,

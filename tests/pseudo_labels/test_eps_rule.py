@@ -12,7 +12,6 @@ import torch
 
 from inclr_fastreid.benchmarking.eps_rules import (agreement_at_same_eps, choose_k1_eps, compare_eps_rules, one_se_index,
                                                    one_se_pick, teacher_agreement)
-from inclr_fastreid.errors import ConfigError
 from inclr_fastreid.pseudo_labels import (ClusterParams, cluster_dbscan, compute_jaccard_distance,
                                           generate_pseudo_labels, pairwise_prf)
 from inclr_fastreid.pseudo_labels.eps_grid import (clustered_share, clustering_agreement, coverage_over_grid,
@@ -248,27 +247,6 @@ def test_generate_auto_clusters_every_space_at_the_chosen_eps_and_reports_the_gr
     knee = k_distance_knee(compute_jaccard_distance(spaces[0], 20, 6, 0.9), 4)
     assert one.eps_choice["criterion"] == "k_distance_knee" and one.eps_choice["select"] == "knee"
     assert one.eps == GRID[int(np.argmin(np.abs(np.array(GRID) - knee)))]
-
-
-def test_eps_grid_is_checked_against_max_distance_and_keys_reach_the_params():
-    from inclr_fastreid.config import setup_cfg
-    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg
-
-    default = cluster_params_from_cfg(setup_cfg("", []))
-    assert (default.eps_rule, default.eps_freeze, default.eps_grid) == ("fixed", False, GRID)
-    p = cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[0.3, 0.5]",
-                                               "INCLR.CLUSTER.EPS_FREEZE", "True"]))
-    assert (p.eps_rule, p.eps_grid, p.eps_freeze) == ("auto", (0.3, 0.5), True)
-    assert default.auto_coverage == "multi_camera"
-    assert cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.AUTO_COVERAGE", "clustered"])).auto_coverage == "clustered"
-    with pytest.raises(ConfigError, match="AUTO_COVERAGE 'cameras': use one of"):
-        setup_cfg("", ["INCLR.CLUSTER.AUTO_COVERAGE", "cameras"])
-    with pytest.raises(ConfigError, match="AUTO_COVERAGE 'none': removed .*docs/studies.md.*use one of"):
-        setup_cfg("", ["INCLR.CLUSTER.AUTO_COVERAGE", "none"])
-    with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_GRID.*MAX_DISTANCE"):
-        setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[0.5, 0.95]"])
-    with pytest.raises(ConfigError, match="INCLR.CLUSTER.EPS_GRID"):
-        setup_cfg("", ["INCLR.CLUSTER.EPS_RULE", "auto", "INCLR.CLUSTER.EPS_GRID", "[]"])
 
 
 def test_per_view_agreement_equals_a_slow_reference():

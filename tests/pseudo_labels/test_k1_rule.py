@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from inclr_fastreid.errors import ConfigError
 from inclr_fastreid.pseudo_labels import ClusterParams, generate_pseudo_labels
 from inclr_fastreid.pseudo_labels.k1_rule import k1_from_cluster_size, median_cluster_size
 
@@ -66,26 +65,6 @@ def test_size_rule_keeps_k1_when_the_first_clustering_finds_no_cluster():
     x = rng.standard_normal((200, 32)).astype(np.float32)  # no structure: at eps 0.05 everything is an outlier
     r = generate_pseudo_labels(x, [], ClusterParams(eps=0.05, k1=20, k1_rule="size", lgmr_enabled=False))
     assert r.k1_choice["median_size"] == 0.0 and r.k1 == 20
-
-
-def test_k1_rule_keys_reach_the_params_and_bad_values_name_the_key():
-    from inclr_fastreid.config import setup_cfg
-    from inclr_fastreid.pseudo_labels import cluster_params_from_cfg
-
-    default = cluster_params_from_cfg(setup_cfg("", []))
-    assert (default.k1_rule, default.k1_per_size, default.k1_min, default.k1) == ("fixed", 1.5, 10, 30)
-    p = cluster_params_from_cfg(setup_cfg("", ["INCLR.CLUSTER.K1_RULE", "size", "INCLR.CLUSTER.K1_PER_SIZE", "2.0",
-                                               "INCLR.CLUSTER.K1_MIN", "12"]))
-    assert (p.k1_rule, p.k1_per_size, p.k1_min) == ("size", 2.0, 12)
-    with pytest.raises(ConfigError, match="INCLR.CLUSTER.K1_RULE 'sized'"):
-        setup_cfg("", ["INCLR.CLUSTER.K1_RULE", "sized"])
-    with pytest.raises(ConfigError, match="INCLR.CLUSTER.K1_MIN=40.*K1=30"):
-        setup_cfg("", ["INCLR.CLUSTER.K1_RULE", "size", "INCLR.CLUSTER.K1_MIN", "40"])
-    with pytest.raises(ConfigError, match="INCLR.CLUSTER.K1_PER_SIZE"):
-        setup_cfg("", ["INCLR.CLUSTER.K1_RULE", "size", "INCLR.CLUSTER.K1_PER_SIZE", "0"])
-    with pytest.raises(ConfigError, match="K1_RULE size.*METHOD 'kmeans'"):
-        setup_cfg("", ["INCLR.CLUSTER.K1_RULE", "size", "INCLR.CLUSTER.METHOD", "kmeans",
-                       "INCLR.CLUSTER.NUM_CLUSTERS", "10"])
 
 
 def test_quality_record_carries_k1_and_its_choice():
