@@ -159,25 +159,7 @@ def test_quality_record_carries_eps():
                                                     k1=20), None, 1.0, 1.0)["eps"] is None
 
 
-# ------------------------------------------------------------------------------- config keys
 # ------------------------------------------------------------------------------- the hook keeps eps
-def test_hook_freezes_the_first_rounds_eps_and_passes_it_back(items, monkeypatch):
-    """EPS_RULE mmt: the eps of the first clustering goes into PseudoLabelState (checkpointed) and is
-    the ``eps=`` override of every later round; a later round's eps does not replace it."""
-    from tests.helpers.hook import eps_passed_to_clustering, make_hook, payload
-
-    hook = make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.EPS_RULE": "mmt"})
-    labels = [i % 3 for i in range(len(items))]
-    hook._apply(0, dict(payload(labels), eps=0.4321))
-    assert hook.state.scale.eps == 0.4321
-    hook._apply(1, dict(payload(labels, epoch=1), eps=0.55))
-    assert hook.state.scale.eps == 0.4321
-    assert eps_passed_to_clustering(hook, items, monkeypatch) == 0.4321
-    fixed = make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan"})  # EPS_RULE fixed: nothing is frozen
-    fixed._apply(0, dict(payload(labels), eps=0.6))
-    assert fixed.state.scale.eps is None
-
-
 @pytest.mark.parametrize("over, lines", [
     ({"INCLR.CLUSTER.EPS_RULE": "mmt"},
      ["Epoch 0: INCLR.CLUSTER.EPS_RULE mmt: eps = 0.4321, kept for the run (rho 0.0016)."]),
@@ -190,7 +172,7 @@ def test_hook_freezes_the_first_rounds_eps_and_passes_it_back(items, monkeypatch
       "Epoch 0: INCLR.CLUSTER.K1_RULE size: k1 = 9 (median cluster size 6.0 at K1 30), kept for the run."]),
     ({"INCLR.CLUSTER.EPS_RULE": "auto"}, []),
 ])
-def test_hook_says_once_what_it_keeps_for_the_run(items, caplog, over, lines):  # noqa: F811
+def test_hook_says_once_what_it_keeps_for_the_run(items, caplog, over, lines):
     """The first round's eps (EPS_RULE mmt, auto with EPS_FREEZE) and k1 (K1_RULE size) are logged when kept, eps
     first, naming the rule and what it came from; a later round keeps and logs nothing."""
     import logging
@@ -234,4 +216,3 @@ def test_each_scale_rule_says_whether_its_first_choice_is_kept_and_a_given_value
     given = scale_rules(ClusterParams(eps_rule="mmt", k1_rule="size"), given={"eps": 0.4, "k1": 12})
     assert (given["eps"], given["k1"]) == (EPS_RULES["fixed"], K1_RULES["fixed"])
     assert list(scale_rules(ClusterParams(method="kmeans", num_clusters=5))) == ["k1"]
-

@@ -1,8 +1,7 @@
 """K1_RULE size (docs/design.md §4.3.2): the Jaccard distance's k1 from the first clustering's median
-cluster size, without labels; chosen once, kept by the hook across a resume."""
+cluster size, without labels; chosen once, kept by the hook across a resume (test_scale.py)."""
 import numpy as np
 import pytest
-import torch
 
 from inclr_fastreid.pseudo_labels import ClusterParams, generate_pseudo_labels
 from inclr_fastreid.pseudo_labels.k1_rule import k1_from_cluster_size, median_cluster_size
@@ -76,28 +75,3 @@ def test_quality_record_carries_k1_and_its_choice():
     assert rec["k1"] == r.k1 and rec["k1_choice"] == r.k1_choice and rec["k1_choice"]["rule"] == "size"
     rec = quality_record(0, generate_pseudo_labels(spaces[0], [], lgmr_enabled=False, k1=20), ids, 1.0, 1.0)
     assert rec["k1"] == 20 and "k1_choice" not in rec
-
-
-@pytest.mark.parametrize("rule", ["size", "fixed"])
-def test_hook_keeps_the_first_rounds_k1_across_a_resume(items, monkeypatch, tmp_path, rule):  # noqa: F811
-    """K1_RULE size: the first round's k1 goes into PseudoLabelState (checkpointed) and is the ``k1=`` override of
-    every later round, also after a resume; a later round does not replace it. fixed: nothing is kept."""
-    from tests.helpers.hook import make_hook, overrides_passed_to_clustering, payload
-
-    over = {"INCLR.CLUSTER.METHOD": "dbscan", "INCLR.CLUSTER.K1_RULE": rule}
-    hook = make_hook(items, **over)
-    labels = [i % 3 for i in range(len(items))]
-    first = payload(labels)
-    first["record"]["k1_choice"] = {"rule": "size", "k1_max": 30, "median_size": 6.0, "k1": 9}
-    hook._apply(0, dict(first, k1=9 if rule == "size" else 30))
-    hook._apply(1, dict(payload(labels, epoch=1), k1=14))
-    assert hook.state.scale.k1 == (9 if rule == "size" else None)
-    torch.save(hook.state.state_dict(), tmp_path / "state.pth")
-    resumed = make_hook(items, **over)
-    resumed.state.load_state_dict(torch.load(tmp_path / "state.pth", weights_only=True))
-    assert resumed.state.scale.k1 == hook.state.scale.k1
-    assert overrides_passed_to_clustering(resumed, items, monkeypatch).get("k1") == (9 if rule == "size" else None)
-    old = hook.state.state_dict()
-    del old["k1"]  # a checkpoint written before K1_RULE existed
-    resumed.state.load_state_dict(old)
-    assert resumed.state.scale.k1 is None
