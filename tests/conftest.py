@@ -12,8 +12,8 @@ if ROOT not in sys.path:
 
 import inclr_fastreid  # noqa: E402,F401  (compat before any fastreid.data import)
 
-#: the tests that run whole programs: tools/train_net.py in this process or another, two processes under
-#: torch.distributed, a built wheel. All of them and nothing else: `make test-fast` (pytest -m "not e2e") leaves them out.
+#: the tests that run whole programs (tools/train_net.py in this process or another, two processes under
+#: torch.distributed, a built wheel), all of them and nothing else: marked e2e, which `make test-fast` leaves out.
 E2E = Path(__file__).resolve().parent / "e2e"
 
 

@@ -59,7 +59,7 @@ def run_main_in_process(argv, data, threads):
 def train_in_process(out, data, *opts, resume=False, config=ADAPT_CFG, threads=1):
     """A RELIABILITY_RUN of ``config`` + ``opts`` into ``out`` through ``main`` in this process, on ``threads``
     intra-op threads (one: the same arithmetic in every run that is compared)."""
-    argv = ["--config-file", config] + (["--resume"] if resume else []) + [*RELIABILITY_RUN, *opts, "OUTPUT_DIR", str(out)]
+    argv = ["--config-file", config, *(["--resume"] if resume else []), *RELIABILITY_RUN, *opts, "OUTPUT_DIR", str(out)]
     return run_main_in_process(argv, data, threads)
 
 
