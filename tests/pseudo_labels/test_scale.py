@@ -1,7 +1,14 @@
 """The clustering scale kept for the run (inclr_fastreid/pseudo_labels/scale.py FrozenScale, checkpointed in
 engine/state.py PseudoLabelState), driven through the PseudoLabelHook on a fake trainer (tests.helpers.hook)."""
+import logging
+from dataclasses import replace
+
 import pytest
 import torch
+
+from inclr_fastreid.pseudo_labels import ClusterParams
+from inclr_fastreid.pseudo_labels.registries import EPS_RULES, K1_RULES
+from inclr_fastreid.pseudo_labels.scale import scale_rules
 
 from tests.helpers.hook import make_hook, overrides_passed_to_clustering, payload
 
@@ -9,6 +16,55 @@ EPS_CHOICE = {"eps": 0.35, "criterion": "cross_space_agreement", "grid": [0.3, 0
               "select": "max"}
 K1_CHOICE = {"rule": "size", "k1_max": 30, "median_size": 6.0, "k1": 9}
 LATER = {"eps": 0.55, "k1": 14}  # what a later round chooses
+
+
+@pytest.mark.parametrize("over, lines", [
+    ({"INCLR.CLUSTER.EPS_RULE": "mmt"},
+     ["Epoch 0: INCLR.CLUSTER.EPS_RULE mmt: eps = 0.4321, kept for the run (rho 0.0016)."]),
+    ({"INCLR.CLUSTER.EPS_RULE": "auto", "INCLR.CLUSTER.EPS_FREEZE": True},
+     ["Epoch 0: INCLR.CLUSTER.EPS_RULE auto: eps = 0.4321, kept for the run (EPS_FREEZE)."]),
+    ({"INCLR.CLUSTER.EPS_RULE": "auto", "INCLR.CLUSTER.K1_RULE": "size"},
+     ["Epoch 0: INCLR.CLUSTER.K1_RULE size: k1 = 9 (median cluster size 6.0 at K1 30), kept for the run."]),
+    ({"INCLR.CLUSTER.EPS_RULE": "mmt", "INCLR.CLUSTER.K1_RULE": "size"},
+     ["Epoch 0: INCLR.CLUSTER.EPS_RULE mmt: eps = 0.4321, kept for the run (rho 0.0016).",
+      "Epoch 0: INCLR.CLUSTER.K1_RULE size: k1 = 9 (median cluster size 6.0 at K1 30), kept for the run."]),
+    ({"INCLR.CLUSTER.EPS_RULE": "auto"}, []),
+])
+def test_hook_says_once_what_it_keeps_for_the_run(items, caplog, over, lines):
+    """The first round's eps (EPS_RULE mmt, auto with EPS_FREEZE) and k1 (K1_RULE size) are logged when kept, eps
+    first, naming the rule and what it came from; a later round keeps and logs nothing."""
+    hook = make_hook(items, **{"INCLR.CLUSTER.METHOD": "dbscan", **over})
+    labels = [i % 3 for i in range(len(items))]
+    first = payload(labels)
+    first["record"]["k1_choice"] = {"rule": "size", "k1_max": 30, "median_size": 6.0, "k1": 9}
+    log = logging.getLogger("fastreid")
+    log.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="fastreid")
+    try:
+        hook._apply(0, dict(first, eps=0.4321, k1=9))
+        hook._apply(1, dict(payload(labels, epoch=1), eps=0.55, k1=14))
+    finally:
+        log.removeHandler(caplog.handler)
+    said = list(dict.fromkeys(r.getMessage() for r in caplog.records if "kept for the run" in r.getMessage()))
+    assert said == lines
+    assert hook.state.scale.overrides() == {**({"eps": 0.4321} if "eps =" in " ".join(lines) else {}),
+                                            **({"k1": 9} if "k1 =" in " ".join(lines) else {})}
+
+
+def test_each_scale_rule_says_whether_its_first_choice_is_kept_and_a_given_value_is_fixed():
+    """mmt and K1_RULE size keep their first choice for the run, auto only with EPS_FREEZE, fixed has nothing to
+    keep; a value the caller gives (a kept one) takes the fixed rule; k-means has no eps rule."""
+    p = ClusterParams()
+    assert sorted(EPS_RULES) == ["auto", "fixed", "mmt"] and sorted(K1_RULES) == ["fixed", "size"]
+    assert [EPS_RULES[n].kept(p) for n in ("fixed", "mmt", "auto")] == [False, True, False]
+    assert EPS_RULES["auto"].kept(replace(p, eps_freeze=True)) and not EPS_RULES["mmt"].fixed
+    assert [K1_RULES[n].kept(p) for n in ("fixed", "size")] == [False, True]
+    assert EPS_RULES["fixed"].fixed and K1_RULES["fixed"].fixed and not K1_RULES["size"].fixed
+    rules = scale_rules(ClusterParams(eps_rule="mmt", k1_rule="size"))
+    assert (rules["eps"], rules["k1"]) == (EPS_RULES["mmt"], K1_RULES["size"]) and list(rules) == ["k1", "eps"]
+    given = scale_rules(ClusterParams(eps_rule="mmt", k1_rule="size"), given={"eps": 0.4, "k1": 12})
+    assert (given["eps"], given["k1"]) == (EPS_RULES["fixed"], K1_RULES["fixed"])
+    assert list(scale_rules(ClusterParams(method="kmeans", num_clusters=5))) == ["k1"]
 
 
 # the rule's keys, the scale, the first round's value and the record of its choice, what the rule keeps (None: nothing)
