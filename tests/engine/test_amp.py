@@ -8,12 +8,10 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from fastreid.config import get_cfg
 from fastreid.modeling import build_model
 from fastreid.utils.events import EventStorage
 from torch import nn
 
-from inclr_fastreid.config import add_inclr_config
 from inclr_fastreid.data.target import TargetItem
 from inclr_fastreid.engine.features import NonFiniteFeatureError, extract_features
 from inclr_fastreid.engine.finite_loss import CheckedAMPTrainer, CheckedSimpleTrainer
@@ -21,39 +19,16 @@ from inclr_fastreid.engine.trainer import INCLRTrainer
 from inclr_fastreid.modeling.interface import PseudoLabelModel
 
 from tests.helpers.layouts import make_market1501
+from tests.helpers.models import RESNET_DIM, inclr_batch, tiny_model_cfg
 
-K, N, D = 3, 20, 512
+K, D = 3, RESNET_DIM
 BRANCHES = ("global", "part1", "part2", "part3")
-
-
-def _cfg(amp: bool):
-    cfg = get_cfg()
-    add_inclr_config(cfg)
-    cfg.MODEL.META_ARCHITECTURE = "INCLR"
-    cfg.MODEL.HEADS.NAME = "PartPoolHead"
-    cfg.MODEL.HEADS.WITH_BNNECK = True
-    cfg.MODEL.HEADS.NUM_CLASSES = 6
-    cfg.MODEL.BACKBONE.DEPTH = "18x"
-    cfg.MODEL.BACKBONE.FEAT_DIM = D
-    cfg.MODEL.BACKBONE.PRETRAIN = False
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.INCLR.NUM_SAMPLES = N
-    cfg.INCLR.CLUSTER.ENABLED = True
-    cfg.SOLVER.AMP.ENABLED = amp
-    return cfg
-
-
-def _batch():
-    g = torch.Generator().manual_seed(0)
-    return {"images": torch.rand(8, 3, 64, 32, generator=g) * 255, "images2": torch.rand(8, 3, 64, 32, generator=g) * 255,
-            "targets": torch.tensor([0, 0, 0, 0, 2, 2, 2, 2]), "index": torch.arange(8),
-            "camids": torch.zeros(8, dtype=torch.long), "agreement": torch.rand(8, 3, generator=g)}
 
 
 @pytest.mark.parametrize("amp", [True, False])
 def test_autocast_reaches_both_students_forward_only_when_amp_is_on(amp):
     torch.manual_seed(0)
-    cfg = _cfg(amp)
+    cfg = tiny_model_cfg(num_classes=6, amp=amp, CLUSTER__ENABLED=True)
     model = build_model(cfg).train()
     g = torch.Generator().manual_seed(1)
     model.set_pseudo_classes(K, {b: F.normalize(torch.randn(K, D, generator=g), dim=1) for b in BRANCHES})
@@ -69,7 +44,7 @@ def test_autocast_reaches_both_students_forward_only_when_amp_is_on(amp):
     optimizer, wrapper = INCLRTrainer.build_optimizer(cfg, model)
     # the trainer class the INCLRTrainer picks from SOLVER.AMP.ENABLED
     trainer_cls = CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else CheckedSimpleTrainer
-    runner = trainer_cls(model, [_batch()], optimizer, wrapper)
+    runner = trainer_cls(model, [inclr_batch()], optimizer, wrapper)
     before = model.student1.heads.weight.detach().clone()
     with EventStorage(0) as storage:
         runner.iter = storage.iter = 0

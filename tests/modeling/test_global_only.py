@@ -20,28 +20,17 @@ from fastreid.utils.checkpoint import Checkpointer
 from inclr_fastreid import add_inclr_config
 from inclr_fastreid.config import ConfigError, setup_cfg
 
+from tests.helpers.models import NUM_SAMPLES, OSNET_DIM, inclr_batch, tiny_model_cfg
 from tests.helpers.tiny import ROOT
 
-ROWS, K, N, D = 12, 3, 20, 128
+ROWS, K = 12, 3
+N, D = NUM_SAMPLES, OSNET_DIM
 CFG = os.path.join(ROOT, "configs", "INCLR", "ablation", "synthetic_mmt_global.yml")
 
 
 def _cfg(meta="INCLR", num_parts=0, num_classes=ROWS, lgmr=False):
-    cfg = add_inclr_config(get_cfg())
-    cfg.MODEL.META_ARCHITECTURE = meta
-    cfg.MODEL.HEADS.NAME = "PartPoolHead"
-    cfg.MODEL.HEADS.NUM_PARTS = num_parts
-    cfg.MODEL.HEADS.WITH_BNNECK = True
-    cfg.MODEL.HEADS.NUM_CLASSES = num_classes
-    cfg.MODEL.BACKBONE.NAME = "build_osnet_backbone"
-    cfg.MODEL.BACKBONE.DEPTH = "x0_25"
-    cfg.MODEL.BACKBONE.FEAT_DIM = D
-    cfg.MODEL.BACKBONE.PRETRAIN = False
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.INCLR.NUM_SAMPLES = N
-    cfg.INCLR.LGMR.ENABLED = lgmr
-    cfg.INCLR.IGMO.ENABLED = False  # the MMT row
-    return cfg
+    """The MMT row: global branch alone, no IGMO, LGMR off (needs part views), OSNet x0.25."""
+    return tiny_model_cfg(meta, num_classes, osnet=True, num_parts=num_parts, LGMR__ENABLED=lgmr, IGMO__ENABLED=False)
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +50,6 @@ def model(base_model):
     m = copy.deepcopy(base_model)
     m.train()
     return m
-
-
-def _batch(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "images": torch.rand(8, 3, 64, 32, generator=g) * 255,
-        "images2": torch.rand(8, 3, 64, 32, generator=g) * 255,
-        "targets": torch.tensor([0, 0, 0, 0, 2, 2, 2, 2]),
-        "index": torch.tensor([3, 5, 7, 9, 11, 13, 15, 17]),
-    }
 
 
 def _centroids(seed=0):
@@ -94,7 +73,7 @@ def test_global_only_losses_are_mmts_global_terms_and_backward(model):
     from inclr_fastreid.modeling.losses import soft_cross_entropy, soft_softmax_triplet, softmax_triplet
 
     model.set_pseudo_classes(K, _centroids())
-    batch = _batch()
+    batch = inclr_batch(parts=0)
     y = batch["targets"]
     losses = model(batch)
     assert set(losses) == {"loss_ce", "loss_soft_ce", "loss_tri", "loss_soft_tri"}
@@ -132,7 +111,7 @@ def test_global_only_losses_are_mmts_global_terms_and_backward(model):
 
 
 def test_joint_feature_is_the_global_feature(model):
-    images = _batch()["images"][:3]
+    images = inclr_batch(parts=0)["images"][:3]
     model.eval()
     with torch.no_grad():
         x = (images - model.pixel_mean) / model.pixel_std

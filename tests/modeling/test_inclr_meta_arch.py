@@ -12,46 +12,25 @@ from torch import nn
 
 import inclr_fastreid  # noqa: F401  (host compat)
 import inclr_fastreid.modeling  # noqa: F401  (registers INCLR, PartPoolHead)
-from fastreid.config import get_cfg
 from fastreid.modeling import build_model
 from fastreid.solver.build import get_default_optimizer_params
 from fastreid.utils.checkpoint import Checkpointer
-from inclr_fastreid import add_inclr_config
 from inclr_fastreid.engine.ema_hook import EMAHook
 from inclr_fastreid.modeling.ema import ema_alpha, ema_update
 from inclr_fastreid.modeling.interface import MeanTeacherModel
 
 from tests.helpers.hook import FakeTrainer, close
+from tests.helpers.models import NUM_SAMPLES, OSNET_DIM, RESNET_DIM, inclr_batch, tiny_model_cfg
 
-ROWS, K, N, D, P = 12, 3, 20, 512, 3
+ROWS, K, P = 12, 3, 3
+N, D = NUM_SAMPLES, RESNET_DIM
 BRANCHES = ("global", "part1", "part2", "part3")
-
-
-def _cfg(meta="INCLR", num_classes=ROWS, **inclr):
-    cfg = get_cfg()
-    add_inclr_config(cfg)
-    cfg.MODEL.META_ARCHITECTURE = meta
-    cfg.MODEL.HEADS.NAME = "PartPoolHead"
-    cfg.MODEL.HEADS.WITH_BNNECK = True
-    cfg.MODEL.HEADS.NUM_CLASSES = num_classes
-    cfg.MODEL.BACKBONE.DEPTH = "18x"
-    cfg.MODEL.BACKBONE.FEAT_DIM = D
-    cfg.MODEL.BACKBONE.PRETRAIN = False
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.INCLR.NUM_SAMPLES = N
-    for key, value in inclr.items():
-        node = cfg.INCLR
-        *path, leaf = key.split("__")
-        for p in path:
-            node = node[p]
-        node[leaf] = value
-    return cfg
 
 
 @pytest.fixture(scope="module")
 def base_model():
     torch.manual_seed(0)
-    return build_model(_cfg())
+    return build_model(tiny_model_cfg())
 
 
 @pytest.fixture
@@ -64,18 +43,6 @@ def model(base_model):
 def _centroids(k=K, seed=0, d=D):
     g = torch.Generator().manual_seed(seed)
     return {b: F.normalize(torch.randn(k, d, generator=g), dim=1) for b in BRANCHES}
-
-
-def _batch(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "images": torch.rand(8, 3, 64, 32, generator=g) * 255,
-        "images2": torch.rand(8, 3, 64, 32, generator=g) * 255,
-        "targets": torch.tensor([0, 0, 0, 0, 2, 2, 2, 2]),
-        "index": torch.tensor([3, 5, 7, 9, 11, 13, 15, 17]),
-        "camids": torch.zeros(8, dtype=torch.long),
-        "agreement": torch.rand(8, P, generator=g),
-    }
 
 
 # ---------------------------------------------------------------- EMA
@@ -145,7 +112,7 @@ def test_ema_update_varying_student_closed_form():
 # ---------------------------------------------------------------- training forward
 def test_forward_backward_losses_gradients_and_frozen_teachers(model):
     model.set_pseudo_classes(K, _centroids())
-    batch = _batch()
+    batch = inclr_batch()
     images_before = batch["images"].clone()
     params = get_default_optimizer_params(model, base_lr=0.01, weight_decay=0.0)
     optimised = {id(p) for g in params for p in g["params"]}
@@ -195,7 +162,7 @@ def test_set_pseudo_classes_rows_and_only_live_rows_matter(model):
     assert model.igmo_centroids[K:].abs().sum() == 0
     assert int(model.num_live_classes) == K
 
-    batch = _batch(1)
+    batch = inclr_batch(1)
     with torch.no_grad():
         ref = model(batch)
         for net in ("student1", "student2", "teacher1", "teacher2"):
@@ -216,9 +183,9 @@ def test_set_pseudo_classes_rows_and_only_live_rows_matter(model):
 
 def test_training_input_errors(model):
     with pytest.raises(RuntimeError, match="set_pseudo_classes"):
-        model(_batch())
+        model(inclr_batch())
     model.set_pseudo_classes(K, _centroids())
-    bad = _batch()
+    bad = inclr_batch()
     bad["targets"] = torch.tensor([0, 0, 0, 0, 3, 3, 3, 3])
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         model(bad)
@@ -232,12 +199,12 @@ def test_training_input_errors(model):
 
 
 def test_ablation_switches_mmt_baseline(base_model):
-    cfg = _cfg(LGMR__ENABLED=False, IGMO__ENABLED=False)
+    cfg = tiny_model_cfg(LGMR__ENABLED=False, IGMO__ENABLED=False)
     model = build_model(cfg)
     model.load_state_dict(base_model.state_dict())
     model.train()
     model.set_pseudo_classes(K, _centroids())
-    batch = _batch()
+    batch = inclr_batch()
     del batch["agreement"], batch["images2"]
     with torch.no_grad():
         losses = model(batch)
@@ -309,8 +276,8 @@ def test_every_loss_term_of_both_students_rebuilt_by_hand(base_model, lgmr, eps)
     differ, the views differ, and no two weights are equal or complementary. With LGMR on and
     AALS_EPOCH 2, epochs 0 and 1 train the parts with label-smoothed CE and epoch 2 with AALS."""
     soft_ce, soft_tri, lambda_kl = 0.3, 0.8, 0.7
-    model = build_model(_cfg(MMT__SOFT_CE=soft_ce, MMT__SOFT_TRI=soft_tri, MMT__LABEL_SMOOTH=eps,
-                             IGMO__LAMBDA_KL=lambda_kl, LGMR__ENABLED=lgmr, LGMR__AALS_EPOCH=2))
+    model = build_model(tiny_model_cfg(MMT__SOFT_CE=soft_ce, MMT__SOFT_TRI=soft_tri, MMT__LABEL_SMOOTH=eps,
+                                       IGMO__LAMBDA_KL=lambda_kl, LGMR__ENABLED=lgmr, LGMR__AALS_EPOCH=2))
     model.load_state_dict(base_model.state_dict())
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():  # teachers differ from their students too
@@ -320,7 +287,7 @@ def test_every_loss_term_of_both_students_rebuilt_by_hand(base_model, lgmr, eps)
     model.train()
     cents = _centroids()
     model.set_pseudo_classes(K, cents)
-    batch = _batch(3)
+    batch = inclr_batch(3)
     ce = {}
     for epoch in (0, 1, 2):
         model.start_epoch(epoch)
@@ -342,7 +309,7 @@ def test_every_loss_term_of_both_students_rebuilt_by_hand(base_model, lgmr, eps)
 
 # ---------------------------------------------------------------- features, checkpoints, weights
 def test_branch_features_and_eval_outputs(model):
-    images = _batch()["images"][:3]
+    images = inclr_batch()["images"][:3]
     cf = model.branch_features({"images": images})
     assert model.training and model.teacher1.training  # modes restored
     model.eval()
@@ -363,14 +330,14 @@ def test_checkpoint_round_trip(model, tmp_path):
     model.set_pseudo_classes(K, _centroids())
     model.start_epoch(7)  # the epoch (AALS warm-up) is checkpointed: a resume is exact
     with torch.no_grad():
-        model(_batch())  # fills credibility, moves BN statistics
+        model(inclr_batch())  # fills credibility, moves BN statistics
     model.update_teachers(0.5)
     with torch.no_grad():
         model.student2.backbone.conv1.weight.add_(1.0)  # students and teachers now all differ
     Checkpointer(model, str(tmp_path)).save("model_0001")
 
     torch.manual_seed(123)
-    fresh = build_model(_cfg())
+    fresh = build_model(tiny_model_cfg())
     assert not torch.equal(fresh.student1.heads.weight, model.student1.heads.weight)
     Checkpointer(fresh, str(tmp_path)).load(str(tmp_path / "model_0001.pth"))
     want, got = model.state_dict(), fresh.state_dict()
@@ -384,7 +351,7 @@ def test_checkpoint_round_trip(model, tmp_path):
 
 def _save_baseline(path, seed, **heads):
     torch.manual_seed(seed)
-    cfg = _cfg(meta="Baseline", num_classes=5)
+    cfg = tiny_model_cfg(meta="Baseline", num_classes=5)
     for k, v in heads.items():
         cfg.MODEL.HEADS[k] = v
     baseline = build_model(cfg)
@@ -417,7 +384,7 @@ def test_cluster_quality_sees_both_source_models_as_the_trainer_loads_them(tmp_p
     sd1 = _save_baseline(tmp_path / "a.pth", 1)
     sd2 = _save_baseline(tmp_path / "b.pth", 2)
     cluster_quality = load_script("tools/cluster_quality.py")
-    cfg = _cfg()
+    cfg = tiny_model_cfg()
     cfg.MODEL.WEIGHTS, cfg.INCLR.WEIGHTS2 = str(tmp_path / "a.pth"), str(tmp_path / "b.pth")
     model = cluster_quality.build_feature_model(cfg)
     assert torch.equal(model.teacher1.backbone.conv1.weight, sd1["backbone.conv1.weight"])
@@ -451,7 +418,7 @@ def test_fastreid_per_name_optimizer_rules_reach_each_student(model):
     INCLR those live under student1./student2. and FastReID's rules alone would miss them."""
     from inclr_fastreid.engine.trainer import INCLRTrainer, NetworkScopedNames
 
-    cfg = _cfg()
+    cfg = tiny_model_cfg()
     cfg.SOLVER.OPT, cfg.SOLVER.BASE_LR, cfg.SOLVER.HEADS_LR_FACTOR = "Adam", 0.01, 2.0
     cfg.MODEL.FREEZE_LAYERS, cfg.SOLVER.FREEZE_ITERS = ["backbone"], 5
 
@@ -476,7 +443,7 @@ def test_fastreid_per_name_optimizer_rules_reach_each_student(model):
     assert sum(by_kind.values()) == heads + backbones
 
     # A single-network model (FastReID's Baseline) is passed through unchanged.
-    assert NetworkScopedNames(build_model(_cfg(meta="Baseline"))).networks == set()
+    assert NetworkScopedNames(build_model(tiny_model_cfg(meta="Baseline"))).networks == set()
 
 
 # ---------------------------------------------------------------- the engine's model interface
@@ -487,7 +454,7 @@ def test_models_are_seen_through_the_declared_interface(model):
 
     assert as_pseudo_label_model(model) is model and model.num_views == 2
     torch.manual_seed(0)
-    baseline = build_model(_cfg(meta="Baseline"))
+    baseline = build_model(tiny_model_cfg(meta="Baseline"))
     seen = as_pseudo_label_model(baseline)
     assert isinstance(seen, BaselineAdapter) and seen.num_views == 1 and seen.credibility_values() is None
     assert seen.start_epoch(3) is None  # the default: no epoch-dependent loss
@@ -510,20 +477,13 @@ def test_models_are_seen_through_the_declared_interface(model):
         as_pseudo_label_model(nn.Linear(2, 2))
 
 # ---------------------------------------------------------------- wiring (issue 11)
-SMALL_D = 128
-
-
-def _small_cfg(**inclr):
-    """_cfg with OSNet x0.25 (D = 128) instead of ResNet-18: a seventh of the build time."""
-    cfg = _cfg(**inclr)
-    cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.DEPTH, cfg.MODEL.BACKBONE.FEAT_DIM = "build_osnet_backbone", "x0_25", SMALL_D
-    return cfg
+SMALL_D = OSNET_DIM
 
 
 @pytest.fixture(scope="module")
 def small_base():
     torch.manual_seed(0)
-    return build_model(_small_cfg())
+    return build_model(tiny_model_cfg(osnet=True))
 
 
 @pytest.fixture
@@ -566,12 +526,12 @@ def test_each_student_learns_from_the_right_teacher_and_view(small_model):
     _perturb_teachers(model)
     cents = _centroids(d=SMALL_D)
     model.set_pseudo_classes(K, cents)
-    batch = _batch(3)
+    batch = inclr_batch(3)
     y = batch["targets"]
     with torch.no_grad():
         losses = model(batch)
-        mean = torch.tensor(_small_cfg().MODEL.PIXEL_MEAN).view(1, -1, 1, 1)
-        std = torch.tensor(_small_cfg().MODEL.PIXEL_STD).view(1, -1, 1, 1)
+        mean = torch.tensor(tiny_model_cfg(osnet=True).MODEL.PIXEL_MEAN).view(1, -1, 1, 1)
+        std = torch.tensor(tiny_model_cfg(osnet=True).MODEL.PIXEL_STD).view(1, -1, 1, 1)
         views = {1: (batch["images"] - mean) / std, 2: (batch["images2"] - mean) / std}
         out = {(net, v): getattr(model, net)(views[v], y, K)
                for net in ("student1", "student2", "teacher1", "teacher2") for v in (1, 2)}
@@ -618,8 +578,8 @@ def test_from_config_test_feature_model_and_kappa_reach_inference(small_model):
     model = small_model
     _perturb_teachers(model)
     state = model.state_dict()
-    images = _batch(4)["images"][:5]
-    cfg = _small_cfg()
+    images = inclr_batch(4)["images"][:5]
+    cfg = tiny_model_cfg(osnet=True)
     x = (images - torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, -1, 1, 1)) / torch.tensor(cfg.MODEL.PIXEL_STD).view(1, -1, 1, 1)
     model.eval()
     with torch.no_grad():
@@ -640,7 +600,7 @@ def test_from_config_test_feature_model_and_kappa_reach_inference(small_model):
         assert not torch.allclose(expected[i], expected[j], atol=1e-3)
     assert not torch.allclose(expected[6], student, atol=1e-3)  # a teacher, not the student
     for (feature, which, kappa), want in zip(settings, expected):
-        built = build_model(_small_cfg(TEST_FEATURE=feature, TEST_MODEL=which, KAPPA=kappa))
+        built = build_model(tiny_model_cfg(osnet=True, TEST_FEATURE=feature, TEST_MODEL=which, KAPPA=kappa))
         built.load_state_dict(state)
         built.eval()
         with torch.no_grad():
@@ -683,11 +643,11 @@ def test_the_pseudo_label_hook_tells_inclr_the_epoch(items):
 def test_students_summed_as_mmt_or_averaged_by_the_switch(base_model):
     """INCLR.MMT.SUM_STUDENTS (per-change ablation of issue 9 item 5): True gives the sum of the two
     students' terms (MMT's MMTTrainer, rebuilt by hand), False exactly half of it."""
-    summed = build_model(_cfg())
-    averaged = build_model(_cfg(MMT__SUM_STUDENTS=False))
+    summed = build_model(tiny_model_cfg())
+    averaged = build_model(tiny_model_cfg(MMT__SUM_STUDENTS=False))
     assert (summed.sum_students, averaged.sum_students) == (True, False)
     cents = _centroids()
-    batch = _batch(4)
+    batch = inclr_batch(4)
     got = {}
     for name, m in (("sum", summed), ("mean", averaged)):
         m.load_state_dict(base_model.state_dict())
