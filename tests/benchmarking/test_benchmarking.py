@@ -1,5 +1,5 @@
 """inclr_fastreid.benchmarking: the synthetic clustered features and the memory readings the benchmark
-scripts share (its eps-rule comparison is tested in test_eps_rule.py)."""
+scripts share (its eps-rule comparison is tested in tests/pseudo_labels/test_eps_rule.py)."""
 import math
 import mmap
 

@@ -1,6 +1,6 @@
 """--config-file resolution (inclr_fastreid/config_files.py) and the commands that use it
 (inclr_fastreid/cli/), in process: a file that exists wins, else the shipped config of that name, else
-an error that lists where it looked. The installed wheel is tested in tests/test_package.py."""
+an error that lists where it looked. The installed wheel is tested in tests/e2e/test_package.py."""
 import glob
 import os
 import shutil

@@ -1,4 +1,4 @@
-"""MSMT17UDA (docs/design.md §9) on a tiny folder in MSMT17's real layout (tests/layouts.make_msmt17):
+"""MSMT17UDA (docs/design.md §9) on a tiny folder in MSMT17's real layout (tests.helpers.layouts.make_msmt17):
 the adaptation target set is list_train + list_val and nothing of the test split; query/gallery are
 list_query/list_gallery; camera ids come from the file names."""
 import os

@@ -1,5 +1,5 @@
 """K1_RULE size (docs/design.md §4.3.2): the Jaccard distance's k1 from the first clustering's median
-cluster size, without labels; chosen once, kept by the hook across a resume (test_scale.py)."""
+cluster size, without labels; chosen once, kept by the hook across a resume (tests/pseudo_labels/test_scale.py)."""
 import numpy as np
 import pytest
 
