@@ -63,7 +63,7 @@ def test_config_loads_and_builds(path):
             assert cfg.DATASETS.NAMES == ("MSMT17UDA",)
 
 
-# ---------------------------------------------------------------- switches of every config (issue 11)
+# ---------------------------------------------------------------- switches of every config
 # (META_ARCHITECTURE, HEADS.NAME, CLUSTER.ENABLED, LGMR.ENABLED, IGMO.ENABLED, IGMO.DETACH_WEIGHT),
 # written from docs/design.md §4.4-4.5 / paper Table III, not read from the files.
 INCLR_FULL = ("INCLR", "PartPoolHead", True, True, True, True)
@@ -146,7 +146,7 @@ def test_config_switches_match_the_table(name):
             cfg.INCLR.KAPPA, cfg.INCLR.TEST_FEATURE, cfg.INCLR.EMA_MOMENTUM) == (0.5, 0.8, 0.5, 20.0, 0.2, "joint", 0.999)
 
 
-# ---------------------------------------------------------------- the paper's clustering, both readings (issue 9)
+# ---------------------------------------------------------------- the paper's clustering, both readings
 # (METHOD, NUM_CLUSTERS, EPS_RULE, K1) of every real-task config, written from the paper and MMT, not read from
 # the files: k-means with the paper's K per target (§IV-B: Market 500, Duke 700, MSMT17 1500; MMT
 # examples/mmt_train_kmeans.py), and MMT-DBSCAN (examples/mmt_train_dbscan.py: eps from rho, k1 = 20).
@@ -221,7 +221,7 @@ def test_lgmr_min_agreement_default_is_the_designs_zero():
         assert (lgmr.MIN_AGREEMENT, lgmr.AGREEMENT, lgmr.AALS_EPOCH) == (0.0, "neighbour", 5)
 
 
-# ---------------------------------------------------------------- the embedded benchmark (issue 9, item 6)
+# ---------------------------------------------------------------- the embedded benchmark
 SYNTHETIC = ["Pretrain/synthetic.yml", "INCLR/synthetic.yml", "UDA/synthetic_baseline.yml"] + [
     f"INCLR/ablation/synthetic_{a}.yml" for a in ("mmt", "lgmr", "igmo", "undetached")]
 
@@ -244,9 +244,9 @@ def test_synthetic_parts_each_pool_several_rows(name):
 
 def test_synthetic_adaptation_follows_the_reference_recipe():
     """DBSCAN on the references' Jaccard graph (min_samples 4, K1 30 as the ceiling: SpCL / PPLR) with the
-    label-free scales on camera-standardised features (issue 10: the synthetic configs use auto, k1 from the
-    density), the fixed eps left at 0.6 for the other reading, and the AALS switch reached within the 5-round
-    schedule (PPLR: after a tenth of it)."""
+    label-free scales on camera-standardised features (the synthetic configs use auto, k1 from the density),
+    the fixed eps left at 0.6 for the other reading, and the AALS switch reached within the 5-round schedule
+    (PPLR: after a tenth of it)."""
     for name in ("INCLR/synthetic.yml", "UDA/synthetic_baseline.yml"):
         c = setup_cfg(os.path.join(ROOT, "configs", name), []).INCLR.CLUSTER
         assert (c.METHOD, c.EPS_RULE, c.CAMERA_NORM, c.EPS, c.K1, c.MIN_SAMPLES) == (

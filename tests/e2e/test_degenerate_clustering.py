@@ -1,4 +1,4 @@
-"""Degenerate clusterings and loader swaps in the PseudoLabelHook (issue #6).
+"""Degenerate clusterings and loader swaps in the PseudoLabelHook.
 
 Rules (pseudo_label_hook module docstring): fewer than 2 clusters reuses the last labels, or skips
 the epoch's adaptation when there are none; fewer clusters than identities per batch gives smaller

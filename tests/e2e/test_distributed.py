@@ -1,4 +1,4 @@
-"""Distributed adaptation on the CPU (issue #4 item 7): ``tools/train_net.py --num-gpus 2`` runs two
+"""Distributed adaptation on the CPU: ``tools/train_net.py --num-gpus 2`` runs two
 processes on gloo; rank 0 clusters and broadcasts, and every rank must train on the same pseudo
 labels with the same per-rank batch size (docs/design.md §6). The hook all-gathers a CRC-32 of the
 labels each epoch and logs it per rank (log.txt, log.txt.rank1): the test reads both views.

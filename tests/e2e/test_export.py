@@ -1,4 +1,4 @@
-"""tools/export_model.py (issue 12): one teacher of an INCLR checkpoint as a plain FastReID model.
+"""tools/export_model.py: one teacher of an INCLR checkpoint as a plain FastReID model.
 
 A tiny INCLR model (OSNet x0.25, 64x32, random weights, teachers and BN statistics perturbed so
 that T1, T2 and their mean all differ) is saved as the trainer saves it. The exported ``.pth`` +

@@ -1,4 +1,4 @@
-"""Reliability of adaptation runs (issue #6): kill-and-resume replays the run exactly, saves are
+"""Reliability of adaptation runs: kill-and-resume replays the run exactly, saves are
 atomic, and bad input stops with a message that names what is wrong.
 
 The runs are tiny (ResNet-18, 64x32, 36 target images, 3 epochs x 2 iterations) and start from

@@ -172,7 +172,7 @@ def test_seeds_write_mean_std_and_per_seed_figures(demo, monkeypatch, tmp_path):
 
 
 def test_changes_undo_one_part_of_the_recipe_each(demo, monkeypatch, tmp_path):
-    """--changes: INCLR with each of issue 9's items undone alone, from the right source models, with
+    """--changes: INCLR with each per-change item undone alone, from the right source models, with
     only its own overrides; the table's delta is the paired difference to INCLR in the same seed."""
     mod, _ = demo
     calls = []

@@ -1,5 +1,5 @@
 """User mistakes end with one ``error: <message>`` line on stderr, exit status 2 and no traceback;
-bugs keep their traceback; ``INCLR_DEBUG=1`` shows the traceback of user errors too (issue 12).
+bugs keep their traceback; ``INCLR_DEBUG=1`` shows the traceback of user errors too.
 
 Each case runs ``tools/train_net.py`` (or ``tools/export_model.py``) as a user would, in a
 subprocess, on tiny folders in the real layouts; the errors that need a running trainer (an

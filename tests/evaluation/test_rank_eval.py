@@ -225,7 +225,7 @@ def test_strided_and_readonly_numpy_input():
             np.testing.assert_array_equal(a, b)
 
 
-# ---------------------------------------------------------------- many exact ties (issue 11)
+# ---------------------------------------------------------------- many exact ties
 def make_tied_case(seed, levels=5, **kw):
     """make_case's distances quantised to ``levels`` + 1 values: most rows hold long runs of exactly
     equal distances mixing matches, junk and non-matches; one query row is constant."""

@@ -476,7 +476,7 @@ def test_models_are_seen_through_the_declared_interface(model):
     with pytest.raises(TypeError, match="PseudoLabelModel"):
         as_pseudo_label_model(nn.Linear(2, 2))
 
-# ---------------------------------------------------------------- wiring (issue 11)
+# ---------------------------------------------------------------- wiring
 SMALL_D = OSNET_DIM
 
 
@@ -641,7 +641,7 @@ def test_the_pseudo_label_hook_tells_inclr_the_epoch(items):
 
 
 def test_students_summed_as_mmt_or_averaged_by_the_switch(base_model):
-    """INCLR.MMT.SUM_STUDENTS (per-change ablation of issue 9 item 5): True gives the sum of the two
+    """INCLR.MMT.SUM_STUDENTS (one of run_demo's per-change ablations): True gives the sum of the two
     students' terms (MMT's MMTTrainer, rebuilt by hand), False exactly half of it."""
     summed = build_model(tiny_model_cfg())
     averaged = build_model(tiny_model_cfg(MMT__SUM_STUDENTS=False))

@@ -532,7 +532,7 @@ def test_one_se_rule_by_hand():
 def test_one_se_candidate_takes_the_finer_scale_the_views_cannot_tell_from_the_best():
     """choose_eps scores each part view (agreement x coverage) and takes the best mean; oneSE, from the same
     per-view scores, the smallest eps within one standard error of it. A case where the two differ: the one-SE
-    pick is finer and its labels are at least as good (the issue's label bar)."""
+    pick is finer and its labels are at least as good."""
     spaces, ids, cams = identities(ids=60, per_id=5, spread=1.4, seed=1, with_cams=True)
     gl = {name: labels_over_grid(compute_jaccard_distance(x, 30, 6, 0.9), GRID, 4)
           for name, x in zip(["global", "part1", "part2", "part3"], spaces)}
