@@ -34,9 +34,10 @@ def fastreid_warnings(caplog):
     log.removeHandler(caplog.handler)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def items(tmp_path_factory):
-    """18 target images (6 identities x 3 cameras) as the PseudoLabelHook reads them (tests.helpers.hook)."""
+    """18 target images (6 identities x 3 cameras) as the PseudoLabelHook reads them (tests.helpers.hook); read-only,
+    so one set serves the session (the hook copies the list, TargetItem is a NamedTuple)."""
     from tests.helpers.hook import target_items
 
     return target_items(str(tmp_path_factory.mktemp("degenerate")))
