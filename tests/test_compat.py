@@ -14,7 +14,7 @@ from inclr_fastreid.io import CheckpointLoadError, atomic_torch_save, safe_torch
 from tests.helpers import ROOT
 from tests.helpers.layouts import make_market1501
 
-SMOKE = os.path.join(ROOT, "tests", "configs", "smoke_baseline.yml")
+SMOKE = os.path.join(ROOT, "tests", "smoke_baseline.yml")
 
 
 def test_fastreid_modules_import_in_a_fresh_interpreter():
