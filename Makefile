@@ -12,7 +12,7 @@ DEMO_OUT  ?= output/demo
 # beside torch 2 (inclr_fastreid.compat runs it there). Once it is in, every pip install ends with pip's red
 # "ERROR: ... fastreid 1.4.0 requires torch==1.13.1", so the installs before it pass --no-warn-conflicts
 # (a rerun, after setup.py changed, installs over it) and `pip check` afterwards may report those two pins
-# and nothing else. setuptools >= 70.1 builds wheels itself: tests/test_package.py builds one offline.
+# and nothing else. setuptools >= 70.1 builds wheels itself: tests/e2e/test_package.py builds one offline.
 $(VENV)/.installed: setup.py
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --no-warn-conflicts --upgrade pip 'setuptools>=70.1'
@@ -35,7 +35,7 @@ demo-quick: setup
 test: setup
 	$(PYTHON) -m pytest -q tests
 
-# the edit loop: everything but the end-to-end runs (tests/conftest.py E2E_MODULES)
+# the edit loop: everything but the end-to-end runs (the tests under tests/e2e/, marked e2e by tests/conftest.py)
 test-fast: setup
 	$(PYTHON) -m pytest -q -m "not e2e" tests
 

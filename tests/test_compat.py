@@ -11,10 +11,10 @@ import inclr_fastreid
 from inclr_fastreid.compat import applied_fixes
 from inclr_fastreid.io import CheckpointLoadError, atomic_torch_save, safe_torch_load
 
-from layouts import make_market1501
+from tests.helpers import ROOT
+from tests.helpers.layouts import make_market1501
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = os.path.join(ROOT, "tests", "configs", "smoke_baseline.yml")
+SMOKE = os.path.join(ROOT, "tests", "smoke_baseline.yml")
 
 
 def test_fastreid_modules_import_in_a_fresh_interpreter():
@@ -147,7 +147,7 @@ def test_test_time_rerank_runs_on_cpu_and_matches_the_dense_definition():
     import numpy as np
     from fastreid.utils import compute_dist
 
-    from test_jaccard import clustered, dense_reference
+    from tests.helpers.features import clustered, dense_reference
 
     x = clustered(n=120, d=16, ids=10, seed=3)[0]
     q, g = torch.from_numpy(x[:30]), torch.from_numpy(x[30:])

@@ -12,7 +12,8 @@ from typing import Dict, List, Set
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
+
 PACKAGE = "inclr_fastreid"
 
 
