@@ -310,3 +310,33 @@ def test_global_only_row_needs_the_mmt_rows_recorded_scale(demo, tmp_path):
         mod.first_round_scale_opts(str(tmp_path / "mmt"))
     with pytest.raises(SystemExit, match="no eps / k1"):
         mod.first_round_scale_opts(str(tmp_path / "missing"))
+
+
+def test_combine_rebuilds_the_multi_seed_table_from_the_seeds_results_files(demo, monkeypatch, tmp_path):
+    """--combine: the per-seed results.json files of a --seeds run give back that run's table and aggregate
+    (every row's per-seed values, means and paired deltas), running nothing; files in another seed order, of
+    another count or mixing --quick are refused naming the problem."""
+    mod, calls = demo
+    flags = ["--seeds", "1", "2", "--rows", "mmt", "inclr", "--no-features"]
+    _main(mod, monkeypatch, *flags, "--output-dir", str(tmp_path / "ran"))
+    ran = json.loads((tmp_path / "ran" / "results.json").read_text())
+    files = [str(tmp_path / "ran" / f"seed{s}" / "results.json") for s in (1, 2)]
+    n_calls = len(calls)
+    _main(mod, monkeypatch, *flags, "--combine", *files, "--output-dir", str(tmp_path / "combined"))
+    assert len(calls) == n_calls  # nothing trained or evaluated
+    combined = json.loads((tmp_path / "combined" / "results.json").read_text())
+    assert combined["rows"] == ran["rows"] and combined["seeds"] == ran["seeds"] == [1, 2]
+    assert combined["runs"] == ran["runs"]
+    table = (tmp_path / "combined" / "results.md").read_text()
+    assert "assembled with --combine" in table and "--seeds 1 2 --rows mmt inclr --no-features" in table
+    for bad, message in ((["--seeds", "2", "1", "--combine", *files], "holds seed 1, expected 2"),
+                         (["--seeds", "1", "2", "--combine", files[0]], r"1 file\(s\) for 2 seed\(s\)"),
+                         (["--seeds", "1", "2", "--combine", files[0], str(tmp_path / "none.json")], "cannot read")):
+        with pytest.raises(SystemExit, match=message):
+            _main(mod, monkeypatch, *bad, "--output-dir", str(tmp_path / "bad"))
+    quick = json.loads(open(files[1]).read())
+    quick["quick"] = True
+    (tmp_path / "quick.json").write_text(json.dumps(quick))
+    with pytest.raises(SystemExit, match="mix --quick and full runs"):
+        _main(mod, monkeypatch, "--seeds", "1", "2", "--combine", files[0], str(tmp_path / "quick.json"),
+              "--output-dir", str(tmp_path / "bad"))
