@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc as gc_module
+import math
 import resource
 import time
 import warnings
@@ -21,20 +22,17 @@ import warnings
 import numpy as np
 import torch
 
-from inclr_fastreid.benchmarking.memory import reset_peak_rss
+from inclr_fastreid.benchmarking.memory import reset_peak_rss, status_mib
 from inclr_fastreid.evaluation.rank import DEFAULT_MAX_MEMORY_BYTES, evaluate_rank
 
 
 def _rss_mib(field: str) -> float:
     """VmRSS / VmHWM of this process in MiB (ru_maxrss for VmHWM where /proc is missing)."""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
+        value = status_mib(field)
     except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        value = math.nan
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if math.isnan(value) else value
 
 
 def measure(fn):

@@ -14,17 +14,22 @@ from typing import List
 
 from .errors import ConfigError
 
-__all__ = ["TEST_MODELS", "allowed_test_features", "check_test_feature", "check_test_model", "check_aals_epoch",
+__all__ = ["TEST_MODELS", "branch_names", "allowed_test_features", "check_test_feature", "check_test_model", "check_aals_epoch",
            "check_mixing_weights", "check_lgmr_has_parts", "check_label_smooth"]
 
 #: INCLR.TEST_MODEL: the teacher that answers at inference (the mean runs both and averages their features)
 TEST_MODELS = ("t1", "t2", "mean")
 
 
+def branch_names(num_parts: int) -> List[str]:
+    """Names of PartPoolHead's branches in order: ``["global", "part1", ..., "partP"]`` (also the values of
+    INCLR.TEST_FEATURE that pick one branch)."""
+    return ["global"] + [f"part{p + 1}" for p in range(num_parts)]
+
+
 def allowed_test_features(num_parts: int) -> List[str]:
-    """Values of INCLR.TEST_FEATURE with ``num_parts`` stripes: the joint feature (Eq. 9) or one
-    branch, named as ``PartPoolHead`` names them (``heads.part_pool_head.branch_names``)."""
-    return ["joint", "global"] + [f"part{p + 1}" for p in range(num_parts)]
+    """Values of INCLR.TEST_FEATURE with ``num_parts`` stripes: the joint feature (Eq. 9) or one branch."""
+    return ["joint"] + branch_names(num_parts)
 
 
 def check_test_feature(test_feature: str, num_parts: int) -> None:

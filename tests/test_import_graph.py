@@ -10,7 +10,6 @@ import importlib
 import os
 from typing import Dict, List, Set
 
-import pytest
 
 from tests.helpers import ROOT
 

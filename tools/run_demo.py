@@ -380,7 +380,7 @@ def _per_seed(s: Dict[str, Any]) -> str:
 
 
 def _how_assembled(args) -> str:
-    if getattr(args, "combine", None):
+    if args.combine:
         return " (the seeds' own run times; the table assembled with --combine from their results.json)"
     return " (--reuse: stages run before were read, not rerun)" if args.reuse else ""
 

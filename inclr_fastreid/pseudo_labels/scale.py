@@ -82,7 +82,7 @@ class FrozenScale:
         return said
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"eps": self.eps, "k1": self.k1}
+        return {scale: getattr(self, scale) for scale in SCALES}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """A checkpoint written before a scale's rule existed has no entry for it: not kept."""

@@ -22,7 +22,7 @@ from fastreid.layers import any_softmax, get_norm, pooling
 from fastreid.layers.weight_init import weights_init_kaiming
 from fastreid.modeling.heads import REID_HEADS_REGISTRY
 
-from ...checks import check_test_feature
+from ...checks import branch_names, check_test_feature
 from ...errors import ConfigError  # a ValueError: wrong values in the config are user errors
 from ...registry import register_once
 
@@ -51,11 +51,6 @@ def stripe_bounds(height: int, num_parts: int) -> List[Tuple[int, int]]:
         bounds.append((start, end))
         start = end
     return bounds
-
-
-def branch_names(num_parts: int) -> List[str]:
-    """Names of the branches in order: ``["global", "part1", ..., "partP"]``."""
-    return ["global"] + [f"part{p + 1}" for p in range(num_parts)]
 
 
 def join_eval_features(feats: Dict[str, torch.Tensor], test_feature: str, kappa: float) -> torch.Tensor:
