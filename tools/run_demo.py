@@ -283,7 +283,8 @@ def run_seed(out: str, seed: Optional[int], args) -> Dict[str, Any]:
     total = time.perf_counter() - t_start
     payload = {
         "benchmark": f"synthetic (SynthA -> {_target(args)}), docs/design.md §7",
-        "quick": args.quick, "machine": _machine(), "seed": seed, "source_models": [weights, weights2],
+        "quick": args.quick, "machine": _machine(), "device": _device(), "seed": seed,
+        "source_models": [weights, weights2],
         "wall_seconds": round(total, 1), "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
         "rows": [{"method": n, "metrics": r, "pseudo_labels": q} for n, r, q in table],
         "changes": changes,
@@ -304,6 +305,16 @@ def run_seed(out: str, seed: Optional[int], args) -> Dict[str, Any]:
 
 def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def _ran_on(payloads: Sequence[Dict[str, Any]]) -> str:
+    """Where the seeds of ``--combine`` ran, from their own files, not the machine that assembles the table: each
+    seed's ``machine``, with its GPU where it had one (files from before ``device`` was recorded give none)."""
+    seen = []
+    for p in payloads:
+        device = str(p.get("device") or "")
+        seen.append(str(p.get("machine") or "an unrecorded machine") + (f", {device}" if device.startswith("GPU") else ""))
+    return "; ".join(dict.fromkeys(seen))
 
 
 def _device() -> str:
@@ -390,8 +401,8 @@ def render_multi_seed(agg: Dict[str, Any], payloads: Sequence[Dict[str, Any]], a
     per_seed = ("its own adaptation runs, all from the two --pretrained source models" if args.pretrained
                 else "its own two source models and adaptation runs")
     lines = [f"### Synthetic benchmark SynthA → {_target(args)}, seeds {seeds}{' (quick mode)' if args.quick else ''}",
-             "", f"`python tools/run_demo.py{' --quick' if args.quick else ''}{_cmdline_extra(args)}` on {_device()}, "
-             f"{total / 60:.1f} min in all{_how_assembled(args)}. "
+             "", f"`python tools/run_demo.py{' --quick' if args.quick else ''}{_cmdline_extra(args)}` on "
+             f"{_ran_on(payloads) if args.combine else _device()}, {total / 60:.1f} min in all{_how_assembled(args)}. "
              f"Mean ± sample std over {len(agg['seeds'])} seeds (each seed: {per_seed}); pseudo-label F / NMI of "
              "the last round. Synthetic data: not a claim about Market/Duke/MSMT.", ""]
     if agg["rows"]:
@@ -497,7 +508,8 @@ def main() -> None:
     print("\n" + md)
     atomic_write_text(os.path.join(out, "results.md"), md)
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(
-        {"benchmark": f"synthetic (SynthA -> {_target(args)}), docs/design.md §7", "quick": args.quick, "machine": _machine(),
+        {"benchmark": f"synthetic (SynthA -> {_target(args)}), docs/design.md §7", "quick": args.quick,
+         "machine": _ran_on(payloads) if args.combine else _machine(),
          "wall_seconds": round(total, 1), **agg, "runs": payloads}, indent=2))
     print(f"[demo] results: {os.path.join(out, 'results.md')}")
 

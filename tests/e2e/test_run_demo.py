@@ -329,6 +329,20 @@ def test_combine_rebuilds_the_multi_seed_table_from_the_seeds_results_files(demo
     assert combined["runs"] == ran["runs"]
     table = (tmp_path / "combined" / "results.md").read_text()
     assert "assembled with --combine" in table and "--seeds 1 2 --rows mmt inclr --no-features" in table
+    # The table names where the seeds ran (from their files), not the machine assembling it: each seed's
+    # machine, with its GPU where it had one; a file from before `device` was recorded gives its machine alone.
+    elsewhere = [json.loads(open(f).read()) for f in files]
+    elsewhere[0].update(machine="x86_64, 16 CPUs, Python 3.11.7", device="GPU Test Card A")
+    del elsewhere[1]["device"]
+    elsewhere[1]["machine"] = "ppc64le, 8 CPUs, Python 3.12.0"
+    for i, payload in enumerate(elsewhere):
+        (tmp_path / f"elsewhere{i}.json").write_text(json.dumps(payload))
+    _main(mod, monkeypatch, *flags, "--combine", *[str(tmp_path / f"elsewhere{i}.json") for i in range(2)],
+          "--output-dir", str(tmp_path / "elsewhere"))
+    table = (tmp_path / "elsewhere" / "results.md").read_text()
+    where = "x86_64, 16 CPUs, Python 3.11.7, GPU Test Card A; ppc64le, 8 CPUs, Python 3.12.0"
+    assert f"` on {where}, " in table
+    assert json.loads((tmp_path / "elsewhere" / "results.json").read_text())["machine"] == where
     for bad, message in ((["--seeds", "2", "1", "--combine", *files], "holds seed 1, expected 2"),
                          (["--seeds", "1", "2", "--combine", files[0]], r"1 file\(s\) for 2 seed\(s\)"),
                          (["--seeds", "1", "2", "--combine", files[0], str(tmp_path / "none.json")], "cannot read")):
