@@ -14,34 +14,23 @@ from torch import nn
 
 import inclr_fastreid  # noqa: F401  (host compat)
 import inclr_fastreid.modeling  # noqa: F401  (registers INCLR, PartPoolHead)
-from fastreid.config import get_cfg
 from fastreid.modeling import build_model
 from fastreid.utils.events import EventStorage
-from inclr_fastreid import add_inclr_config
 from inclr_fastreid.config import ConfigError, setup_cfg
 from inclr_fastreid.engine import source_pretraining
 from inclr_fastreid.engine.source_pretraining import ShuffledForever, TargetBatchNormHook
 from inclr_fastreid.engine.trainer import INCLRTrainer
 
 from tests.helpers.layouts import make_dukemtmc, make_market1501
+from tests.helpers.models import tiny_model_cfg
 from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TRAIN_NET, free_port, run_main_in_process
 
 PAIR_CFG = os.path.join(ROOT, "configs", "Pretrain", "duke2market.yml")
 
 
 def _cfg(meta="Baseline", num_classes=4):
-    cfg = get_cfg()
-    add_inclr_config(cfg)
-    cfg.MODEL.META_ARCHITECTURE = meta
-    cfg.MODEL.HEADS.NAME = "PartPoolHead"
-    cfg.MODEL.HEADS.WITH_BNNECK = True  # as configs/Pretrain: BNNecks in the head
-    cfg.MODEL.HEADS.NUM_CLASSES = num_classes
-    cfg.MODEL.BACKBONE.DEPTH = "18x"
-    cfg.MODEL.BACKBONE.FEAT_DIM = 512
-    cfg.MODEL.BACKBONE.PRETRAIN = False
-    cfg.MODEL.LOSSES.NAME = ("CrossEntropyLoss", "TripletLoss")
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.INCLR.NUM_SAMPLES = 8
+    cfg = tiny_model_cfg(meta, num_classes)
+    cfg.MODEL.LOSSES.NAME = ("CrossEntropyLoss", "TripletLoss")  # as configs/Pretrain: Baseline's own losses
     return cfg
 
 
