@@ -10,7 +10,6 @@ import importlib
 import os
 from typing import Dict, List, Set
 
-
 from tests.helpers import ROOT
 
 PACKAGE = "inclr_fastreid"

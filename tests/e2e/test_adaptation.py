@@ -20,7 +20,7 @@ from inclr_fastreid.modeling.pseudo_classes import rows_for_clusters
 
 from tests.helpers.layouts import make_dukemtmc, make_market1501
 
-from tests.helpers.tiny import ROOT, SMALL_NET, TINY_CLUSTER, TRAIN_NET, run_main_in_process
+from tests.helpers.tiny import PRETRAIN_CFG, ROOT, SMALL_NET, TINY_CLUSTER, TRAIN_NET, run_main_in_process
 from tests.helpers.tiny import TINY as _TINY
 
 # OSNet x0.25: every INCLR checkpoint here is a few MB, not 360 MB (ResNet-18 x 4 networks + Adam).
@@ -52,7 +52,7 @@ def data_and_source(tmp_path_factory):
     counts = make_market1501(str(data), num_train=6, num_test=10, seed=2)
     noise_test_split(data / "Market-1501-v15.09.15", seed=3)
     pre = root / "pretrain"
-    log = run(["--config-file", os.path.join(ROOT, "configs/Pretrain/duke2market.yml"), *TINY, "SOLVER.MAX_EPOCH", "2",
+    log = run(["--config-file", PRETRAIN_CFG, *TINY, "SOLVER.MAX_EPOCH", "2",
                "SOLVER.WARMUP_ITERS", "0", "OUTPUT_DIR", str(pre)], data, root)
     assert "INCLR.PRETRAIN.TARGET_BN: a batch of Market1501" in log
     assert (pre / "model_final.pth").is_file()

@@ -11,9 +11,7 @@ import torch
 from inclr_fastreid.engine import source_pretraining
 
 from tests.helpers.layouts import make_dukemtmc, make_market1501
-from tests.helpers.tiny import ROOT, SMALL_NET, TINY, TRAIN_NET, free_port, run_main_in_process
-
-PAIR_CFG = os.path.join(ROOT, "configs", "Pretrain", "duke2market.yml")
+from tests.helpers.tiny import PRETRAIN_CFG, SMALL_NET, TINY, TRAIN_NET, free_port, run_main_in_process
 
 
 # ------------------------------------------------------------------------------ two source models
@@ -27,7 +25,7 @@ def data(tmp_path_factory):
 
 def _pretrain(out, data, *opts):
     """tools/train_net.py's ``main`` in this process, on one intra-op thread (same arithmetic each run)."""
-    argv = ["--config-file", PAIR_CFG, *TINY, *SMALL_NET, "SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_ITERS", "0",
+    argv = ["--config-file", PRETRAIN_CFG, *TINY, *SMALL_NET, "SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_ITERS", "0",
             "TEST.EVAL_PERIOD", "100", *opts, "OUTPUT_DIR", str(out)]
     run_main_in_process(argv, data, threads=1)
     return torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)["model"]
@@ -65,7 +63,7 @@ def test_target_bn_pretraining_under_ddp_on_two_cpu_processes(data, tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, FASTREID_DATASETS=str(data), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     res = subprocess.run([sys.executable, TRAIN_NET, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{port}",
-                          "--config-file", PAIR_CFG, *TINY, *SMALL_NET, "SOLVER.MAX_EPOCH", "2",
+                          "--config-file", PRETRAIN_CFG, *TINY, *SMALL_NET, "SOLVER.MAX_EPOCH", "2",
                           "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "100", "OUTPUT_DIR", str(out)],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]

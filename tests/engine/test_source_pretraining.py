@@ -19,9 +19,7 @@ from inclr_fastreid.engine.source_pretraining import ShuffledForever, TargetBatc
 from inclr_fastreid.engine.trainer import INCLRTrainer
 
 from tests.helpers.models import tiny_model_cfg
-from tests.helpers.tiny import ROOT
-
-PAIR_CFG = os.path.join(ROOT, "configs", "Pretrain", "duke2market.yml")
+from tests.helpers.tiny import PRETRAIN_CFG, ROOT
 
 def _cfg(meta="Baseline", num_classes=4):
     cfg = tiny_model_cfg(meta, num_classes)
@@ -123,17 +121,17 @@ def test_shuffled_forever_is_seeded_and_rank_sliced():
 
 
 def test_target_bn_config_checks():
-    cfg = setup_cfg(PAIR_CFG, ["MODEL.DEVICE", "cpu"])
+    cfg = setup_cfg(PRETRAIN_CFG, ["MODEL.DEVICE", "cpu"])
     assert cfg.INCLR.PRETRAIN.TARGET_BN and cfg.INCLR.PRETRAIN.TARGET_DATASETS == ("Market1501",)
     assert cfg.DATASETS.NAMES == ("DukeMTMC",) and cfg.INCLR.SEED == 1
     for path in ("duke.yml", "market.yml"):  # the source-only configs are unchanged: no target BN
         assert not setup_cfg(os.path.join(ROOT, "configs", "Pretrain", path)).INCLR.PRETRAIN.TARGET_BN
     with pytest.raises(ConfigError, match="TARGET_DATASETS"):
-        setup_cfg(PAIR_CFG, ["INCLR.PRETRAIN.TARGET_DATASETS", "()"])
+        setup_cfg(PRETRAIN_CFG, ["INCLR.PRETRAIN.TARGET_DATASETS", "()"])
     with pytest.raises(ConfigError, match="PRECISE_BN"):
-        setup_cfg(PAIR_CFG, ["TEST.PRECISE_BN.ENABLED", "True"])
+        setup_cfg(PRETRAIN_CFG, ["TEST.PRECISE_BN.ENABLED", "True"])
     with pytest.raises(ConfigError, match="INCLR.CLUSTER.ENABLED"):
-        setup_cfg(PAIR_CFG, ["INCLR.CLUSTER.ENABLED", "True"])
+        setup_cfg(PRETRAIN_CFG, ["INCLR.CLUSTER.ENABLED", "True"])
 
 
 # ------------------------------------------------------------------------------ WEIGHTS2 warning

@@ -20,6 +20,8 @@ TINY_CLUSTER = ["INCLR.CLUSTER.METHOD", "dbscan", "INCLR.CLUSTER.EPS_RULE", "fix
 SMALL_NET = ["MODEL.BACKBONE.NAME", "build_osnet_backbone", "MODEL.BACKBONE.DEPTH", "x0_25",
              "MODEL.BACKBONE.FEAT_DIM", "128"]
 ADAPT_CFG = os.path.join(ROOT, "configs", "INCLR", "duke2market.yml")
+# the source pretraining of the same pair: Duke source, Market batches for target BN (MMT)
+PRETRAIN_CFG = os.path.join(ROOT, "configs", "Pretrain", "duke2market.yml")
 # An adaptation from randomly initialised students (INCLR.SEED fixes them, so no pretraining step is needed):
 # 3 epochs x 2 iterations, a checkpoint every epoch, no evaluation before the end (tests/e2e/test_reliability.py).
 RELIABILITY_RUN = TINY + SMALL_NET + TINY_CLUSTER + [
