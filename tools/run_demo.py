@@ -313,7 +313,8 @@ def _ran_on(payloads: Sequence[Dict[str, Any]]) -> str:
     seen = []
     for p in payloads:
         device = str(p.get("device") or "")
-        seen.append(str(p.get("machine") or "an unrecorded machine") + (f", {device}" if device.startswith("GPU") else ""))
+        gpu = f", {device}" if device.startswith("GPU") else ""
+        seen.append(str(p.get("machine") or "an unrecorded machine") + gpu)
     return "; ".join(dict.fromkeys(seen))
 
 
